@@ -1,0 +1,1 @@
+//! Typed errors, one per boundary.

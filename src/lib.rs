@@ -1,0 +1,13 @@
+//! softnet: softmax regression and small dense networks on the CPU.
+//!
+//! (crate docs are filled in with the core; see README.md)
+
+pub mod error;
+
+#[cfg(feature = "tensorboard")]
+pub mod summary;
+
+#[cfg(feature = "render")]
+pub mod render;
+
+pub mod analysis;

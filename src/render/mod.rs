@@ -1,0 +1,1 @@
+//! PNG pictures, plots and the HTML report.
