@@ -1,1 +1,109 @@
-//! Typed errors, one per boundary.
+//! Typed errors, one per boundary: IDX files and model files.
+//!
+//! Each error names the file it concerns and says what is wrong with it, in lowercase,
+//! so a person can act on it without a backtrace.
+
+use std::path::PathBuf;
+
+/// What is wrong with an IDX file (the MNIST container format).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdxErrorKind {
+    /// The file has no bytes at all.
+    #[error("the file is empty")]
+    Empty,
+    /// Fewer bytes than the header needs, or than its dimensions claim.
+    #[error("truncated: expected {expected} bytes, found {found}")]
+    Truncated { expected: u64, found: u64 },
+    /// More bytes than the header's dimensions claim.
+    #[error("{extra} unexpected trailing bytes after the data the header describes")]
+    TrailingBytes { extra: u64 },
+    /// The magic number does not say "unsigned bytes" of the expected rank.
+    #[error("bad magic number 0x{found:08x}, expected 0x{expected:08x}")]
+    BadMagic { found: u32, expected: u32 },
+    /// The header's dimensions multiply past what any real file can hold.
+    #[error("the header's dimensions {dims:?} are too large")]
+    DimensionsTooLarge { dims: Vec<u32> },
+    /// Images of a shape other than the one asked for.
+    #[error("images are {rows}x{cols}, expected {expected_rows}x{expected_cols}")]
+    WrongImageShape {
+        rows: usize,
+        cols: usize,
+        expected_rows: usize,
+        expected_cols: usize,
+    },
+    /// A label outside 0..classes.
+    #[error("label {value} at index {index} is not a class in 0..{classes}")]
+    LabelOutOfRange {
+        index: usize,
+        value: u8,
+        classes: usize,
+    },
+    /// The images file and the labels file disagree on the number of examples.
+    #[error("{images} images but {labels} labels")]
+    CountMismatch { images: usize, labels: usize },
+    /// The gzip stream is corrupt or ends early.
+    #[error("corrupt gzip data: {0}")]
+    Gzip(String),
+    /// The file names itself `.gz` or starts like gzip but is not gzip; or gzip support is off.
+    #[error("gzip'd file, but softnet was built without the `gz` feature")]
+    GzipUnsupported,
+    /// Reading the file failed.
+    #[error("cannot read: {0}")]
+    Io(String),
+}
+
+/// An IDX file could not be used; names the file and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {kind}", path.display())]
+pub struct IdxError {
+    /// The file concerned.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub kind: IdxErrorKind,
+}
+
+/// The MNIST data folder could not be found or loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// No folder holds the four files.
+    #[error(
+        "MNIST data not found in {searched}.\n\
+         softnet needs these four files (gzip'd or raw IDX) in one folder:\n  \
+         train-images-idx3-ubyte.gz\n  train-labels-idx1-ubyte.gz\n  \
+         t10k-images-idx3-ubyte.gz\n  t10k-labels-idx1-ubyte.gz\n\
+         They are the MNIST database of Yann LeCun, Corinna Cortes and Christopher Burges \
+         (http://yann.lecun.com/exdb/mnist/, mirrored at https://ossci-datasets.s3.amazonaws.com/mnist/).\n\
+         Point softnet at them with --data DIR or MNIST_DIR=DIR, or fetch them with `softnet download`."
+    )]
+    NotFound { searched: String },
+    /// One of the files is malformed.
+    #[error(transparent)]
+    Idx(#[from] IdxError),
+}
+
+/// A model file could not be read, written or trusted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// Reading or writing the file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid model file.
+    #[error("{}: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl ModelError {
+    pub(crate) fn invalid(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        ModelError::Invalid {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -2,7 +2,13 @@
 //!
 //! (crate docs are filled in with the core; see README.md)
 
+pub mod data;
 pub mod error;
+pub mod io;
+pub mod kernels;
+pub mod nn;
+pub mod optim;
+pub mod train;
 
 #[cfg(feature = "tensorboard")]
 pub mod summary;

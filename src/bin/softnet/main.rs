@@ -1,1 +1,59 @@
-fn main() {}
+//! The `softnet` command line: parses flags, calls the library, prints.
+//!
+//! Exit codes: 0 success, 1 runtime failure (bad data, diverged training, unwritable
+//! output), 2 usage error (unknown or invalid flags).
+
+mod eval;
+mod train;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Softmax regression and small dense networks on MNIST, on the CPU.
+#[derive(Debug, Parser)]
+#[command(name = "softnet", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model (by default the tutorial's softmax regression) and print its accuracy.
+    Train(Box<train::TrainArgs>),
+    /// Evaluate a saved model on the test set: accuracy, mean loss, confusion matrix.
+    Eval(eval::EvalArgs),
+}
+
+/// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataArgs {
+    /// Folder holding the four MNIST files (gzip'd or raw IDX). Default: $MNIST_DIR, then ./data/mnist.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// Loads the dataset from the folder these flags point to.
+    pub fn load(&self) -> anyhow::Result<softnet::data::Mnist> {
+        let dir = softnet::data::locate_data_dir(self.data.as_deref())?;
+        Ok(softnet::data::Mnist::load(&dir)?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => train::run(*args),
+        Command::Eval(args) => eval::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

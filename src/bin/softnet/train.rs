@@ -1,0 +1,376 @@
+//! `softnet train`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::ValueEnum;
+use softnet::data::BatchOrder;
+use softnet::nn::{Architecture, Model};
+use softnet::optim::{Optimizer, OptimizerKind, Schedule};
+use softnet::train::{EvalEvent, Evaluator, Observer, OnNan, RunConfig, StepStats, Trainer};
+
+use crate::DataArgs;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Order {
+    /// Training images in file order (the reference runs).
+    Sequential,
+    /// A seeded shuffle every epoch (the tutorial's `next_batch`).
+    Shuffle,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OptimizerName {
+    /// Plain stochastic gradient descent (the tutorial's).
+    Sgd,
+    /// SGD with momentum (--momentum).
+    Momentum,
+    /// Adam (--beta1, --beta2, --adam-eps).
+    Adam,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScheduleName {
+    /// The same learning rate throughout.
+    Constant,
+    /// Multiply the rate by --lr-gamma every --lr-step updates.
+    Step,
+    /// Cosine decay to 0 over the run.
+    Cosine,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NanPolicy {
+    /// Stop with an error naming the step; no model is saved.
+    Stop,
+    /// Skip the update and go on.
+    Skip,
+}
+
+fn positive_usize(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn positive_finite(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be a finite number above 0".into())
+    }
+}
+
+fn unit_interval(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be in [0, 1)".into())
+    }
+}
+
+fn non_negative(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err("must be a finite number, 0 or above".into())
+    }
+}
+
+fn steps_arg(s: &str) -> Result<u64, String> {
+    let v: u64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v == 0 || v > 1_000_000_000 {
+        Err("must be between 1 and 1000000000".into())
+    } else {
+        Ok(v)
+    }
+}
+
+fn hidden_arg(s: &str) -> Result<Vec<usize>, String> {
+    s.split(',')
+        .map(|w| positive_usize(w.trim()).map_err(|e| format!("hidden width {w:?}: {e}")))
+        .collect()
+}
+
+/// Flags of `softnet train`. The defaults are the tutorial's run.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Number of SGD updates.
+    #[arg(long, default_value_t = 2000, value_parser = steps_arg, conflicts_with = "epochs")]
+    steps: u64,
+    /// Train for this many passes over the training set instead of --steps.
+    #[arg(long, value_parser = steps_arg)]
+    epochs: Option<u64>,
+    /// Examples per update.
+    #[arg(long, default_value_t = 100, value_parser = positive_usize)]
+    batch: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.1, value_parser = positive_finite)]
+    lr: f32,
+    /// Evaluate on the test set every N updates (0: only at the end).
+    #[arg(long, default_value_t = 100)]
+    eval_every: u64,
+    /// Order of the training examples.
+    #[arg(long, value_enum, default_value_t = Order::Shuffle)]
+    order: Order,
+    /// Seed of the shuffles and of the initial weights of hidden layers.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, value_parser = positive_usize)]
+    threads: Option<usize>,
+    /// Save the trained model here (safetensors).
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
+    /// Hidden ReLU layer widths, e.g. 256 or 512,256 (none: softmax regression).
+    #[arg(long, value_parser = hidden_arg, value_name = "W1,W2,...")]
+    hidden: Option<Vec<usize>>,
+    /// Start from weights in DIR: W1.npy, W2.npy, ... (or W.npy), biases b1.npy ... if present, else zero.
+    #[arg(long, value_name = "DIR")]
+    init: Option<PathBuf>,
+    /// Update rule.
+    #[arg(long, value_enum, default_value_t = OptimizerName::Sgd)]
+    optimizer: OptimizerName,
+    /// Momentum of --optimizer momentum.
+    #[arg(long, default_value_t = 0.9, value_parser = unit_interval)]
+    momentum: f32,
+    /// Adam's beta1.
+    #[arg(long, default_value_t = 0.9, value_parser = unit_interval)]
+    beta1: f32,
+    /// Adam's beta2.
+    #[arg(long, default_value_t = 0.999, value_parser = unit_interval)]
+    beta2: f32,
+    /// Adam's epsilon.
+    #[arg(long, default_value_t = 1e-8, value_parser = positive_finite)]
+    adam_eps: f32,
+    /// L2 weight decay (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    weight_decay: f32,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value_t = ScheduleName::Constant)]
+    schedule: ScheduleName,
+    /// Updates between drops of --schedule step.
+    #[arg(long, default_value_t = 2000, value_parser = steps_arg)]
+    lr_step: u64,
+    /// Factor of each drop of --schedule step.
+    #[arg(long, default_value_t = 0.1, value_parser = positive_finite)]
+    lr_gamma: f32,
+    /// What to do when the loss becomes NaN or infinite.
+    #[arg(long, value_enum, default_value_t = NanPolicy::Stop)]
+    on_nan: NanPolicy,
+    /// Print only the final accuracy.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Prints each evaluation as the tutorial does and drives the progress bar.
+struct Console {
+    bar: indicatif::ProgressBar,
+    quiet: bool,
+}
+
+impl Observer for Console {
+    fn on_step(&mut self, _trainer: &Trainer, stats: &StepStats) -> Result<(), String> {
+        self.bar.inc(1);
+        if self.bar.position() % 50 == 0 {
+            self.bar.set_message(format!("loss {:.4}", stats.loss));
+        }
+        Ok(())
+    }
+
+    fn on_eval(&mut self, e: &EvalEvent<'_>) -> Result<(), String> {
+        if !self.quiet {
+            self.bar.suspend(|| {
+                println!(
+                    "step: {}, test_accuracy: {:.4}, test_loss: {:.4}",
+                    e.step, e.test.accuracy, e.test.loss
+                )
+            });
+        }
+        Ok(())
+    }
+}
+
+fn build_model(args: &TrainArgs) -> anyhow::Result<Model> {
+    let arch = match &args.hidden {
+        Some(h) => Architecture::mlp(h),
+        None => Architecture::softmax_regression(),
+    };
+    let mut model = if arch.is_softmax_regression() {
+        Model::zeros(arch)
+    } else {
+        Model::he_normal(arch, args.seed)
+    };
+    if let Some(dir) = &args.init {
+        load_init(&mut model, dir)?;
+    }
+    Ok(model)
+}
+
+/// Copies `W1.npy`, `b1.npy`, ... (or `W.npy`, `b.npy` for softmax regression) from `dir`.
+fn load_init(model: &mut Model, dir: &std::path::Path) -> anyhow::Result<()> {
+    let layers = model.layers().to_vec();
+    let single = layers.len() == 1;
+    for (i, layer) in layers.iter().enumerate() {
+        let n = i + 1;
+        let mut w_path = dir.join(format!("W{n}.npy"));
+        if single && !w_path.exists() {
+            w_path = dir.join("W.npy");
+        }
+        let w = softnet::io::npy::read_npy(&w_path)?;
+        if w.shape != [layer.fan_in, layer.fan_out] {
+            bail!(
+                "{}: shape {:?} does not fit layer {n} [{}, {}]",
+                w_path.display(),
+                w.shape,
+                layer.fan_in,
+                layer.fan_out
+            );
+        }
+        model.set_param(&layer.weight_path, &w.values);
+        let mut b_path = dir.join(format!("b{n}.npy"));
+        if single && !b_path.exists() {
+            b_path = dir.join("b.npy");
+        }
+        if b_path.exists() {
+            let b = softnet::io::npy::read_npy(&b_path)?;
+            if b.shape != [layer.fan_out] {
+                bail!(
+                    "{}: shape {:?}, expected [{}]",
+                    b_path.display(),
+                    b.shape,
+                    layer.fan_out
+                );
+            }
+            model.set_param(&layer.bias_path, &b.values);
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if let Some(path) = &args.save {
+        check_writable(path)?;
+    }
+    let mnist = args.data.load()?;
+    let loaded = started.elapsed();
+    let model = build_model(&args)?;
+    let kind = match args.optimizer {
+        OptimizerName::Sgd => OptimizerKind::Sgd,
+        OptimizerName::Momentum => OptimizerKind::Momentum {
+            momentum: args.momentum,
+        },
+        OptimizerName::Adam => OptimizerKind::Adam {
+            beta1: args.beta1,
+            beta2: args.beta2,
+            eps: args.adam_eps,
+        },
+    };
+    let steps = match args.epochs {
+        Some(e) => (e * mnist.train.len() as u64).div_ceil(args.batch as u64),
+        None => args.steps,
+    };
+    let mut optimizer = Optimizer::new(kind, args.lr, model.params().len());
+    optimizer.weight_decay = args.weight_decay;
+    optimizer.schedule = match args.schedule {
+        ScheduleName::Constant => Schedule::Constant,
+        ScheduleName::Step => Schedule::Step {
+            every: args.lr_step,
+            gamma: args.lr_gamma,
+        },
+        ScheduleName::Cosine => Schedule::Cosine { total: steps },
+    };
+    let order = match args.order {
+        Order::Sequential => BatchOrder::Sequential,
+        Order::Shuffle => BatchOrder::Shuffle { seed: args.seed },
+    };
+    let mut evaluator = Evaluator::new(&model, mnist.test.len(), args.threads);
+    let mut trainer = Trainer::new(
+        model,
+        optimizer,
+        mnist.train.len(),
+        args.batch,
+        order,
+        args.threads,
+    );
+    let bar = if std::io::stderr().is_terminal() && !args.quiet {
+        let bar = indicatif::ProgressBar::new(steps);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps {elapsed} {msg}")
+                .expect("a valid template"),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut console = Console {
+        bar,
+        quiet: args.quiet,
+    };
+    let config = RunConfig {
+        steps,
+        eval_every: args.eval_every,
+        on_nan: match args.on_nan {
+            NanPolicy::Stop => OnNan::Stop,
+            NanPolicy::Skip => OnNan::Skip,
+        },
+    };
+    let train_started = Instant::now();
+    let summary = softnet::train::run(&mut trainer, &mnist, &config, &mut evaluator, &mut console)?;
+    let trained = train_started.elapsed();
+    console.bar.finish_and_clear();
+    println!("Accuracy: {:.4}", summary.test.accuracy);
+    if !args.quiet {
+        eprintln!(
+            "{} ({} parameters), {} updates of {} on {} thread(s): load {:.3} s, train+eval {:.3} s",
+            trainer.model().architecture().describe(),
+            trainer.model().params().len(),
+            steps,
+            args.batch,
+            trainer.threads(),
+            loaded.as_secs_f64(),
+            trained.as_secs_f64()
+        );
+    }
+    if let Some(path) = &args.save {
+        let settings = format!(
+            "{{\"steps\":{steps},\"batch\":{},\"lr\":{},\"order\":\"{:?}\",\"seed\":{},\"optimizer\":\"{:?}\"}}",
+            args.batch, args.lr, args.order, args.seed, args.optimizer
+        );
+        softnet::io::save_model(trainer.model(), path, &[("training", settings)])
+            .with_context(|| format!("saving the model to {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Fails early, before training, if the model could not be saved.
+fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        bail!(
+            "cannot save the model to {}: folder {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    if path.is_dir() {
+        bail!(
+            "cannot save the model to {}: it is a folder",
+            path.display()
+        );
+    }
+    Ok(())
+}

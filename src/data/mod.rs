@@ -1,0 +1,8 @@
+//! Data: IDX bytes → [`Dataset`] (u8 pixels and labels) → batches of f32 in reused buffers.
+
+pub mod batch;
+pub mod idx;
+pub mod mnist;
+
+pub use batch::{BatchOrder, Batcher};
+pub use mnist::{locate_data_dir, Dataset, Mnist, CLASSES, FILE_NAMES, PIXELS, SIDE};

@@ -1,0 +1,6 @@
+//! Files: models in the safetensors format, written atomically.
+
+pub mod model_file;
+pub mod npy;
+
+pub use model_file::{load_model, load_model_bytes, model_to_bytes, save_model, write_atomically};

@@ -1,0 +1,223 @@
+//! Row-wise and element-wise kernels: bias add, fused softmax + cross-entropy and its
+//! gradient, column sums, argmax, ReLU, scaled add. SIMD (`wide::f32x8`) where they are hot.
+
+use wide::f32x8;
+
+const LANES: usize = 8;
+
+#[inline(always)]
+fn load(chunk: &[f32]) -> f32x8 {
+    f32x8::new(chunk.try_into().expect("a chunk of 8 lanes"))
+}
+
+/// `y += alpha * x`, element-wise (the SGD update is `scaled_add(w, -lr, grad)`).
+pub fn scaled_add(y: &mut [f32], alpha: f32, x: &[f32]) {
+    assert_eq!(y.len(), x.len(), "scaled_add needs equal lengths");
+    let a = f32x8::splat(alpha);
+    let mut yc = y.chunks_exact_mut(LANES);
+    let mut xc = x.chunks_exact(LANES);
+    for (yv, xv) in (&mut yc).zip(&mut xc) {
+        // Multiply then add (two roundings), as `w - lr * g` does in the reference frameworks.
+        let r = load(yv) + a * load(xv);
+        yv.copy_from_slice(r.as_array());
+    }
+    for (yv, xv) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
+        *yv += alpha * xv;
+    }
+}
+
+/// Adds `bias[j]` to every row of the row-major `[rows, bias.len()]` matrix `m`.
+pub fn add_bias_rows(m: &mut [f32], bias: &[f32]) {
+    let cols = bias.len();
+    assert!(
+        cols > 0 || m.is_empty(),
+        "bias of length 0 on a non-empty matrix"
+    );
+    if cols == 0 {
+        return;
+    }
+    assert_eq!(
+        m.len() % cols,
+        0,
+        "matrix length is not a multiple of the bias length"
+    );
+    for row in m.chunks_exact_mut(cols) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+    }
+}
+
+/// `out[j] (+)= Σ_i m[i, j]` over the row-major `[rows, out.len()]` matrix `m`, summing rows
+/// in order.
+pub fn column_sums_into(m: &[f32], out: &mut [f32], accumulate: bool) {
+    let cols = out.len();
+    if !accumulate {
+        out.fill(0.0);
+    }
+    if cols == 0 {
+        return;
+    }
+    assert_eq!(
+        m.len() % cols,
+        0,
+        "matrix length is not a multiple of the column count"
+    );
+    for row in m.chunks_exact(cols) {
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+/// Index of the largest value of each row of the row-major `[rows, cols]` matrix `m`
+/// (the first one on ties, as `argmax` does in numpy and TensorFlow), written to `out`.
+pub fn argmax_rows(m: &[f32], cols: usize, out: &mut [usize]) {
+    assert!(cols > 0, "argmax over zero columns");
+    assert_eq!(
+        m.len(),
+        out.len() * cols,
+        "argmax output has the wrong number of rows"
+    );
+    for (row, o) in m.chunks_exact(cols).zip(out.iter_mut()) {
+        *o = argmax(row);
+    }
+}
+
+/// Index of the largest value (the first on ties); NaN never wins.
+#[inline]
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (j, &v) in row.iter().enumerate().skip(1) {
+        if v > row[best] {
+            best = j;
+        }
+    }
+    best
+}
+
+/// Fused, numerically stable softmax + cross-entropy over the rows of `logits`
+/// (`[rows, classes]`, row-major).
+///
+/// Returns the **sum** over rows of `-log softmax(z)[label]`, computed as
+/// `log Σ exp(z - max) - (z_label - max)` so logits up to ±1e4 give neither NaN nor inf.
+/// Writes `grad = scale * (softmax(z) - onehot(label))`; with `scale = 1 / batch` that is
+/// the gradient of the mean loss with respect to the logits. `grad` doubles as scratch.
+pub fn softmax_cross_entropy(
+    logits: &[f32],
+    labels: &[u8],
+    classes: usize,
+    scale: f32,
+    grad: &mut [f32],
+) -> f64 {
+    assert!(classes > 0, "softmax over zero classes");
+    assert_eq!(
+        logits.len(),
+        labels.len() * classes,
+        "logits are not labels x classes"
+    );
+    assert_eq!(
+        grad.len(),
+        logits.len(),
+        "gradient and logits differ in size"
+    );
+    let mut loss = 0.0f64;
+    // Shift each row by its max into `grad`, exponentiate the whole buffer with SIMD, then
+    // normalise row by row: N = 10 is too narrow to vectorise per row.
+    for (z, g) in logits
+        .chunks_exact(classes)
+        .zip(grad.chunks_exact_mut(classes))
+    {
+        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for (gv, zv) in g.iter_mut().zip(z) {
+            *gv = zv - max;
+        }
+    }
+    exp_in_place(grad);
+    for ((z, g), &label) in logits
+        .chunks_exact(classes)
+        .zip(grad.chunks_exact_mut(classes))
+        .zip(labels)
+    {
+        let label = usize::from(label);
+        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = g.iter().sum();
+        loss += f64::from(sum.ln() - (z[label] - max));
+        let inv = 1.0 / sum;
+        for gv in g.iter_mut() {
+            *gv = *gv * inv * scale;
+        }
+        g[label] -= scale;
+    }
+    loss
+}
+
+/// Row-wise softmax of `logits` (`[rows, classes]`) into `probs`.
+pub fn softmax_rows(logits: &[f32], classes: usize, probs: &mut [f32]) {
+    assert!(classes > 0, "softmax over zero classes");
+    assert_eq!(
+        logits.len(),
+        probs.len(),
+        "probabilities and logits differ in size"
+    );
+    assert_eq!(logits.len() % classes, 0, "logits are not rows x classes");
+    for (z, p) in logits
+        .chunks_exact(classes)
+        .zip(probs.chunks_exact_mut(classes))
+    {
+        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for (pv, zv) in p.iter_mut().zip(z) {
+            *pv = zv - max;
+        }
+    }
+    exp_in_place(probs);
+    for p in probs.chunks_exact_mut(classes) {
+        let inv = 1.0 / p.iter().sum::<f32>();
+        for v in p.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+/// `v = exp(v)` element-wise with the SIMD exponential (the tail goes through the same
+/// SIMD path, so every element is rounded alike).
+pub fn exp_in_place(values: &mut [f32]) {
+    let mut chunks = values.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        c.copy_from_slice(load(c).exp().as_array());
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let mut lanes = [0.0f32; LANES];
+        lanes[..tail.len()].copy_from_slice(tail);
+        let e = f32x8::new(lanes).exp();
+        tail.copy_from_slice(&e.as_array()[..tail.len()]);
+    }
+}
+
+/// `v = max(v, 0)` element-wise.
+pub fn relu_in_place(values: &mut [f32]) {
+    let zero = f32x8::ZERO;
+    let mut chunks = values.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        c.copy_from_slice(load(c).max(zero).as_array());
+    }
+    for v in chunks.into_remainder() {
+        *v = v.max(0.0);
+    }
+}
+
+/// Back through a ReLU: zeroes `grad` wherever the layer's output `activation` was not
+/// positive.
+pub fn relu_backward_in_place(grad: &mut [f32], activation: &[f32]) {
+    assert_eq!(
+        grad.len(),
+        activation.len(),
+        "gradient and activation differ in size"
+    );
+    for (g, &a) in grad.iter_mut().zip(activation) {
+        if a <= 0.0 {
+            *g = 0.0;
+        }
+    }
+}

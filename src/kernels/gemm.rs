@@ -1,0 +1,303 @@
+//! Cache-blocked, packed matrix multiply: `C = A·B` or `C += A·B`, f32, any strides.
+//!
+//! The BLIS loop nest: B is packed into `KC x NR` panels and A into `MR x KC` panels (packing
+//! also absorbs transposes, so `Xᵀ·dZ` and `dZ·Wᵀ` need no copies of their own), then a
+//! `MR x NR` register-tiled microkernel runs over the packed panels. Packing buffers live in
+//! a [`GemmWorkspace`] the caller creates once, so a multiply never allocates.
+
+use wide::f32x8;
+
+/// Rows of the microkernel tile.
+pub const MR: usize = 6;
+/// Columns of the microkernel tile (two f32x8 vectors).
+pub const NR: usize = 16;
+/// Depth of a packed block (its A panel stays in L1, its B block in L2).
+pub const KC: usize = 256;
+/// Rows of A packed at a time.
+pub const MC: usize = 96;
+/// Columns of B packed at a time.
+pub const NC: usize = 512;
+
+/// A read-only strided matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
+///
+/// A row-major `[rows, cols]` buffer is `MatRef::row_major(data, cols)`; its transpose is the
+/// same buffer with the strides swapped ([`MatRef::t`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    /// The elements.
+    pub data: &'a [f32],
+    /// Distance between consecutive rows.
+    pub row_stride: usize,
+    /// Distance between consecutive columns.
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major matrix with `cols` columns.
+    pub fn row_major(data: &'a [f32], cols: usize) -> Self {
+        MatRef {
+            data,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose: the same elements with rows and columns swapped.
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+}
+
+/// A strided matrix of u8 pixels read as `value / 255` (the tutorial's scaling), so the
+/// first layer multiplies dataset bytes directly: packing converts them, and no f32 copy
+/// of the input is ever made.
+#[derive(Debug, Clone, Copy)]
+pub struct PixelRef<'a> {
+    /// The pixels.
+    pub data: &'a [u8],
+    /// Distance between consecutive rows.
+    pub row_stride: usize,
+    /// Distance between consecutive columns.
+    pub col_stride: usize,
+}
+
+impl<'a> PixelRef<'a> {
+    /// A row-major matrix of pixels with `cols` columns.
+    pub fn row_major(data: &'a [u8], cols: usize) -> Self {
+        PixelRef {
+            data,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose.
+    pub fn t(self) -> Self {
+        PixelRef {
+            data: self.data,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+}
+
+/// A matrix the left operand of [`gemm`] can be packed from.
+pub trait Operand: Copy {
+    /// Element `(i, j)` as f32.
+    fn at(&self, i: usize, j: usize) -> f32;
+    /// Number of stored elements.
+    fn len(&self) -> usize;
+    /// `(row_stride, col_stride)`.
+    fn strides(&self) -> (usize, usize);
+    /// Whether no element is stored.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The largest index a `rows x cols` view touches, plus one (0 for an empty view).
+    fn extent(&self, rows: usize, cols: usize) -> usize {
+        let (rs, cs) = self.strides();
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        }
+    }
+}
+
+impl Operand for MatRef<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+    fn strides(&self) -> (usize, usize) {
+        (self.row_stride, self.col_stride)
+    }
+}
+
+impl Operand for PixelRef<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> f32 {
+        crate::data::batch::PIXEL_TO_UNIT
+            [usize::from(self.data[i * self.row_stride + j * self.col_stride])]
+    }
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+    fn strides(&self) -> (usize, usize) {
+        (self.row_stride, self.col_stride)
+    }
+}
+
+/// Packing buffers for [`gemm`], allocated once and reused by every call.
+#[derive(Debug, Clone)]
+pub struct GemmWorkspace {
+    packed_a: Vec<f32>,   // [MC / MR][KC][MR]
+    packed_b: Vec<f32x8>, // [NC / NR][KC][NR / 8]
+}
+
+impl Default for GemmWorkspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GemmWorkspace {
+    /// Allocates the packing buffers (about 600 KB).
+    pub fn new() -> Self {
+        GemmWorkspace {
+            packed_a: vec![0.0; MC * KC],
+            packed_b: vec![f32x8::ZERO; NC * KC / 8],
+        }
+    }
+}
+
+/// `C[m, n] = A[m, k] · B[k, n]`, or `C += A·B` when `accumulate`; C is row-major with row
+/// stride `ldc`.
+///
+/// ```
+/// use softnet::kernels::{gemm, GemmWorkspace, MatRef};
+/// let a = [1.0, 2.0, 3.0, 4.0]; // [2, 2]
+/// let b = [5.0, 6.0, 7.0, 8.0]; // [2, 2]
+/// let mut c = [0.0; 4];
+/// let mut ws = GemmWorkspace::new();
+/// gemm(2, 2, 2, MatRef::row_major(&a, 2), MatRef::row_major(&b, 2), &mut c, 2, false, &mut ws);
+/// assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<A: Operand>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: A,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    ws: &mut GemmWorkspace,
+) {
+    assert!(a.extent(m, k) <= a.len(), "A is smaller than {m}x{k}");
+    assert!(b.extent(k, n) <= b.len(), "B is smaller than {k}x{n}");
+    assert!(n <= ldc || m == 0, "ldc {ldc} is below n {n}");
+    assert!(
+        m == 0 || (m - 1) * ldc + n <= c.len(),
+        "C is smaller than {m}x{n}"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for row in c.chunks_mut(ldc).take(m) {
+                row[..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // LOOP 5: split n into NC-wide column blocks.
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        // LOOP 4: split k into KC-deep slices; the first overwrites C unless accumulating.
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let add = accumulate || pc > 0;
+            pack_b(b, pc, kc, jc, nc, &mut ws.packed_b);
+            // LOOP 3: split m into MC-tall row blocks.
+            for ic in (0..m).step_by(MC) {
+                let mc = MC.min(m - ic);
+                pack_a(a, ic, mc, pc, kc, &mut ws.packed_a);
+                // LOOP 2 and 1: NR-wide and MR-tall microtiles.
+                for jr in (0..nc).step_by(NR) {
+                    let nr = NR.min(nc - jr);
+                    let panel_b = &ws.packed_b[(jr / NR) * kc * 2..][..kc * 2];
+                    for ir in (0..mc).step_by(MR) {
+                        let mr = MR.min(mc - ir);
+                        let panel_a = &ws.packed_a[(ir / MR) * kc * MR..][..kc * MR];
+                        let tile = microkernel(kc, panel_a, panel_b);
+                        let c_at = (ic + ir) * ldc + jc + jr;
+                        store_tile(&tile, mr, nr, &mut c[c_at..], ldc, add);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs `A[ic..ic+mc, pc..pc+kc]` into MR-row panels, `[panel][p][MR]`, zero-padding the
+/// last panel.
+fn pack_a<A: Operand>(a: A, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [f32]) {
+    for (panel, rows) in (0..mc).step_by(MR).enumerate() {
+        let dst = &mut out[panel * kc * MR..][..kc * MR];
+        let live = MR.min(mc - rows);
+        for (p, slot) in dst.chunks_exact_mut(MR).enumerate() {
+            for (r, v) in slot.iter_mut().enumerate() {
+                *v = if r < live {
+                    a.at(ic + rows + r, pc + p)
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+/// Packs `B[pc..pc+kc, jc..jc+nc]` into NR-column panels, `[panel][p][2 x f32x8]`,
+/// zero-padding the last panel.
+fn pack_b(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32x8]) {
+    for (panel, cols) in (0..nc).step_by(NR).enumerate() {
+        let dst = &mut out[panel * kc * 2..][..kc * 2];
+        let live = NR.min(nc - cols);
+        for (p, pair) in dst.chunks_exact_mut(2).enumerate() {
+            let mut row = [0.0f32; NR];
+            if b.col_stride == 1 {
+                let start = (pc + p) * b.row_stride + jc + cols;
+                row[..live].copy_from_slice(&b.data[start..start + live]);
+            } else {
+                for (j, v) in row.iter_mut().enumerate().take(live) {
+                    *v = b.at(pc + p, jc + cols + j);
+                }
+            }
+            pair[0] = f32x8::new(row[..8].try_into().expect("8 lanes"));
+            pair[1] = f32x8::new(row[8..].try_into().expect("8 lanes"));
+        }
+    }
+}
+
+/// The MR x NR register tile of `panel_a · panel_b` over depth `kc`.
+#[inline(always)]
+fn microkernel(kc: usize, panel_a: &[f32], panel_b: &[f32x8]) -> [[f32x8; 2]; MR] {
+    let mut acc = [[f32x8::ZERO; 2]; MR];
+    for (a, b) in panel_a
+        .chunks_exact(MR)
+        .zip(panel_b.chunks_exact(2))
+        .take(kc)
+    {
+        let (b0, b1) = (b[0], b[1]);
+        for r in 0..MR {
+            let ar = f32x8::splat(a[r]);
+            acc[r][0] = ar.mul_add(b0, acc[r][0]);
+            acc[r][1] = ar.mul_add(b1, acc[r][1]);
+        }
+    }
+    acc
+}
+
+/// Writes the live `mr x nr` corner of a tile into C (adding to it when `add`).
+#[inline(always)]
+fn store_tile(tile: &[[f32x8; 2]; MR], mr: usize, nr: usize, c: &mut [f32], ldc: usize, add: bool) {
+    for (r, vectors) in tile.iter().enumerate().take(mr) {
+        let row = &mut c[r * ldc..r * ldc + nr];
+        let lo = vectors[0].as_array();
+        let hi = vectors[1].as_array();
+        for (j, out) in row.iter_mut().enumerate() {
+            let v = if j < 8 { lo[j] } else { hi[j - 8] };
+            *out = if add { *out + v } else { v };
+        }
+    }
+}

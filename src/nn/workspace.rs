@@ -1,0 +1,52 @@
+//! Buffers for the forward and backward passes, sized once for a model and a row count.
+
+use super::model::Model;
+use crate::kernels::GemmWorkspace;
+
+/// Activations, gradient ping-pong buffers and packing space for up to `rows` examples.
+/// Created once and passed `&mut` to every pass, so no pass allocates.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub(crate) rows: usize,
+    // Per layer, its output: [rows, fan_out] (after ReLU for hidden layers; logits last).
+    pub(crate) activations: Vec<Vec<f32>>,
+    // Gradient with respect to the current layer's output, and the previous one's:
+    // [rows, widest layer] each.
+    pub(crate) grad_a: Vec<f32>,
+    pub(crate) grad_b: Vec<f32>,
+    pub(crate) gemm: GemmWorkspace,
+}
+
+impl Workspace {
+    /// A workspace for passes of `model` over at most `rows` examples.
+    pub fn new(model: &Model, rows: usize) -> Self {
+        let widest = model
+            .layers()
+            .iter()
+            .map(|l| l.fan_in.max(l.fan_out))
+            .max()
+            .unwrap_or(0);
+        Workspace {
+            rows,
+            activations: model
+                .layers()
+                .iter()
+                .map(|l| vec![0.0; rows * l.fan_out])
+                .collect(),
+            grad_a: vec![0.0; rows * widest],
+            grad_b: vec![0.0; rows * widest],
+            gemm: GemmWorkspace::new(),
+        }
+    }
+
+    /// The most examples one pass may take.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The gradient of the loss with respect to the logits, as [`Model::loss`] left it
+    /// (`[rows, classes]`).
+    pub fn logits_grad(&self, rows: usize, classes: usize) -> &[f32] {
+        &self.grad_a[..rows * classes]
+    }
+}

@@ -1,0 +1,199 @@
+//! Optimisers: they walk the flat parameter arena and its gradient, knowing no layers.
+
+/// Which update rule, with its hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OptimizerKind {
+    /// Plain SGD: `w -= lr * g` (the tutorial's `GradientDescentOptimizer`).
+    Sgd,
+    /// SGD with (heavy-ball) momentum: `v = μ v + g; w -= lr * v`, as PyTorch's SGD.
+    Momentum {
+        /// μ, typically 0.9.
+        momentum: f32,
+    },
+    /// Adam (Kingma & Ba), bias-corrected.
+    Adam {
+        /// β1, typically 0.9.
+        beta1: f32,
+        /// β2, typically 0.999.
+        beta2: f32,
+        /// ε, typically 1e-8.
+        eps: f32,
+    },
+}
+
+/// Learning-rate schedule over the run's updates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Schedule {
+    /// The same rate throughout.
+    Constant,
+    /// Multiply by `gamma` every `every` updates.
+    Step {
+        /// Updates between drops.
+        every: u64,
+        /// Factor of each drop.
+        gamma: f32,
+    },
+    /// Cosine decay from the base rate to 0 over `total` updates.
+    Cosine {
+        /// Updates of the whole run.
+        total: u64,
+    },
+}
+
+impl Schedule {
+    /// The rate for update number `step` (0-based) from base rate `lr`.
+    pub fn rate(&self, lr: f32, step: u64) -> f32 {
+        match *self {
+            Schedule::Constant => lr,
+            Schedule::Step { every, gamma } => lr * gamma.powi((step / every.max(1)) as i32),
+            Schedule::Cosine { total } => {
+                let t = (step as f64 / total.max(1) as f64).min(1.0);
+                (f64::from(lr) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+            }
+        }
+    }
+}
+
+/// An optimiser with its state (velocity or moments), sized once for the arena.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Optimizer {
+    /// Update rule.
+    pub kind: OptimizerKind,
+    /// Base learning rate.
+    pub lr: f32,
+    /// L2 weight decay λ: adds `λ w` to the gradient (0 turns it off).
+    pub weight_decay: f32,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Updates applied so far.
+    pub steps: u64,
+    /// Momentum velocity, or Adam's first moment.
+    pub first: Vec<f32>,
+    /// Adam's second moment.
+    pub second: Vec<f32>,
+}
+
+impl Optimizer {
+    /// An optimiser for `params` parameters.
+    pub fn new(kind: OptimizerKind, lr: f32, params: usize) -> Self {
+        let (first, second) = match kind {
+            OptimizerKind::Sgd => (Vec::new(), Vec::new()),
+            OptimizerKind::Momentum { .. } => (vec![0.0; params], Vec::new()),
+            OptimizerKind::Adam { .. } => (vec![0.0; params], vec![0.0; params]),
+        };
+        Optimizer {
+            kind,
+            lr,
+            weight_decay: 0.0,
+            schedule: Schedule::Constant,
+            steps: 0,
+            first,
+            second,
+        }
+    }
+
+    /// Plain SGD at rate `lr`.
+    pub fn sgd(lr: f32) -> Self {
+        Self::new(OptimizerKind::Sgd, lr, 0)
+    }
+
+    /// The rate of the next update.
+    pub fn current_rate(&self) -> f32 {
+        self.schedule.rate(self.lr, self.steps)
+    }
+
+    /// Applies one update to `params` from `grad` (same length).
+    pub fn apply(&mut self, params: &mut [f32], grad: &[f32]) {
+        assert_eq!(
+            params.len(),
+            grad.len(),
+            "parameters and gradient differ in size"
+        );
+        let lr = self.current_rate();
+        let wd = self.weight_decay;
+        self.steps += 1;
+        match self.kind {
+            OptimizerKind::Sgd if wd == 0.0 => crate::kernels::scaled_add(params, -lr, grad),
+            OptimizerKind::Sgd => {
+                for (w, g) in params.iter_mut().zip(grad) {
+                    *w -= lr * (g + wd * *w);
+                }
+            }
+            OptimizerKind::Momentum { momentum } => {
+                for ((w, g), v) in params.iter_mut().zip(grad).zip(&mut self.first) {
+                    *v = momentum * *v + (g + wd * *w);
+                    *w -= lr * *v;
+                }
+            }
+            OptimizerKind::Adam { beta1, beta2, eps } => {
+                let t = self.steps as i32;
+                let c1 = 1.0 - beta1.powi(t);
+                let c2 = 1.0 - beta2.powi(t);
+                for (((w, g), m), v) in params
+                    .iter_mut()
+                    .zip(grad)
+                    .zip(&mut self.first)
+                    .zip(&mut self.second)
+                {
+                    let g = g + wd * *w;
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    *w -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sgd_is_w_minus_lr_g() {
+        let mut o = Optimizer::sgd(0.5);
+        let mut w = [1.0, 2.0];
+        o.apply(&mut w, &[1.0, -2.0]);
+        assert_eq!(w, [0.5, 3.0]);
+    }
+
+    #[test]
+    fn momentum_accumulates_velocity() {
+        let mut o = Optimizer::new(OptimizerKind::Momentum { momentum: 0.9 }, 1.0, 1);
+        let mut w = [0.0];
+        o.apply(&mut w, &[1.0]);
+        o.apply(&mut w, &[1.0]);
+        assert!((w[0] - -(1.0 + 1.9)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn adam_first_step_moves_by_lr() {
+        let kind = OptimizerKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        };
+        let mut o = Optimizer::new(kind, 0.01, 2);
+        let mut w = [1.0, 1.0];
+        o.apply(&mut w, &[3.0, -0.5]);
+        assert!(
+            (w[0] - 0.99).abs() < 1e-6 && (w[1] - 1.01).abs() < 1e-6,
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn schedules() {
+        assert_eq!(
+            Schedule::Step {
+                every: 10,
+                gamma: 0.5
+            }
+            .rate(1.0, 25),
+            0.25
+        );
+        assert!((Schedule::Cosine { total: 100 }.rate(1.0, 50) - 0.5).abs() < 1e-6);
+        assert_eq!(Schedule::Cosine { total: 100 }.rate(1.0, 100), 0.0);
+        assert_eq!(Schedule::Constant.rate(0.1, 1000), 0.1);
+    }
+}

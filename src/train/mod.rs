@@ -1,0 +1,252 @@
+//! Training: minibatches cut into fixed-size shards, gradients reduced in a fixed order, an
+//! optimiser step; evaluation over a whole dataset.
+//!
+//! Shard sizes depend only on the model and the batch size, never on the thread count, and
+//! shard gradients are summed in shard order: the trained weights are bit-identical for any
+//! number of threads.
+
+mod eval;
+mod parallel;
+pub mod run;
+
+pub use eval::{evaluate, EvalResult, Evaluator};
+pub use parallel::Pool;
+pub use run::{run, EvalEvent, Observer, OnNan, RunConfig, RunSummary, TrainError};
+
+use crate::data::batch::Batcher;
+use crate::data::{BatchOrder, Dataset, PIXELS};
+use crate::kernels;
+use crate::nn::{Input, Model, Workspace};
+use crate::optim::Optimizer;
+
+/// Work below this many FLOPs per shard is not worth a task of its own.
+const MIN_SHARD_FLOPS: usize = 1_500_000;
+/// Fewer rows than this per shard make packing the weights dominate.
+const MIN_SHARD_ROWS: usize = 32;
+
+/// How a batch of `batch` rows of `model` is cut: the rows of each shard. Depends on the
+/// model and the batch size alone.
+pub fn shard_rows(model: &Model, batch: usize) -> Vec<usize> {
+    // Forward, weight gradient and input gradient: three multiply-adds per weight and row.
+    let flops_per_row = 6 * model.architecture().forward_macs();
+    let min_rows = MIN_SHARD_ROWS.max(MIN_SHARD_FLOPS.div_ceil(flops_per_row.max(1)));
+    let shards = (batch / min_rows).max(1);
+    let base = batch / shards;
+    let extra = batch % shards;
+    (0..shards).map(|s| base + usize::from(s < extra)).collect()
+}
+
+/// One shard's buffers: its rows' pixels and labels, the passes' workspace and its gradient.
+#[derive(Debug)]
+struct Shard {
+    rows: usize,
+    indices: Vec<u32>,
+    pixels: Vec<u8>,
+    labels: Vec<u8>,
+    ws: Workspace,
+    grads: Vec<f32>,
+    loss: f64,
+    correct: usize,
+}
+
+/// What one training step measured on its batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Mean cross-entropy of the batch before the update.
+    pub loss: f64,
+    /// Examples of the batch classified correctly before the update.
+    pub correct: usize,
+}
+
+/// Trains a [`Model`] by minibatch gradient descent. Everything a step needs is allocated
+/// in [`Trainer::new`]: a step performs no heap allocation.
+#[derive(Debug)]
+pub struct Trainer {
+    model: Model,
+    optimizer: Optimizer,
+    batcher: Batcher,
+    batch: usize,
+    shards: Vec<Shard>,
+    grads: Vec<f32>,
+    pool: Pool,
+    steps_done: u64,
+}
+
+impl Trainer {
+    /// A trainer for `model` on a dataset of `examples` examples, `batch` examples a step,
+    /// visited in `order`, on `threads` threads (None: all cores).
+    ///
+    /// # Panics
+    /// If `batch` or `examples` is 0.
+    pub fn new(
+        model: Model,
+        optimizer: Optimizer,
+        examples: usize,
+        batch: usize,
+        order: BatchOrder,
+        threads: Option<usize>,
+    ) -> Self {
+        assert!(batch > 0, "batch size must be positive");
+        let shards = shard_rows(&model, batch)
+            .into_iter()
+            .map(|rows| Shard {
+                rows,
+                indices: vec![0; rows],
+                pixels: vec![0; rows * PIXELS],
+                labels: vec![0; rows],
+                ws: Workspace::new(&model, rows),
+                grads: vec![0.0; model.params().len()],
+                loss: 0.0,
+                correct: 0,
+            })
+            .collect();
+        Trainer {
+            grads: vec![0.0; model.params().len()],
+            optimizer,
+            batcher: Batcher::new(examples, order),
+            batch,
+            shards,
+            pool: Pool::new(threads),
+            steps_done: 0,
+            model,
+        }
+    }
+
+    /// The model as trained so far.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Gives back the model.
+    pub fn into_model(self) -> Model {
+        self.model
+    }
+
+    /// The optimiser and its state.
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
+    }
+
+    /// Updates done so far.
+    pub fn steps_done(&self) -> u64 {
+        self.steps_done
+    }
+
+    /// The batcher's position (for checkpoints).
+    pub fn batch_position(&self) -> (u64, usize) {
+        self.batcher.position()
+    }
+
+    /// Restores a checkpointed state: parameters, optimiser, batch position and step count.
+    pub fn restore(
+        &mut self,
+        params: &[f32],
+        optimizer: Optimizer,
+        position: (u64, usize),
+        steps: u64,
+    ) {
+        self.model.params_mut().copy_from_slice(params);
+        self.optimizer = optimizer;
+        self.batcher.seek(position.0, position.1);
+        self.steps_done = steps;
+    }
+
+    /// Rows per shard (for reports).
+    pub fn shard_sizes(&self) -> Vec<usize> {
+        self.shards.iter().map(|s| s.rows).collect()
+    }
+
+    /// Threads the trainer runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Examples per update.
+    pub fn batch_size(&self) -> usize {
+        self.batch
+    }
+
+    /// One update, refusing a non-finite loss: with [`OnNan::Stop`] an error names the
+    /// step and the parameters stay as they were; with [`OnNan::Skip`] the update is not
+    /// applied and `None` is returned.
+    pub fn step_guarded(
+        &mut self,
+        data: &Dataset,
+        on_nan: OnNan,
+    ) -> Result<Option<StepStats>, TrainError> {
+        let stats = self.compute_gradients(data);
+        if stats.loss.is_finite() {
+            self.apply_gradients();
+            return Ok(Some(stats));
+        }
+        match on_nan {
+            OnNan::Stop => Err(TrainError::Diverged {
+                step: self.steps_done + 1,
+                loss: stats.loss,
+            }),
+            OnNan::Skip => {
+                self.steps_done += 1;
+                Ok(None)
+            }
+        }
+    }
+
+    /// One update on the next batch of `data`: forward, loss, backward per shard (in
+    /// parallel), gradients summed in shard order, one optimiser step.
+    pub fn step(&mut self, data: &Dataset) -> StepStats {
+        let stats = self.compute_gradients(data);
+        self.apply_gradients();
+        stats
+    }
+
+    fn compute_gradients(&mut self, data: &Dataset) -> StepStats {
+        for shard in &mut self.shards {
+            self.batcher.next_indices(&mut shard.indices);
+        }
+        let grad_scale = 1.0 / self.batch as f32;
+        let model = &self.model;
+        let classes = model.architecture().classes;
+        self.pool.for_each(&mut self.shards, |shard| {
+            for (k, &i) in shard.indices.iter().enumerate() {
+                shard.pixels[k * PIXELS..(k + 1) * PIXELS].copy_from_slice(data.image(i as usize));
+                shard.labels[k] = data.labels()[i as usize];
+            }
+            let input = Input::Pixels(&shard.pixels);
+            model.forward(input, shard.rows, &mut shard.ws);
+            let logits =
+                &shard.ws.activations[shard.ws.activations.len() - 1][..shard.rows * classes];
+            shard.correct = count_correct(logits, &shard.labels, classes);
+            shard.loss = model.loss(&shard.labels, grad_scale, &mut shard.ws);
+            model.backward(input, shard.rows, &mut shard.ws, &mut shard.grads, None);
+        });
+        let loss: f64 = self.shards.iter().map(|s| s.loss).sum();
+        StepStats {
+            loss: loss / self.batch as f64,
+            correct: self.shards.iter().map(|s| s.correct).sum(),
+        }
+    }
+
+    fn apply_gradients(&mut self) {
+        let (first, rest) = self.shards.split_first().expect("at least one shard");
+        let grads: &[f32] = if rest.is_empty() {
+            &first.grads
+        } else {
+            self.grads.copy_from_slice(&first.grads);
+            for shard in rest {
+                kernels::scaled_add(&mut self.grads, 1.0, &shard.grads);
+            }
+            &self.grads
+        };
+        self.optimizer.apply(self.model.params_mut(), grads);
+        self.steps_done += 1;
+    }
+}
+
+/// Rows of `logits` whose argmax is the label.
+pub fn count_correct(logits: &[f32], labels: &[u8], classes: usize) -> usize {
+    logits
+        .chunks_exact(classes)
+        .zip(labels)
+        .filter(|(row, &l)| kernels::elementwise::argmax(row) == usize::from(l))
+        .count()
+}

@@ -1,0 +1,54 @@
+//! Running shard work on a thread pool (rayon with the `parallel` feature, a plain loop
+//! without it). Which thread runs a shard never changes what it computes.
+
+/// A pool of worker threads, or the calling thread alone.
+#[derive(Debug)]
+pub struct Pool {
+    #[cfg(feature = "parallel")]
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl Pool {
+    /// A pool of `threads` threads (None: one per core; 1: no pool at all).
+    pub fn new(threads: Option<usize>) -> Self {
+        #[cfg(feature = "parallel")]
+        {
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let pool = (threads > 1).then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("starting the worker threads")
+            });
+            Pool { pool }
+        }
+        #[cfg(not(feature = "parallel"))]
+        {
+            let _ = threads;
+            Pool {}
+        }
+    }
+
+    /// Number of threads work runs on.
+    pub fn threads(&self) -> usize {
+        #[cfg(feature = "parallel")]
+        if let Some(pool) = &self.pool {
+            return pool.current_num_threads();
+        }
+        1
+    }
+
+    /// Runs `work` on every item, in parallel when there is a pool and more than one item.
+    pub fn for_each<T: Send>(&self, items: &mut [T], work: impl Fn(&mut T) + Sync) {
+        #[cfg(feature = "parallel")]
+        if let Some(pool) = &self.pool {
+            if items.len() > 1 {
+                use rayon::prelude::*;
+                pool.install(|| items.par_iter_mut().for_each(&work));
+                return;
+            }
+        }
+        items.iter_mut().for_each(work);
+    }
+}
