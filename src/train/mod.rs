@@ -11,7 +11,7 @@ pub mod run;
 
 pub use eval::{evaluate, EvalResult, Evaluator};
 pub use parallel::Pool;
-pub use run::{run, EvalEvent, Observer, OnNan, RunConfig, RunSummary, TrainError};
+pub use run::{run, EvalEvent, Observer, OnNan, RunConfig, RunSummary, Silent, TrainError};
 
 use crate::data::batch::Batcher;
 use crate::data::{BatchOrder, Dataset, PIXELS};
@@ -19,8 +19,12 @@ use crate::kernels;
 use crate::nn::{Input, Model, Workspace};
 use crate::optim::Optimizer;
 
+/// A mean cross-entropy above this many nats means the logits are off by thousands: the
+/// stable loss never overflows, so "diverged" must be a threshold as well as NaN.
+pub const DIVERGED_LOSS: f64 = 1e4;
+
 /// Work below this many FLOPs per shard is not worth a task of its own.
-const MIN_SHARD_FLOPS: usize = 1_500_000;
+const MIN_SHARD_FLOPS: usize = 2_000_000;
 /// Fewer rows than this per shard make packing the weights dominate.
 const MIN_SHARD_ROWS: usize = 32;
 
@@ -166,7 +170,7 @@ impl Trainer {
         self.batch
     }
 
-    /// One update, refusing a non-finite loss: with [`OnNan::Stop`] an error names the
+    /// One update, refusing a non-finite loss (or one above [`DIVERGED_LOSS`]): with [`OnNan::Stop`] an error names the
     /// step and the parameters stay as they were; with [`OnNan::Skip`] the update is not
     /// applied and `None` is returned.
     pub fn step_guarded(
@@ -175,7 +179,7 @@ impl Trainer {
         on_nan: OnNan,
     ) -> Result<Option<StepStats>, TrainError> {
         let stats = self.compute_gradients(data);
-        if stats.loss.is_finite() {
+        if stats.loss.is_finite() && stats.loss <= DIVERGED_LOSS {
             self.apply_gradients();
             return Ok(Some(stats));
         }

@@ -29,7 +29,7 @@ pub struct RunConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrainError {
-    /// The loss became NaN or infinite.
+    /// The loss became NaN, infinite, or exploded past `DIVERGED_LOSS`.
     #[error("training diverged at step {step}: the loss is {loss} (try a smaller --lr)")]
     Diverged {
         /// The 1-based update at which it happened.

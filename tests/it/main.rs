@@ -1,1 +1,8 @@
+//! Integration tests, one binary (see STYLE.md): modules by subject.
 
+mod common;
+mod idx;
+mod kernels;
+mod model_file;
+mod reference;
+mod training;

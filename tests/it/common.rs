@@ -1,0 +1,56 @@
+//! Helpers shared by the integration tests.
+
+use std::path::PathBuf;
+
+use softnet::data::{Dataset, Mnist, PIXELS};
+
+/// `../shared` beside the repository (CI lays it there).
+pub fn shared_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// The real MNIST files, or None (with a note) where `../shared` is absent.
+pub fn real_mnist() -> Option<Mnist> {
+    let dir = shared_dir().join("data/mnist");
+    if !dir.is_dir() {
+        eprintln!("skipping: {} is absent", dir.display());
+        return None;
+    }
+    Some(Mnist::load(&dir).expect("the shared MNIST files load"))
+}
+
+/// A synthetic dataset: `n` random images whose label is a simple function of the pixels,
+/// so models can learn it.
+pub fn synthetic(n: usize, seed: u64) -> Dataset {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    let mut pixels = vec![0u8; n * PIXELS];
+    let mut labels = vec![0u8; n];
+    for (i, label) in labels.iter_mut().enumerate() {
+        let class = (next() % 10) as usize;
+        *label = class as u8;
+        let img = &mut pixels[i * PIXELS..(i + 1) * PIXELS];
+        for (p, v) in img.iter_mut().enumerate() {
+            let noise = (next() % 64) as u8;
+            // Each class lights up its own band of rows.
+            *v = if (p / 28) / 3 == class {
+                160 + noise
+            } else {
+                noise
+            };
+        }
+    }
+    Dataset::new(pixels, labels)
+}
+
+/// Reads a reference `.npy` file.
+pub fn npy(path: &std::path::Path) -> softnet::io::npy::NpyArray {
+    softnet::io::npy::read_npy(path).unwrap_or_else(|e| panic!("{e}"))
+}

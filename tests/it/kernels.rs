@@ -1,0 +1,185 @@
+//! Property tests: every kernel against its naive twin on random shapes, including 0, 1
+//! and sizes that are not multiples of the SIMD width or the tile.
+//!
+//! Tolerances: products are compared to the f64 reference within `1e-5 * (1 + Σ|a·b|)`
+//! (f32 rounding grows with the dot product's magnitude); element-wise kernels within 1e-6
+//! relative; softmax and cross-entropy within 1e-5.
+
+use proptest::prelude::*;
+use softnet::kernels::{self, naive, GemmWorkspace, MatRef, PixelRef};
+
+fn matrix(len: usize) -> impl Strategy<Value = Vec<f32>> {
+    prop::collection::vec(-2.0f32..2.0, len)
+}
+
+/// Sizes around the tile edges (MR = 6, NR = 16, KC = 256) and small ones.
+fn dim() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        0usize..=3,
+        4usize..=40,
+        Just(5),
+        Just(7),
+        Just(15),
+        Just(17),
+        Just(255),
+        Just(257)
+    ]
+}
+
+fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, accumulate: bool, seed: u64) {
+    let gen = |len: usize, salt: u64| -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i as u64 * 2654435761 + seed * 97 + salt) % 1000) as f32 / 250.0) - 2.0)
+            .collect()
+    };
+    let a_data = gen(m * k, 1);
+    let b_data = gen(k * n, 2);
+    let a = if ta {
+        MatRef::row_major(&a_data, m).t()
+    } else {
+        MatRef::row_major(&a_data, k)
+    };
+    let b = if tb {
+        MatRef::row_major(&b_data, k).t()
+    } else {
+        MatRef::row_major(&b_data, n)
+    };
+    let ldc = n + 3;
+    let init = gen(m.max(1) * ldc, 3);
+    let mut got = init.clone();
+    let mut want = init.clone();
+    let mut ws = GemmWorkspace::new();
+    kernels::gemm(m, n, k, a, b, &mut got, ldc, accumulate, &mut ws);
+    naive::gemm(m, n, k, a, b, &mut want, ldc, accumulate);
+    for i in 0..m {
+        for j in 0..ldc {
+            let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
+            if j >= n {
+                assert_eq!(g, init[i * ldc + j], "gemm wrote outside C at ({i}, {j})");
+                continue;
+            }
+            let scale: f32 = (0..k)
+                .map(|p| {
+                    let av = a_data[if ta { p * m + i } else { i * k + p }];
+                    let bv = b_data[if tb { j * k + p } else { p * n + j }];
+                    (av * bv).abs()
+                })
+                .sum::<f32>()
+                + if accumulate {
+                    init[i * ldc + j].abs()
+                } else {
+                    0.0
+                };
+            assert!(
+                (g - w).abs() <= 1e-5 * (1.0 + scale),
+                "({i},{j}) of {m}x{n}x{k}: {g} vs {w}"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn gemm_matches_naive(m in dim(), n in dim(), k in dim(), ta: bool, tb: bool, acc: bool, seed in 0u64..1000) {
+        check_gemm(m, n, k, ta, tb, acc, seed);
+    }
+
+    #[test]
+    fn gemm_on_pixels_matches_naive_on_scaled_values(m in 0usize..20, n in 0usize..20, k in 0usize..40, pixels in prop::collection::vec(any::<u8>(), 800), t: bool) {
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 * 0.1 - 0.6).collect();
+        let px = &pixels[..m * k];
+        let unit: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
+        let (pa, ua) = if t {
+            (PixelRef::row_major(px, m).t(), MatRef::row_major(&unit, m).t())
+        } else {
+            (PixelRef::row_major(px, k), MatRef::row_major(&unit, k))
+        };
+        let mut got = vec![0.0; m * n];
+        let mut want = vec![0.0; m * n];
+        let mut ws = GemmWorkspace::new();
+        kernels::gemm(m, n, k, pa, MatRef::row_major(&b, n), &mut got, n, false, &mut ws);
+        kernels::gemm(m, n, k, ua, MatRef::row_major(&b, n), &mut want, n, false, &mut ws);
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn scaled_add_matches_naive(x in matrix(37), alpha in -3.0f32..3.0, len in 0usize..37) {
+        let mut got: Vec<f32> = x[..len].iter().map(|v| v * 0.5).collect();
+        let mut want = got.clone();
+        kernels::scaled_add(&mut got, alpha, &x[..len]);
+        naive::scaled_add(&mut want, alpha, &x[..len]);
+        for (g, w) in got.iter().zip(&want) {
+            prop_assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()));
+        }
+    }
+
+    #[test]
+    fn bias_and_column_sums_match_naive(rows in 0usize..20, cols in 1usize..19, v in matrix(400), bias in matrix(19)) {
+        let m = &v[..rows * cols];
+        let mut got = m.to_vec();
+        let mut want = m.to_vec();
+        kernels::add_bias_rows(&mut got, &bias[..cols]);
+        naive::add_bias_rows(&mut want, &bias[..cols]);
+        prop_assert_eq!(&got, &want);
+        let mut sums = vec![1.0; cols];
+        kernels::column_sums_into(m, &mut sums, false);
+        for (g, w) in sums.iter().zip(naive::column_sums(m, cols)) {
+            prop_assert!((g - w).abs() <= 1e-5 * (1.0 + rows as f32));
+        }
+    }
+
+    #[test]
+    fn softmax_cross_entropy_matches_naive(rows in 0usize..12, classes in 1usize..19, v in prop::collection::vec(-30.0f32..30.0, 216), labels in prop::collection::vec(0u8..18, 12), scale in 0.01f32..1.0) {
+        let z = &v[..rows * classes];
+        let labels: Vec<u8> = labels[..rows].iter().map(|&l| l % classes as u8).collect();
+        let mut grad = vec![0.0; z.len()];
+        let loss = kernels::softmax_cross_entropy(z, &labels, classes, scale, &mut grad);
+        let (want_loss, want_grad) = naive::softmax_cross_entropy(z, &labels, classes, scale);
+        prop_assert!((loss - want_loss).abs() <= 1e-5 * (1.0 + want_loss.abs()), "{} vs {}", loss, want_loss);
+        for (g, w) in grad.iter().zip(&want_grad) {
+            prop_assert!((g - w).abs() <= 1e-5, "{} vs {}", g, w);
+        }
+        let mut probs = vec![0.0; z.len()];
+        kernels::elementwise::softmax_rows(z, classes, &mut probs);
+        for (g, w) in probs.iter().zip(naive::softmax_rows(z, classes)) {
+            prop_assert!((g - w).abs() <= 1e-5);
+        }
+    }
+
+    #[test]
+    fn argmax_and_relu_match_naive(rows in 0usize..10, cols in 1usize..13, v in matrix(130)) {
+        let m = &v[..rows * cols];
+        let mut got = vec![0; rows];
+        kernels::argmax_rows(m, cols, &mut got);
+        prop_assert_eq!(got, naive::argmax_rows(m, cols));
+        let mut r = m.to_vec();
+        kernels::relu_in_place(&mut r);
+        prop_assert_eq!(r, naive::relu(m));
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_is_finite_for_huge_logits() {
+    let z = [1e4f32, -1e4, 0.0, 1e4, 1e4, -1e4];
+    let mut grad = [0.0; 6];
+    let loss = kernels::softmax_cross_entropy(&z, &[1, 2], 3, 0.5, &mut grad);
+    assert!(loss.is_finite());
+    // Row 1: lse 1e4, label logit -1e4; row 2: lse 1e4 + ln 2, label logit -1e4.
+    assert!(
+        (loss - (4e4 + std::f64::consts::LN_2)).abs() < 1e-2,
+        "{loss}"
+    );
+    assert!(grad.iter().all(|g| g.is_finite()));
+    assert_eq!(grad[1], -0.5);
+    assert!((grad[0] - 0.5).abs() < 1e-6);
+}
+
+#[test]
+fn gemm_regression_k_crossing_the_block_depth() {
+    // A k just past KC exercises the accumulate-into-C path of the second depth block.
+    check_gemm(7, 17, 257, true, false, false, 5);
+    check_gemm(100, 10, 784, false, false, false, 1);
+    check_gemm(784, 10, 100, true, false, false, 2);
+}

@@ -1,0 +1,227 @@
+//! Trainer properties: thread-count invariance, learning, gradients, divergence.
+
+use softnet::data::{BatchOrder, Mnist};
+use softnet::nn::{Architecture, Input, Model, Workspace};
+use softnet::optim::{Optimizer, OptimizerKind};
+use softnet::train::{shard_rows, OnNan, TrainError, Trainer};
+
+use crate::common::synthetic;
+
+fn train_bytes(arch: &Architecture, batch: usize, threads: usize, steps: usize) -> Vec<u8> {
+    let data = synthetic(1000, 1);
+    let model = Model::he_normal(arch.clone(), 5);
+    let kind = OptimizerKind::Momentum { momentum: 0.9 };
+    let optimizer = Optimizer::new(kind, 0.05, model.params().len());
+    let mut t = Trainer::new(
+        model,
+        optimizer,
+        data.len(),
+        batch,
+        BatchOrder::Shuffle { seed: 9 },
+        Some(threads),
+    );
+    for _ in 0..steps {
+        t.step(&data);
+    }
+    t.model()
+        .params()
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
+}
+
+#[test]
+fn weights_are_bit_identical_for_1_2_and_3_threads() {
+    for (arch, batch) in [
+        (Architecture::softmax_regression(), 100),
+        (Architecture::mlp(&[64, 32]), 250),
+    ] {
+        assert!(
+            shard_rows(&Model::zeros(arch.clone()), batch).len() > 1,
+            "the test needs several shards"
+        );
+        let one = train_bytes(&arch, batch, 1, 30);
+        assert_eq!(
+            one,
+            train_bytes(&arch, batch, 2, 30),
+            "{} with 2 threads",
+            arch.describe()
+        );
+        assert_eq!(
+            one,
+            train_bytes(&arch, batch, 3, 30),
+            "{} with 3 threads",
+            arch.describe()
+        );
+    }
+}
+
+#[test]
+fn shards_depend_on_the_work_not_the_threads() {
+    let softmax = Model::softmax_regression();
+    assert_eq!(shard_rows(&softmax, 100), [50, 50]);
+    assert_eq!(shard_rows(&softmax, 1), [1]);
+    let mlp = Model::zeros(Architecture::mlp(&[256]));
+    let rows = shard_rows(&mlp, 1000);
+    assert_eq!(rows.iter().sum::<usize>(), 1000);
+    assert!(rows.iter().all(|&r| r >= 32), "{rows:?}");
+}
+
+#[test]
+fn a_short_run_learns_the_synthetic_task() {
+    let data = synthetic(2000, 3);
+    let test = synthetic(500, 4);
+    let mnist = Mnist { train: data, test };
+    for arch in [Architecture::softmax_regression(), Architecture::mlp(&[32])] {
+        let model = Model::he_normal(arch.clone(), 1);
+        let mut t = Trainer::new(
+            model,
+            Optimizer::sgd(0.1),
+            2000,
+            50,
+            BatchOrder::Shuffle { seed: 1 },
+            Some(2),
+        );
+        let first = t.step(&mnist.train).loss;
+        for _ in 0..200 {
+            t.step(&mnist.train);
+        }
+        let result = softnet::train::evaluate(t.model(), &mnist.test);
+        assert!(first > 1.0, "{}: initial loss {first}", arch.describe());
+        assert!(
+            result.accuracy > 0.95,
+            "{}: accuracy {}",
+            arch.describe(),
+            result.accuracy
+        );
+        assert_eq!(result.confusion.iter().flatten().sum::<usize>(), 500);
+    }
+}
+
+/// Mean loss of `params` on `x` in f64, by a plain forward pass written here from scratch.
+fn loss_f64(arch: &Architecture, params: &[f64], x: &[f64], labels: &[u8]) -> f64 {
+    let rows = labels.len();
+    let mut act: Vec<f64> = x.to_vec();
+    let mut at = 0;
+    let shapes = arch.layer_shapes();
+    for (l, &(fi, fo)) in shapes.iter().enumerate() {
+        let w = &params[at..at + fi * fo];
+        let b = &params[at + fi * fo..at + fi * fo + fo];
+        at += fi * fo + fo;
+        let mut out = vec![0.0; rows * fo];
+        for r in 0..rows {
+            for j in 0..fo {
+                let mut s = b[j];
+                for k in 0..fi {
+                    s += act[r * fi + k] * w[k * fo + j];
+                }
+                out[r * fo + j] = if l + 1 < shapes.len() { s.max(0.0) } else { s };
+            }
+        }
+        act = out;
+    }
+    let c = arch.classes;
+    let mut loss = 0.0;
+    for r in 0..rows {
+        let z = &act[r * c..(r + 1) * c];
+        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        loss += lse - z[labels[r] as usize];
+    }
+    loss / rows as f64
+}
+
+#[test]
+fn analytic_gradients_match_central_differences_in_f64() {
+    let arch = Architecture {
+        input: 12,
+        hidden: vec![7, 5],
+        classes: 4,
+    };
+    let mut model = Model::he_normal(arch.clone(), 11);
+    // Non-zero biases so every term of the gradient is exercised.
+    let n = model.params().len();
+    for (i, p) in model.params_mut().iter_mut().enumerate() {
+        if i % 3 == 0 {
+            *p += 0.05 * ((i % 7) as f32 - 3.0);
+        }
+    }
+    let rows = 6;
+    let x: Vec<f32> = (0..rows * 12)
+        .map(|i| ((i * 37 % 17) as f32) / 17.0)
+        .collect();
+    let labels: Vec<u8> = (0..rows).map(|i| (i % 4) as u8).collect();
+    let mut ws = Workspace::new(&model, rows);
+    model.forward(Input::Unit(&x), rows, &mut ws);
+    model.loss(&labels, 1.0 / rows as f32, &mut ws);
+    let mut grads = vec![0.0f32; n];
+    let mut input_grad = vec![0.0f32; x.len()];
+    model.backward(
+        Input::Unit(&x),
+        rows,
+        &mut ws,
+        &mut grads,
+        Some(&mut input_grad),
+    );
+
+    let p64: Vec<f64> = model.params().iter().map(|&v| f64::from(v)).collect();
+    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let h = 1e-6;
+    for i in 0..n {
+        let (mut plus, mut minus) = (p64.clone(), p64.clone());
+        plus[i] += h;
+        minus[i] -= h;
+        let numeric = (loss_f64(&arch, &plus, &x64, &labels)
+            - loss_f64(&arch, &minus, &x64, &labels))
+            / (2.0 * h);
+        let err = (numeric - f64::from(grads[i])).abs();
+        assert!(
+            err < 1e-4 * (1.0 + numeric.abs()),
+            "param {i}: analytic {} vs numeric {numeric}",
+            grads[i]
+        );
+    }
+    for i in 0..x.len() {
+        let (mut plus, mut minus) = (x64.clone(), x64.clone());
+        plus[i] += h;
+        minus[i] -= h;
+        let numeric = (loss_f64(&arch, &p64, &plus, &labels)
+            - loss_f64(&arch, &p64, &minus, &labels))
+            / (2.0 * h);
+        let err = (numeric - f64::from(input_grad[i])).abs();
+        assert!(
+            err < 1e-4 * (1.0 + numeric.abs()),
+            "input {i}: analytic {} vs numeric {numeric}",
+            input_grad[i]
+        );
+    }
+}
+
+#[test]
+fn a_huge_learning_rate_stops_with_the_step_that_diverged() {
+    let data = synthetic(500, 2);
+    let model = Model::softmax_regression();
+    let mut t = Trainer::new(
+        model,
+        Optimizer::sgd(1e6),
+        500,
+        50,
+        BatchOrder::Sequential,
+        Some(1),
+    );
+    let mut failure = None;
+    for _ in 0..100 {
+        match t.step_guarded(&data, OnNan::Stop) {
+            Ok(_) => {}
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let Some(TrainError::Diverged { step, .. }) = failure else {
+        panic!("did not diverge: {failure:?}")
+    };
+    assert_eq!(step, t.steps_done() + 1);
+    assert!(step >= 2);
+}

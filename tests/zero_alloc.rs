@@ -1,0 +1,98 @@
+//! After the first step, a training step performs no heap allocation: counted by a global
+//! allocator wrapper (its own test binary, so no other test allocates meanwhile).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use softnet::data::{BatchOrder, Dataset, PIXELS};
+use softnet::nn::{Architecture, Model};
+use softnet::optim::{Optimizer, OptimizerKind};
+use softnet::train::Trainer;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: defers every call to the system allocator unchanged; only counts them.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn data() -> Dataset {
+    let n = 600;
+    let pixels: Vec<u8> = (0..n * PIXELS).map(|i| (i * 31 % 251) as u8).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    Dataset::new(pixels, labels)
+}
+
+#[test]
+fn training_steps_do_not_allocate() {
+    let data = data();
+    let cases = [
+        (
+            Architecture::softmax_regression(),
+            OptimizerKind::Sgd,
+            100,
+            1,
+        ),
+        (
+            Architecture::softmax_regression(),
+            OptimizerKind::Sgd,
+            100,
+            2,
+        ),
+        (
+            Architecture::mlp(&[64]),
+            OptimizerKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            200,
+            2,
+        ),
+        (
+            Architecture::mlp(&[32, 16]),
+            OptimizerKind::Momentum { momentum: 0.9 },
+            100,
+            3,
+        ),
+    ];
+    for (arch, kind, batch, threads) in cases {
+        let model = Model::he_normal(arch.clone(), 1);
+        let optimizer = Optimizer::new(kind, 0.01, model.params().len());
+        let order = BatchOrder::Shuffle { seed: 1 };
+        let mut trainer = Trainer::new(model, optimizer, data.len(), batch, order, Some(threads));
+        // Warm-up: lets the thread pool start its workers.
+        for _ in 0..3 {
+            trainer.step(&data);
+        }
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        for _ in 0..20 {
+            trainer.step(&data);
+        }
+        let allocated = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        assert_eq!(
+            allocated,
+            0,
+            "{} on {threads} threads allocated {allocated} times in 20 steps",
+            arch.describe()
+        );
+    }
+}
