@@ -246,7 +246,10 @@ pub fn softmax_with_temperature(logits: &[f32], classes: usize, t: f32, out: &mu
     assert_eq!(logits.len(), out.len(), "softmax_with_temperature: lengths");
     assert_eq!(logits.len() % classes, 0, "softmax_with_temperature: shape");
     let inv_t = 1.0 / t;
-    for (row, out_row) in logits.chunks_exact(classes).zip(out.chunks_exact_mut(classes)) {
+    for (row, out_row) in logits
+        .chunks_exact(classes)
+        .zip(out.chunks_exact_mut(classes))
+    {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
         for (o, &z) in out_row.iter_mut().zip(row) {
@@ -483,7 +486,12 @@ mod tests {
         assert_eq!(idx, vec![3, 0, 1]);
         assert_eq!((m[0].label, m[0].predicted), (0, 1));
         assert_eq!(m[0].confidence, 0.95);
-        assert_eq!(most_confident_mistakes(&probs, &labels, 2, 1).unwrap().len(), 1);
+        assert_eq!(
+            most_confident_mistakes(&probs, &labels, 2, 1)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

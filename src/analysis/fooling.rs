@@ -34,7 +34,11 @@ pub fn error_rate(labels: &[u8], predictions: &[u8]) -> f32 {
     if labels.is_empty() {
         return 0.0;
     }
-    let wrong = labels.iter().zip(predictions).filter(|(l, p)| l != p).count();
+    let wrong = labels
+        .iter()
+        .zip(predictions)
+        .filter(|(l, p)| l != p)
+        .count();
     wrong as f32 / labels.len() as f32
 }
 
