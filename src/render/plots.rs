@@ -20,6 +20,8 @@ const CORRECT: RGBColor = RGBColor(54, 140, 84);
 const WRONG: RGBColor = RGBColor(200, 60, 50);
 const BARS: RGBColor = RGBColor(66, 118, 190);
 const TEXT: RGBColor = RGBColor(30, 30, 30);
+/// Grid lines: visible, but quieter than the data.
+const GRID: RGBColor = RGBColor(225, 225, 225);
 
 type Area<'a> = DrawingArea<BitMapBackend<'a, RGBPixel>, Shift>;
 type PlotResult = Result<(), Box<dyn std::error::Error>>;
@@ -82,6 +84,8 @@ fn confidence_histogram(
         .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(font(14.0))
         .axis_desc_style(font(15.0))
+        .bold_line_style(GRID)
+        .light_line_style(WHITE)
         .x_desc("confidence (max posterior)")
         .y_desc("digits")
         .draw()?;
@@ -136,6 +140,8 @@ fn reliability_bars(area: &Area<'_>, report: &CalibrationReport) -> PlotResult {
         })
         .label_style(font(14.0))
         .axis_desc_style(font(15.0))
+        .bold_line_style(GRID)
+        .light_line_style(WHITE)
         .x_desc("confidence bin (numbers: digits per bin)")
         .y_desc("accuracy")
         .draw()?;
@@ -171,7 +177,11 @@ fn reliability_bars(area: &Area<'_>, report: &CalibrationReport) -> PlotResult {
     chart.draw_series(report.bins.iter().filter(|b| b.count > 0).map(|b| {
         Text::new(
             b.count.to_string(),
-            ((b.lower + b.upper) / 2.0, b.accuracy + 0.015),
+            // Above both the bar and the mean-confidence dot, so neither hides the number.
+            (
+                (b.lower + b.upper) / 2.0,
+                b.accuracy.max(b.mean_confidence) + 0.025,
+            ),
             font(12.0)
                 .color(&TEXT)
                 .pos(Pos::new(HPos::Center, VPos::Bottom)),
@@ -281,7 +291,8 @@ pub fn fooling_rate_plot(
             .axis_desc_style(font(16.0))
             .x_desc(x_label)
             .y_desc("fooling rate")
-            .light_line_style(RGBColor(235, 235, 235))
+            .bold_line_style(GRID)
+            .light_line_style(WHITE)
             .draw()?;
         chart.draw_series(LineSeries::new(pts.iter().copied(), BARS.stroke_width(3)))?;
         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 5, BARS.filled())))?;
