@@ -5,4 +5,6 @@ mod idx;
 mod kernels;
 mod model_file;
 mod reference;
+#[cfg(feature = "render")]
+mod render;
 mod training;
