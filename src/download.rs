@@ -709,8 +709,12 @@ mod tests {
     fn verify_dir_names_the_missing_file() {
         let dir = tempfile::tempdir().unwrap();
         let err = verify_dir(dir.path()).unwrap_err();
-        assert!(matches!(&err, DownloadError::Missing { path } if path.ends_with(MNIST_FILES[0].0)));
-        assert!(err.to_string().contains("train-images-idx3-ubyte.gz: missing"));
+        assert!(
+            matches!(&err, DownloadError::Missing { path } if path.ends_with(MNIST_FILES[0].0))
+        );
+        assert!(err
+            .to_string()
+            .contains("train-images-idx3-ubyte.gz: missing"));
     }
 
     #[test]
@@ -739,7 +743,9 @@ mod tests {
         for (name, sha) in MNIST_FILES {
             assert!(name.ends_with(".gz"));
             assert_eq!(sha.len(), 64);
-            assert!(sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            assert!(sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         }
     }
 }

@@ -1,1 +1,2 @@
-
+#[cfg(feature = "download")]
+mod download;
