@@ -1,2 +1,4 @@
 #[cfg(feature = "download")]
 mod download;
+#[cfg(feature = "render")]
+mod preprocess;
