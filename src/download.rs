@@ -289,17 +289,12 @@ enum HashError {
 /// as `gunzip` does, since parallel compressors write them.
 fn hash_content<R: Read>(r: R) -> Result<String, HashError> {
     let mut r = BufReader::with_capacity(CHUNK, r);
-    let mut magic = [0u8; 2];
-    let mut n = 0;
-    // Peek without consuming: the BufReader's buffer holds the start of the stream.
-    {
-        let buf = io::BufRead::fill_buf(&mut r).map_err(HashError::Io)?;
-        let k = buf.len().min(2);
-        magic[..k].copy_from_slice(&buf[..k]);
-        n += k;
-    }
+    // Peek without consuming: the BufReader's buffer holds the start of the stream. (Callers
+    // pass files and slices, whose first read fills the buffer unless the input is shorter.)
+    let is_gzip = io::BufRead::fill_buf(&mut r)
+        .map_err(HashError::Io)?
+        .starts_with(&[0x1f, 0x8b]);
     let mut hasher = Sha256::new();
-    let is_gzip = n == 2 && magic == [0x1f, 0x8b];
     let copied = if is_gzip {
         let mut dec = MultiGzDecoder::new(r).take(MAX_DECOMPRESSED_BYTES + 1);
         io::copy(&mut dec, &mut hasher).map_err(|e| HashError::Corrupt(e.to_string()))?

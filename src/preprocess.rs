@@ -103,7 +103,7 @@ pub fn decode_gray(bytes: &[u8]) -> Result<(usize, usize, Vec<u8>), PreprocessEr
     let info = reader.next_frame(&mut buf)?;
     let (w, h) = (info.width as usize, info.height as usize);
     let channels = color.samples();
-    if depth != png::BitDepth::Eight || info.line_size < w * channels {
+    if depth != png::BitDepth::Eight || info.line_size == 0 || info.line_size < w * channels {
         return Err(PreprocessError::BadDimensions {
             width: w,
             height: h,
