@@ -17,3 +17,9 @@ pub mod summary;
 pub mod render;
 
 pub mod analysis;
+
+#[cfg(feature = "download")]
+pub mod download;
+
+#[cfg(feature = "render")]
+pub mod preprocess;

@@ -1,9 +1,13 @@
 //! Integration tests, one binary (see STYLE.md): modules by subject.
 
 mod common;
+#[cfg(feature = "download")]
+mod download;
 mod idx;
 mod kernels;
 mod model_file;
+#[cfg(feature = "render")]
+mod preprocess;
 mod reference;
 #[cfg(feature = "render")]
 mod render;

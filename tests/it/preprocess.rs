@@ -1,0 +1,136 @@
+//! `softnet::preprocess` on the hand-drawn digits in `tests/fixtures/drawn/` (made by
+//! `make_digits.py` there): each comes out MNIST-shaped, and looks like MNIST's own digits of
+//! its class more than like any other class.
+
+use std::path::{Path, PathBuf};
+
+use softnet::preprocess::{mnist_from_png, PreprocessError};
+
+const DRAWN: [(&str, u8); 10] = [
+    ("zero", 0),
+    ("one", 1),
+    ("two", 2),
+    ("three", 3),
+    ("four", 4),
+    ("five", 5),
+    ("six", 6),
+    ("seven", 7),
+    ("eight", 8),
+    ("nine", 9),
+];
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/drawn")
+        .join(format!("{name}.png"))
+}
+
+fn load(name: &str) -> [u8; 784] {
+    let bytes = std::fs::read(fixture(name)).unwrap();
+    mnist_from_png(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn drawn_digits_come_out_mnist_shaped() {
+    for (name, _) in DRAWN {
+        let img = load(name);
+        let (mut x0, mut y0, mut x1, mut y1) = (28, 28, 0, 0);
+        let (mut m, mut mx, mut my) = (0.0, 0.0, 0.0);
+        for (i, &v) in img.iter().enumerate() {
+            let (x, y) = (i % 28, i / 28);
+            if v > 0 {
+                (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+            }
+            let v = f64::from(v);
+            (m, mx, my) = (m + v, mx + v * x as f64, my + v * y as f64);
+        }
+        // Portrait digits: 20 px tall (a 1 is narrow, others wider).
+        assert_eq!(y1 - y0 + 1, 20, "{name}");
+        assert!(
+            (3..=20).contains(&(x1 - x0 + 1)),
+            "{name}: width {}",
+            x1 - x0 + 1
+        );
+        let (cx, cy) = (mx / m, my / m);
+        assert!(
+            (cx - 14.0).abs() <= 0.5 && (cy - 14.0).abs() <= 0.5,
+            "{name}: {cx} {cy}"
+        );
+        assert_eq!(*img.iter().max().unwrap(), 255, "{name}");
+        // Strokes, not blobs: MNIST digits cover about 19% of the frame.
+        let inked = img.iter().filter(|&&v| v > 0).count();
+        assert!((60..=300).contains(&inked), "{name}: {inked} pixels inked");
+    }
+}
+
+#[test]
+fn a_blank_png_is_an_empty_error() {
+    let mut out = Vec::new();
+    let mut e = png::Encoder::new(&mut out, 50, 40);
+    e.set_color(png::ColorType::Grayscale);
+    let mut w = e.write_header().unwrap();
+    w.write_image_data(&[250; 2000]).unwrap();
+    w.finish().unwrap();
+    assert!(matches!(mnist_from_png(&out), Err(PreprocessError::Empty)));
+}
+
+/// Nearest neighbours in MNIST's test set (5-NN, Euclidean): a classifier that needs no
+/// trained model (about 96% on MNIST itself), so it checks the drawings and the preprocessing
+/// together: a badly scaled, off-centre or inverted digit has no close MNIST neighbours of its
+/// class.
+#[cfg(feature = "gz")]
+#[test]
+fn drawn_digits_have_mnist_neighbours_of_their_class() {
+    use std::io::Read;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist");
+    let read = |name: &str| -> Option<Vec<u8>> {
+        let f = std::fs::File::open(dir.join(name)).ok()?;
+        let mut v = Vec::new();
+        flate2::read::GzDecoder::new(f).read_to_end(&mut v).ok()?;
+        Some(v)
+    };
+    let (Some(images), Some(labels)) = (
+        read("t10k-images-idx3-ubyte.gz"),
+        read("t10k-labels-idx1-ubyte.gz"),
+    ) else {
+        eprintln!("skipping: no MNIST test set at {}", dir.display());
+        return;
+    };
+    let (images, labels) = (&images[16..], &labels[8..]);
+    let mut wrong = Vec::new();
+    for (name, digit) in DRAWN {
+        let img = load(name);
+        let mut dists: Vec<(u32, u8)> = images
+            .chunks_exact(784)
+            .zip(labels)
+            .map(|(m, &l)| {
+                let d = m
+                    .iter()
+                    .zip(&img)
+                    .map(|(&a, &b)| (i32::from(a) - i32::from(b)).pow(2) as u32)
+                    .sum();
+                (d, l)
+            })
+            .collect();
+        dists.sort_unstable();
+        let mut votes = [0; 10];
+        for &(_, l) in &dists[..5] {
+            votes[l as usize] += 1;
+        }
+        // Majority; ties go to the class of the nearer neighbour (max_by_key keeps the last
+        // maximum, so scan the neighbours from farthest to nearest).
+        let best = dists[..5]
+            .iter()
+            .rev()
+            .max_by_key(|(_, l)| votes[*l as usize])
+            .unwrap()
+            .1;
+        if best != digit {
+            wrong.push(format!("{name} -> {best} (votes {votes:?})"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "nearest MNIST neighbours disagree: {wrong:?}"
+    );
+}
