@@ -19,10 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(arg) = args.next() {
         if arg == "--hidden" {
             let list = args.next().ok_or("--hidden needs a list like 256,64")?;
-            hidden = list
-                .split(',')
-                .map(str::parse)
-                .collect::<Result<_, _>>()?;
+            hidden = list.split(',').map(str::parse).collect::<Result<_, _>>()?;
         } else if logdir.is_none() {
             logdir = Some(PathBuf::from(arg));
         } else {
@@ -56,6 +53,7 @@ fn write_fake_run(
     let mut tb = TensorBoardLogger::create(logdir)?;
     tb.log_graph(input, hidden, classes)?;
     let mut accuracies = Vec::new();
+    let mut spent = std::time::Duration::ZERO;
     let mut params: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for step in (0..=1000i64).step_by(100) {
         let t = step as f32 / 1000.0;
@@ -88,9 +86,10 @@ fn write_fake_run(
         let test_acc = train_acc - 0.005 * t;
         let train_loss = 2.3 * (-3.0 * t).exp() + 0.3;
         let test_loss = train_loss + 0.01;
-        let logits: Vec<f32> = (0..1000 * classes)
+        let logits: Vec<f32> = (0..10_000 * classes)
             .map(|i| t * (((i * 7919) % 1000) as f32 / 100.0 - 5.0))
             .collect();
+        let started = std::time::Instant::now();
         tb.log_eval(
             step,
             (train_loss, train_acc),
@@ -98,10 +97,15 @@ fn write_fake_run(
             &views,
             &logits,
         )?;
+        spent += started.elapsed();
         accuracies.push((step, test_acc));
         if step == 1000 {
             tb.log_weight_images(step, &views)?;
         }
     }
+    println!(
+        "log_eval: {:.2} ms per evaluation (10000 test logits)",
+        spent.as_secs_f64() * 1e3 / accuracies.len() as f64
+    );
     Ok(accuracies)
 }

@@ -57,7 +57,12 @@ pub fn model_graph(input: usize, hidden: &[usize], classes: usize) -> GraphDef {
 
     // input
     g.source("input/image", "Placeholder", DT_FLOAT, &[BATCH, dim(input)]);
-    g.source("input/label", "Placeholder", DT_FLOAT, &[BATCH, dim(classes)]);
+    g.source(
+        "input/label",
+        "Placeholder",
+        DT_FLOAT,
+        &[BATCH, dim(classes)],
+    );
 
     // variables and forward layers
     let names = layer_names(hidden.len());
@@ -171,7 +176,12 @@ pub fn model_graph(input: usize, hidden: &[usize], classes: usize) -> GraphDef {
             upstream = relu_grad;
         }
     }
-    g.source("train/GradientDescent/learning_rate", "Const", DT_FLOAT, &[]);
+    g.source(
+        "train/GradientDescent/learning_rate",
+        "Const",
+        DT_FLOAT,
+        &[],
+    );
     let mut updates = Vec::new();
     for (variable, grad) in param_grads.iter().rev() {
         let update = format!("train/GradientDescent/update_{variable}/ApplyGradientDescent");
@@ -211,7 +221,12 @@ pub fn model_graph(input: usize, hidden: &[usize], classes: usize) -> GraphDef {
         &[&[BATCH]],
     );
     g.set_dtype("evaluation/Equal", "T", DT_INT64);
-    g.op("evaluation/Cast", "Cast", &["evaluation/Equal"], &[&[BATCH]]);
+    g.op(
+        "evaluation/Cast",
+        "Cast",
+        &["evaluation/Equal"],
+        &[&[BATCH]],
+    );
     g.set_dtype("evaluation/Cast", "SrcT", DT_BOOL);
     g.set_dtype("evaluation/Cast", "DstT", DT_FLOAT);
     g.source("evaluation/Const", "Const", DT_INT32, &[1]);
@@ -273,7 +288,12 @@ impl Builder {
         self.source(name, "VariableV2", DT_FLOAT, dims);
         let initial = format!("{name}/initial_value");
         self.source(&initial, "Const", DT_FLOAT, dims);
-        self.op(&format!("{name}/Assign"), "Assign", &[name, &initial], &[dims]);
+        self.op(
+            &format!("{name}/Assign"),
+            "Assign",
+            &[name, &initial],
+            &[dims],
+        );
     }
 
     fn set_dtype(&mut self, name: &str, key: &str, dtype: i32) {
@@ -350,7 +370,10 @@ mod tests {
             inputs(&g, "logits/MatMul"),
             ["input/image", "variables/Weight"]
         );
-        assert_eq!(inputs(&g, "logits/add"), ["logits/MatMul", "variables/Bias"]);
+        assert_eq!(
+            inputs(&g, "logits/add"),
+            ["logits/MatMul", "variables/Bias"]
+        );
         assert_eq!(
             inputs(&g, "loss/SoftmaxCrossEntropyWithLogits"),
             ["logits/add", "input/label"]
@@ -361,7 +384,10 @@ mod tests {
         );
         assert_eq!(inputs(&g, "evaluation/ArgMax_1")[0], "input/label");
         assert_eq!(
-            inputs(&g, "train/GradientDescent/update_variables/Weight/ApplyGradientDescent"),
+            inputs(
+                &g,
+                "train/GradientDescent/update_variables/Weight/ApplyGradientDescent"
+            ),
             [
                 "variables/Weight",
                 "train/GradientDescent/learning_rate",
@@ -383,9 +409,18 @@ mod tests {
     fn dense_network_graph() {
         let g = model_graph(784, &[256, 64], 10);
         check_well_formed(&g);
-        assert_eq!(inputs(&g, "layer1/MatMul"), ["input/image", "layer1/weight"]);
-        assert_eq!(inputs(&g, "layer2/MatMul"), ["layer1/Relu", "layer2/weight"]);
-        assert_eq!(inputs(&g, "logits/MatMul"), ["layer2/Relu", "logits/weight"]);
+        assert_eq!(
+            inputs(&g, "layer1/MatMul"),
+            ["input/image", "layer1/weight"]
+        );
+        assert_eq!(
+            inputs(&g, "layer2/MatMul"),
+            ["layer1/Relu", "layer2/weight"]
+        );
+        assert_eq!(
+            inputs(&g, "logits/MatMul"),
+            ["layer2/Relu", "logits/weight"]
+        );
         assert_eq!(inputs(&g, "logits/add"), ["logits/MatMul", "logits/bias"]);
         assert_eq!(
             inputs(&g, "train/gradients/layer1/Relu_grad/ReluGrad"),

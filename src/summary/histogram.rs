@@ -153,7 +153,9 @@ mod tests {
 
     #[test]
     fn many_values_count_exactly() {
-        let values: Vec<f32> = (0..7840).map(|i| ((i * 37) % 1001) as f32 * 1e-3 - 0.5).collect();
+        let values: Vec<f32> = (0..7840)
+            .map(|i| ((i * 37) % 1001) as f32 * 1e-3 - 0.5)
+            .collect();
         let h = histogram(&values);
         assert_eq!(h.bucket.iter().sum::<f64>(), 7840.0);
         assert_eq!(h.num, 7840.0);

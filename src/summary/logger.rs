@@ -23,10 +23,7 @@ pub struct ParamView<'a> {
 
 impl ParamView<'_> {
     fn check(&self) -> Result<(), SummaryError> {
-        let expected = self
-            .shape
-            .iter()
-            .try_fold(1usize, |n, &d| n.checked_mul(d));
+        let expected = self.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
         if expected == Some(self.values.len()) {
             Ok(())
         } else {
@@ -101,7 +98,12 @@ impl TensorBoardLogger {
                 kind: Some(summary::value::Kind::Histo(histogram(param.values))),
             });
         }
-        self.train.add_summary(Summary { value: train_values }, step);
+        self.train.add_summary(
+            Summary {
+                value: train_values,
+            },
+            step,
+        );
 
         let mut test_values = eval_scalars(test);
         test_values.push(summary::Value {
@@ -225,9 +227,11 @@ impl Stats {
             .map(|&v| (f64::from(v) - mean).powi(2))
             .sum::<f64>()
             / n;
-        let (min, max) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(f64::from(v)), hi.max(f64::from(v)))
-        });
+        let (min, max) = values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(f64::from(v)), hi.max(f64::from(v)))
+            });
         Stats {
             mean,
             stddev: var.sqrt(),
@@ -291,7 +295,9 @@ mod tests {
             shape: &[2, 3],
             values: &w,
         }];
-        let err = tb.log_eval(0, (1.0, 0.5), (1.0, 0.5), &params, &[]).unwrap_err();
+        let err = tb
+            .log_eval(0, (1.0, 0.5), (1.0, 0.5), &params, &[])
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "parameter variables/Weight: shape [2, 3] does not hold the 5 values given"

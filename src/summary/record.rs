@@ -107,6 +107,8 @@ mod tests {
         assert_eq!(masked_crc32c(b"abc"), 0x21F1_576E);
         // Independent mask of the bitwise CRC.
         let crc = crc32c_bitwise(b"hello");
+        // Spelled out on purpose, independent of `rotate_right` in `mask`.
+        #[allow(clippy::manual_rotate)]
         let by_hand = ((crc >> 15) | (crc << 17)).wrapping_add(0xA282_EAD8);
         assert_eq!(masked_crc32c(b"hello"), by_hand);
     }
@@ -143,7 +145,9 @@ mod tests {
         let err = read_records(path, &bad).unwrap_err().to_string();
         assert_eq!(err, "event file mem: length checksum mismatch at byte 21");
 
-        let err = read_records(path, &out[..out.len() - 1]).unwrap_err().to_string();
+        let err = read_records(path, &out[..out.len() - 1])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("truncated record data"), "{err}");
     }
 }

@@ -74,13 +74,19 @@ impl SummaryWriter {
 
     /// Queues a scalar.
     pub fn add_scalar(&mut self, tag: &str, value: f32, step: i64) {
-        self.add_values(step, vec![value_of(tag, summary::value::Kind::SimpleValue(value))]);
+        self.add_values(
+            step,
+            vec![value_of(tag, summary::value::Kind::SimpleValue(value))],
+        );
     }
 
     /// Queues a histogram of `values` in TensorFlow's bucket layout.
     pub fn add_histogram(&mut self, tag: &str, values: &[f32], step: i64) {
         let histo = histogram(values);
-        self.add_values(step, vec![value_of(tag, summary::value::Kind::Histo(histo))]);
+        self.add_values(
+            step,
+            vec![value_of(tag, summary::value::Kind::Histo(histo))],
+        );
     }
 
     /// PNG-encodes a greyscale image (`pixels` row-major, `width * height` bytes) and queues it.
@@ -123,7 +129,10 @@ impl SummaryWriter {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let result = self.file.write_all(&self.buffer).and_then(|()| self.file.flush());
+        let result = self
+            .file
+            .write_all(&self.buffer)
+            .and_then(|()| self.file.flush());
         // On error the file may hold part of the buffer; retrying would duplicate records, and
         // TensorBoard drops the rest of a file at a bad record anyway, so drop the buffer.
         self.buffer.clear();
@@ -174,7 +183,10 @@ impl SummaryWriter {
             colorspace: channels as i32,
             encoded_image_string: encoded,
         };
-        self.add_values(step, vec![value_of(tag, summary::value::Kind::Image(image))]);
+        self.add_values(
+            step,
+            vec![value_of(tag, summary::value::Kind::Image(image))],
+        );
         Ok(())
     }
 

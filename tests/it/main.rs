@@ -1,1 +1,4 @@
+//! softnet's integration tests, one binary.
 
+#[cfg(feature = "tensorboard")]
+mod summary;
