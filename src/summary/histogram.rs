@@ -27,12 +27,50 @@ pub fn default_bucket_limits() -> &'static [f64] {
     })
 }
 
+/// `log2(1e-12)`.
+const LOG2_1E_MINUS_12: f64 = -39.863_137_138_648_35;
+/// `1 / log2(1.1)`: buckets per doubling.
+const STEPS_PER_OCTAVE: f64 = 7.272_540_897_341_713;
+
 /// Index of the bucket that counts `value`: the first limit `>= value`, so bucket `i` holds
 /// `(limits[i-1], limits[i]]`. Values beyond `±f64::MAX` (infinities) go to the end buckets.
+///
+/// `limits` must be [`default_bucket_limits`]. The index is guessed from the float's exponent
+/// (the limits grow by 1.1) and then corrected against the limits themselves, so the result is
+/// exactly the binary search's, at a fraction of its cost (a test checks both agree).
 pub fn bucket_index(limits: &[f64], value: f64) -> usize {
-    limits
-        .partition_point(|&limit| limit < value)
-        .min(limits.len() - 1)
+    let zero = limits.len() / 2; // index of the 0.0 limit
+    let magnitude = value.abs();
+    let guess = if magnitude > 1e-12 && magnitude.is_finite() {
+        // log2 from the float's bits (exponent + mantissa as a linear fraction, off by less
+        // than 0.09), in steps of 1.1 above 1e-12: within a step or two of the right bucket.
+        let bits = magnitude.to_bits();
+        let exponent = (bits >> 52) as f64 - 1023.0;
+        let fraction = (bits & ((1u64 << 52) - 1)) as f64 / (1u64 << 52) as f64;
+        let steps = ((exponent + fraction - LOG2_1E_MINUS_12) * STEPS_PER_OCTAVE).min(zero as f64);
+        let steps = steps as usize;
+        if value > 0.0 {
+            zero + 1 + steps
+        } else {
+            zero.saturating_sub(1 + steps)
+        }
+    } else if value > 0.0 && magnitude.is_finite() {
+        zero + 1
+    } else if value.is_infinite() && value > 0.0 {
+        limits.len() - 1
+    } else if value.is_infinite() {
+        0
+    } else {
+        zero
+    };
+    let mut i = guess.min(limits.len() - 1);
+    while i > 0 && limits[i - 1] >= value {
+        i -= 1;
+    }
+    while i + 1 < limits.len() && limits[i] < value {
+        i += 1;
+    }
+    i
 }
 
 /// Builds the histogram of `values` with TensorFlow's default buckets.
@@ -126,6 +164,28 @@ mod tests {
         for v in [0.5f64, -0.5, 3.0, 1e-5, -7e7] {
             let i = bucket_index(limits, v);
             assert!(limits[i - 1] < v && v <= limits[i], "{v} in bucket {i}");
+        }
+    }
+
+    #[test]
+    fn fast_index_equals_binary_search() {
+        let limits = default_bucket_limits();
+        let search = |v: f64| {
+            limits
+                .partition_point(|&limit| limit < v)
+                .min(limits.len() - 1)
+        };
+        let mut values = vec![0.0, -0.0, 1e-13, -1e-13, 1e300, -1e300, f64::MAX, -f64::MAX];
+        for &l in limits {
+            values.extend([l, l * (1.0 + 1e-15), l * (1.0 - 1e-15), l * 1.05]);
+        }
+        for k in 0..20_000 {
+            let x = (k as f64 * 0.618_033_988_75).fract() * 80.0 - 40.0;
+            values.extend([10f64.powf(x), -(10f64.powf(x))]);
+        }
+        values.extend((0..1000).map(|k| f64::from(k as f32 * 0.001 - 0.5)));
+        for v in values {
+            assert_eq!(bucket_index(limits, v), search(v), "value {v:e}");
         }
     }
 
