@@ -11,4 +11,6 @@ mod preprocess;
 mod reference;
 #[cfg(feature = "render")]
 mod render;
+#[cfg(feature = "tensorboard")]
+mod summary;
 mod training;
