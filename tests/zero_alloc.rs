@@ -79,19 +79,22 @@ fn training_steps_do_not_allocate() {
         let optimizer = Optimizer::new(kind, 0.01, model.params().len());
         let order = BatchOrder::Shuffle { seed: 1 };
         let mut trainer = Trainer::new(model, optimizer, data.len(), batch, order, Some(threads));
-        // Warm-up: lets the thread pool start its workers.
-        for _ in 0..3 {
-            trainer.step(&data);
-        }
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
-        for _ in 0..20 {
-            trainer.step(&data);
-        }
-        let allocated = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        // As `softnet::train::run` does: the loop runs inside the pool. The warm-up lets the
+        // first step touch every buffer and each worker set up its thread-locals.
+        let allocated = trainer.in_pool(|trainer| {
+            for _ in 0..10 {
+                trainer.step(&data);
+            }
+            let before = ALLOCATIONS.load(Ordering::SeqCst);
+            for _ in 0..200 {
+                trainer.step(&data);
+            }
+            ALLOCATIONS.load(Ordering::SeqCst) - before
+        });
         assert_eq!(
             allocated,
             0,
-            "{} on {threads} threads allocated {allocated} times in 20 steps",
+            "{} on {threads} threads allocated {allocated} times in 200 steps",
             arch.describe()
         );
     }

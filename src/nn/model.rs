@@ -178,7 +178,7 @@ pub struct LayerParams {
 /// One named parameter tensor, as the parameter visitor hands it out.
 #[derive(Debug, Clone, Copy)]
 pub struct ParamView<'a> {
-    /// Its path: `variables/Weight`, `layer2/bias`, ...
+    /// Its path: `variables/Weight`, `layer1/bias`, `logits/weight`, ...
     pub path: &'a str,
     /// Its shape: `[fan_in, fan_out]` or `[fan_out]`.
     pub shape: &'a [usize],
@@ -207,8 +207,15 @@ impl Model {
             let weight = at..at + fan_in * fan_out;
             let bias = weight.end..weight.end + fan_out;
             at = bias.end;
+            // The tutorial's names for softmax regression; `layer<k>/…` for hidden layers and
+            // the `logits` scope for the output layer of a deeper network.
             let (weight_path, bias_path) = if regression {
                 (scope::WEIGHT.to_string(), scope::BIAS.to_string())
+            } else if i + 1 == shapes.len() {
+                (
+                    format!("{}/weight", scope::LOGITS),
+                    format!("{}/bias", scope::LOGITS),
+                )
             } else {
                 (
                     format!("layer{}/weight", i + 1),

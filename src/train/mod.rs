@@ -160,6 +160,13 @@ impl Trainer {
         self.shards.iter().map(|s| s.rows).collect()
     }
 
+    /// Runs `f` with this trainer inside its thread pool, so the steps it takes hand their
+    /// shards to the workers directly (see [`Pool::run`]); results are the same either way.
+    pub fn in_pool<R: Send>(&mut self, f: impl FnOnce(&mut Self) -> R + Send) -> R {
+        let pool = self.pool.clone();
+        pool.run(|| f(self))
+    }
+
     /// Threads the trainer runs on.
     pub fn threads(&self) -> usize {
         self.pool.threads()

@@ -1,11 +1,11 @@
 //! Running shard work on a thread pool (rayon with the `parallel` feature, a plain loop
 //! without it). Which thread runs a shard never changes what it computes.
 
-/// A pool of worker threads, or the calling thread alone.
-#[derive(Debug)]
+/// A pool of worker threads, or the calling thread alone. Clones share the threads.
+#[derive(Debug, Clone)]
 pub struct Pool {
     #[cfg(feature = "parallel")]
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
 }
 
 impl Pool {
@@ -16,10 +16,12 @@ impl Pool {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let pool = (threads > 1).then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .expect("starting the worker threads")
+                std::sync::Arc::new(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .expect("starting the worker threads"),
+                )
             });
             Pool { pool }
         }
@@ -45,10 +47,26 @@ impl Pool {
         if let Some(pool) = &self.pool {
             if items.len() > 1 {
                 use rayon::prelude::*;
-                pool.install(|| items.par_iter_mut().for_each(&work));
+                if pool.current_thread_index().is_some() {
+                    items.par_iter_mut().for_each(&work);
+                } else {
+                    pool.install(|| items.par_iter_mut().for_each(&work));
+                }
                 return;
             }
         }
         items.iter_mut().for_each(work);
+    }
+
+    /// Runs `f` on one of the pool's workers (or here, without a pool). Work handed out
+    /// from inside goes to the workers' own queues: entering the pool from outside at every
+    /// step would push each step through rayon's global queue, which allocates a block every
+    /// few dozen jobs.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        #[cfg(feature = "parallel")]
+        if let Some(pool) = &self.pool {
+            return pool.install(f);
+        }
+        f()
     }
 }

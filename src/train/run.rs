@@ -94,7 +94,17 @@ pub fn run(
     mnist: &Mnist,
     config: &RunConfig,
     evaluator: &mut Evaluator,
-    observer: &mut dyn Observer,
+    observer: &mut (dyn Observer + Send),
+) -> Result<RunSummary, TrainError> {
+    trainer.in_pool(|trainer| run_here(trainer, mnist, config, evaluator, observer))
+}
+
+fn run_here(
+    trainer: &mut Trainer,
+    mnist: &Mnist,
+    config: &RunConfig,
+    evaluator: &mut Evaluator,
+    observer: &mut (dyn Observer + Send),
 ) -> Result<RunSummary, TrainError> {
     let mut history = Vec::new();
     let (mut loss_sum, mut correct, mut seen, mut skipped) = (0.0f64, 0usize, 0usize, 0u64);

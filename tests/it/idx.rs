@@ -55,7 +55,8 @@ fn a_valid_pair_loads_gzip_or_raw_whatever_the_name() {
 
 #[test]
 fn malformed_inputs_each_have_their_error() {
-    let cases: Vec<(&str, Vec<u8>, Vec<u8>, (&str, IdxErrorKind))> = vec![
+    type Case = (&'static str, Vec<u8>, Vec<u8>, (&'static str, IdxErrorKind));
+    let cases: Vec<Case> = vec![
         (
             "empty file",
             vec![],

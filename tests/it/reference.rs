@@ -85,7 +85,7 @@ fn mlp_ten_steps_match_tensorflow() {
     let reference = shared_dir().join("reference/mlp_784_256_10");
     let mut model = Model::zeros(Architecture::mlp(&[256]));
     model.set_param("layer1/weight", &npy(&reference.join("init/W1.npy")).values);
-    model.set_param("layer2/weight", &npy(&reference.join("init/W2.npy")).values);
+    model.set_param("logits/weight", &npy(&reference.join("init/W2.npy")).values);
     let mut trainer = Trainer::new(
         model,
         Optimizer::sgd(0.1),
@@ -102,8 +102,8 @@ fn mlp_ten_steps_match_tensorflow() {
     for (path, file) in [
         ("layer1/weight", "W1.npy"),
         ("layer1/bias", "b1.npy"),
-        ("layer2/weight", "W2.npy"),
-        ("layer2/bias", "b2.npy"),
+        ("logits/weight", "W2.npy"),
+        ("logits/bias", "b2.npy"),
     ] {
         let expected = npy(&after.join(file));
         let mut got = Vec::new();
