@@ -23,3 +23,8 @@ pub mod download;
 
 #[cfg(feature = "render")]
 pub mod preprocess;
+
+/// The README's examples run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
