@@ -1,1 +1,110 @@
-fn main() {}
+//! Matrix-multiply kernels on the shapes softnet runs, naive vs blocked vs narrow, with
+//! FLOP throughput.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use softnet::kernels::{gemm, naive, narrow, GemmWorkspace, MatRef};
+use std::hint::black_box;
+
+fn data(len: usize, salt: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * 31 + salt) % 97) as f32 / 97.0 - 0.5)
+        .collect()
+}
+
+/// (name, m, n, k): forward products of a batch and the test set.
+const SHAPES: &[(&str, usize, usize, usize)] = &[
+    ("100x784x10", 100, 10, 784),
+    ("100x784x256", 100, 256, 784),
+    ("10000x784x10", 10_000, 10, 784),
+];
+
+fn forward(c: &mut Criterion) {
+    let mut group = c.benchmark_group("forward x·W");
+    for &(name, m, n, k) in SHAPES {
+        let (a, b) = (data(m * k, 1), data(k * n, 2));
+        let mut out = vec![0.0; m * n];
+        let mut ws = GemmWorkspace::new();
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        group.bench_function(BenchmarkId::new("blocked", name), |bench| {
+            bench.iter(|| {
+                gemm(
+                    m,
+                    n,
+                    k,
+                    MatRef::row_major(&a, k),
+                    MatRef::row_major(&b, n),
+                    &mut out,
+                    n,
+                    false,
+                    &mut ws,
+                );
+                black_box(&out);
+            })
+        });
+        if (narrow::MIN_WIDTH..=narrow::MAX_WIDTH).contains(&n) {
+            group.bench_function(BenchmarkId::new("narrow", name), |bench| {
+                bench.iter(|| {
+                    narrow::matmul(m, k, n, &a[..], &b, &mut out);
+                    black_box(&out);
+                })
+            });
+        }
+        if m * n * k <= 1_000_000 {
+            group.bench_function(BenchmarkId::new("naive", name), |bench| {
+                bench.iter(|| {
+                    naive::gemm(
+                        m,
+                        n,
+                        k,
+                        MatRef::row_major(&a, k),
+                        MatRef::row_major(&b, n),
+                        &mut out,
+                        n,
+                        false,
+                    );
+                    black_box(&out);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn weight_gradient(c: &mut Criterion) {
+    let mut group = c.benchmark_group("weight gradient xᵀ·dZ");
+    for &(name, m, n, k) in &SHAPES[..2] {
+        // x [m, k], dZ [m, n] -> dW [k, n]
+        let (x, d) = (data(m * k, 3), data(m * n, 4));
+        let mut dw = vec![0.0; k * n];
+        let mut ws = GemmWorkspace::new();
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        group.bench_function(BenchmarkId::new("blocked", name), |bench| {
+            bench.iter(|| {
+                gemm(
+                    k,
+                    n,
+                    m,
+                    MatRef::row_major(&x, k).t(),
+                    MatRef::row_major(&d, n),
+                    &mut dw,
+                    n,
+                    false,
+                    &mut ws,
+                );
+                black_box(&dw);
+            })
+        });
+        if (narrow::MIN_WIDTH..=narrow::MAX_WIDTH).contains(&n) {
+            group.bench_function(BenchmarkId::new("narrow", name), |bench| {
+                bench.iter(|| {
+                    narrow::matmul_tn(m, k, n, &x[..], &d, &mut dw);
+                    black_box(&dw);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward, weight_gradient);
+criterion_main!(benches);

@@ -1,1 +1,109 @@
-fn main() {}
+//! Training and inference on real MNIST when `../shared` (or `$MNIST_DIR`) has it, else on
+//! synthetic data of the same shape: one step, the full reference run, single-image latency.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use softnet::data::{BatchOrder, Dataset, Mnist, PIXELS};
+use softnet::nn::{Architecture, Input, Model, Workspace};
+use softnet::optim::Optimizer;
+use softnet::train::{run, Evaluator, RunConfig, Silent, Trainer};
+use std::hint::black_box;
+
+fn mnist() -> Mnist {
+    let dir = std::env::var_os("MNIST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist")
+        });
+    Mnist::load(&dir).unwrap_or_else(|_| {
+        let synth = |n: usize| {
+            let pixels = (0..n * PIXELS).map(|i| (i * 7 % 256) as u8).collect();
+            Dataset::new(pixels, (0..n).map(|i| (i % 10) as u8).collect())
+        };
+        Mnist {
+            train: synth(60_000),
+            test: synth(10_000),
+        }
+    })
+}
+
+fn steps(c: &mut Criterion) {
+    let data = mnist();
+    let mut group = c.benchmark_group("training step (batch 100)");
+    group.throughput(Throughput::Elements(100));
+    for (name, arch) in [
+        ("784-10", Architecture::softmax_regression()),
+        ("784-256-10", Architecture::mlp(&[256])),
+    ] {
+        let model = Model::he_normal(arch, 1);
+        let mut trainer = Trainer::new(
+            model,
+            Optimizer::sgd(0.1),
+            60_000,
+            100,
+            BatchOrder::Sequential,
+            None,
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| trainer.in_pool(|t| black_box(t.step(&data.train))))
+        });
+    }
+    group.finish();
+}
+
+fn reference_run(c: &mut Criterion) {
+    let data = mnist();
+    let mut group = c.benchmark_group("reference run");
+    group.sample_size(10);
+    for (name, eval_every) in [
+        ("2000 steps + 20 evaluations", 100),
+        ("2000 steps, training only", 0),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let model = Model::softmax_regression();
+                let mut evaluator = Evaluator::new(&model, data.test.len(), None);
+                let mut trainer = Trainer::new(
+                    model,
+                    Optimizer::sgd(0.1),
+                    60_000,
+                    100,
+                    BatchOrder::Sequential,
+                    None,
+                );
+                let config = RunConfig {
+                    steps: 2000,
+                    eval_every,
+                    on_nan: Default::default(),
+                };
+                black_box(run(&mut trainer, &data, &config, &mut evaluator, &mut Silent).unwrap())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn inference(c: &mut Criterion) {
+    let data = mnist();
+    let mut group = c.benchmark_group("inference");
+    for (name, arch) in [
+        ("784-10", Architecture::softmax_regression()),
+        ("784-256-10", Architecture::mlp(&[256])),
+    ] {
+        let model = Model::he_normal(arch, 1);
+        let mut ws = Workspace::new(&model, 1);
+        let image = data.test.image(0);
+        group.bench_function(format!("one image {name}"), |b| {
+            b.iter(|| black_box(model.inference(Input::Pixels(black_box(image)), 1, &mut ws)[0]))
+        });
+    }
+    let model = Model::softmax_regression();
+    let mut evaluator = Evaluator::new(&model, data.test.len(), None);
+    group.throughput(Throughput::Elements(data.test.len() as u64));
+    group.bench_function("10000 test images 784-10 (logits, loss, accuracy)", |b| {
+        b.iter(|| black_box(evaluator.evaluate(&model, &data.test).correct))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, steps, reference_run, inference);
+criterion_main!(benches);

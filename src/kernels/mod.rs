@@ -11,6 +11,7 @@
 pub mod elementwise;
 pub mod gemm;
 pub mod naive;
+pub mod narrow;
 
 pub use elementwise::{
     add_bias_rows, argmax_rows, column_sums_into, relu_backward_in_place, relu_in_place,

@@ -5,7 +5,7 @@ use std::ops::Range;
 use super::graph::scope;
 use super::init::fill_normal;
 use super::workspace::Workspace;
-use crate::kernels::{self, gemm, GemmWorkspace, MatRef, PixelRef};
+use crate::kernels::{self, gemm, narrow, GemmWorkspace, MatRef, PixelRef};
 
 /// A batch of inputs, `[rows, input]` row-major: f32 features, or u8 pixels that the first
 /// layer reads as `value / 255` without an f32 copy.
@@ -32,48 +32,64 @@ impl Input<'_> {
     }
 }
 
-/// `C = op(X)·B` with X the input: `op` is the identity, or the transpose when `transpose`.
-#[allow(clippy::too_many_arguments)]
-fn gemm_input(
+/// `out[rows, n] = X·W` for an input `X[rows, k]`: the narrow kernels for 9 to 16 outputs
+/// (the classes), the blocked gemm otherwise.
+fn input_times_weight(
     input: Input<'_>,
-    transpose: bool,
-    m: usize,
-    n: usize,
+    rows: usize,
     k: usize,
-    b: MatRef<'_>,
-    c: &mut [f32],
+    n: usize,
+    w: &[f32],
+    out: &mut [f32],
     ws: &mut GemmWorkspace,
 ) {
-    let width = if transpose { m } else { k };
+    let narrow = (narrow::MIN_WIDTH..=narrow::MAX_WIDTH).contains(&n);
+    let wm = MatRef::row_major(w, n);
     match input {
-        Input::Unit(x) => {
-            let a = MatRef::row_major(x, width);
-            gemm(
-                m,
-                n,
-                k,
-                if transpose { a.t() } else { a },
-                b,
-                c,
-                n,
-                false,
-                ws,
-            );
-        }
-        Input::Pixels(x) => {
-            let a = PixelRef::row_major(x, width);
-            gemm(
-                m,
-                n,
-                k,
-                if transpose { a.t() } else { a },
-                b,
-                c,
-                n,
-                false,
-                ws,
-            );
-        }
+        Input::Unit(x) if narrow => narrow::matmul(rows, k, n, x, w, out),
+        Input::Pixels(x) if narrow => narrow::matmul(rows, k, n, x, w, out),
+        Input::Unit(x) => gemm(rows, n, k, MatRef::row_major(x, k), wm, out, n, false, ws),
+        Input::Pixels(x) => gemm(rows, n, k, PixelRef::row_major(x, k), wm, out, n, false, ws),
+    }
+}
+
+/// `dw[k, n] = Xᵀ·d` for an input `X[rows, k]` and output gradient `d[rows, n]`.
+fn input_t_times_grad(
+    input: Input<'_>,
+    rows: usize,
+    k: usize,
+    n: usize,
+    d: &[f32],
+    dw: &mut [f32],
+    ws: &mut GemmWorkspace,
+) {
+    let narrow = (narrow::MIN_WIDTH..=narrow::MAX_WIDTH).contains(&n);
+    let dm = MatRef::row_major(d, n);
+    match input {
+        Input::Unit(x) if narrow => narrow::matmul_tn(rows, k, n, x, d, dw),
+        Input::Pixels(x) if narrow => narrow::matmul_tn(rows, k, n, x, d, dw),
+        Input::Unit(x) => gemm(
+            k,
+            n,
+            rows,
+            MatRef::row_major(x, k).t(),
+            dm,
+            dw,
+            n,
+            false,
+            ws,
+        ),
+        Input::Pixels(x) => gemm(
+            k,
+            n,
+            rows,
+            PixelRef::row_major(x, k).t(),
+            dm,
+            dw,
+            n,
+            false,
+            ws,
+        ),
     }
 }
 
@@ -359,13 +375,12 @@ impl Model {
             } else {
                 Input::Unit(&before[i - 1][..rows * layer.fan_in])
             };
-            let weight = MatRef::row_major(&self.params[layer.weight.clone()], layer.fan_out);
-            gemm_input(
+            let weight = &self.params[layer.weight.clone()];
+            input_times_weight(
                 input,
-                false,
                 rows,
-                layer.fan_out,
                 layer.fan_in,
+                layer.fan_out,
                 weight,
                 out,
                 &mut ws.gemm,
@@ -401,14 +416,14 @@ impl Model {
             };
             let d_out = &ws.grad_a[..rows * layer.fan_out]; // [rows, fan_out]
                                                             // dW = inputᵀ · d_out: [fan_in, rows] x [rows, fan_out]
-            gemm_input(
+            let dw = &mut grads[layer.weight.clone()];
+            input_t_times_grad(
                 input,
-                true,
+                rows,
                 layer.fan_in,
                 layer.fan_out,
-                rows,
-                MatRef::row_major(d_out, layer.fan_out),
-                &mut grads[layer.weight.clone()],
+                d_out,
+                dw,
                 &mut ws.gemm,
             );
             kernels::column_sums_into(d_out, &mut grads[layer.bias.clone()], false);

@@ -183,3 +183,33 @@ fn gemm_regression_k_crossing_the_block_depth() {
     check_gemm(100, 10, 784, false, false, false, 1);
     check_gemm(784, 10, 100, true, false, false, 2);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn narrow_kernels_match_naive(rows in 0usize..14, k in 0usize..40, n in 9usize..=16, x in matrix(560), pixels in prop::collection::vec(any::<u8>(), 560), d in matrix(224), w in matrix(640)) {
+        use softnet::kernels::narrow;
+        let (x, px, d, w) = (&x[..rows * k], &pixels[..rows * k], &d[..rows * n], &w[..k * n]);
+        let mut got = vec![0.0; rows * n];
+        let mut want = vec![0.0; rows * n];
+        narrow::matmul(rows, k, n, x, w, &mut got);
+        naive::gemm(rows, n, k, MatRef::row_major(x, k), MatRef::row_major(w, n), &mut want, n, false);
+        for (g, v) in got.iter().zip(&want) {
+            prop_assert!((g - v).abs() <= 1e-5 * (1.0 + 4.0 * k as f32), "{} vs {}", g, v);
+        }
+        // Pixels give exactly what their f32 values give.
+        let unit: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
+        let mut from_px = vec![0.0; rows * n];
+        narrow::matmul(rows, k, n, px, w, &mut from_px);
+        narrow::matmul(rows, k, n, &unit[..], w, &mut got);
+        prop_assert_eq!(&from_px, &got);
+        let mut dw = vec![0.0; k * n];
+        let mut want_dw = vec![0.0; k * n];
+        narrow::matmul_tn(rows, k, n, x, d, &mut dw);
+        naive::gemm(k, n, rows, MatRef::row_major(x, k).t(), MatRef::row_major(d, n), &mut want_dw, n, false);
+        for (g, v) in dw.iter().zip(&want_dw) {
+            prop_assert!((g - v).abs() <= 1e-5 * (1.0 + 4.0 * rows as f32), "{} vs {}", g, v);
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 runtime failure (bad data, diverged training, unwritable
 //! output), 2 usage error (unknown or invalid flags).
 
+mod bench;
 mod eval;
 mod train;
 
@@ -25,6 +26,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a saved model on the test set: accuracy, mean loss, confusion matrix.
     Eval(eval::EvalArgs),
+    /// Measure the performance targets on this machine (medians of repeated runs).
+    Bench(bench::BenchArgs),
 }
 
 /// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`.
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,265 @@
+//! `softnet bench`: the performance targets, measured on this machine (medians).
+
+use std::time::Instant;
+
+use softnet::data::{BatchOrder, Mnist};
+use softnet::nn::{Architecture, Input, Model, Workspace};
+use softnet::optim::Optimizer;
+use softnet::train::{run as run_training, Evaluator, RunConfig, Silent, Trainer};
+
+use crate::DataArgs;
+
+/// Flags of `softnet bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Repetitions of each measurement (the median is reported).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeats: u32,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Skip the MLP epoch (the slowest measurement).
+    #[arg(long)]
+    no_mlp: bool,
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn time<R>(f: impl FnOnce() -> R) -> (f64, R) {
+    let started = Instant::now();
+    let r = f();
+    (started.elapsed().as_secs_f64(), r)
+}
+
+/// Seconds of `steps` updates of `arch` (batch 100, sequential), evaluating every
+/// `eval_every` updates; the data is already in memory.
+fn training_run(
+    mnist: &Mnist,
+    arch: &Architecture,
+    steps: u64,
+    eval_every: u64,
+    threads: Option<usize>,
+) -> f64 {
+    let model = if arch.is_softmax_regression() {
+        Model::zeros(arch.clone())
+    } else {
+        Model::he_normal(arch.clone(), 1)
+    };
+    let mut evaluator = Evaluator::new(&model, mnist.test.len(), threads);
+    let mut trainer = Trainer::new(
+        model,
+        Optimizer::sgd(0.1),
+        mnist.train.len(),
+        100,
+        BatchOrder::Sequential,
+        threads,
+    );
+    let config = RunConfig {
+        steps,
+        eval_every,
+        on_nan: Default::default(),
+    };
+    time(|| {
+        run_training(&mut trainer, mnist, &config, &mut evaluator, &mut Silent)
+            .expect("the reference run does not diverge")
+    })
+    .0
+}
+
+/// Median latency of one image through `Model::inference`, in microseconds.
+fn single_image_us(mnist: &Mnist, model: &Model, repeats: u32) -> f64 {
+    let mut ws = Workspace::new(model, 1);
+    let per_batch = 2000;
+    let samples = (0..repeats.max(5))
+        .map(|r| {
+            let started = Instant::now();
+            let mut sink = 0.0;
+            for i in 0..per_batch {
+                let image = mnist.test.image((i + r as usize) % mnist.test.len());
+                sink += model.inference(Input::Pixels(image), 1, &mut ws)[0];
+            }
+            std::hint::black_box(sink);
+            started.elapsed().as_secs_f64() * 1e6 / per_batch as f64
+        })
+        .collect();
+    median(samples)
+}
+
+/// Peak resident memory of this process so far, in MB (Linux; 0 elsewhere).
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Median wall time of the whole `softnet train -q` process with the reference flags.
+fn whole_process_s(args: &BenchArgs, repeats: u32) -> anyhow::Result<f64> {
+    let exe = std::env::current_exe()?;
+    let dir = softnet::data::locate_data_dir(args.data.data.as_deref())?;
+    let mut samples = Vec::new();
+    for _ in 0..repeats {
+        let started = Instant::now();
+        let status = std::process::Command::new(&exe)
+            .args(["train", "-q", "--order", "sequential", "--data"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "softnet train failed while benchmarking");
+        samples.push(started.elapsed().as_secs_f64());
+    }
+    Ok(median(samples))
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let repeats = args.repeats;
+    let (load_s, mnist) = time(|| args.data.load());
+    let mnist = mnist?;
+    let softmax = Architecture::softmax_regression();
+    let threads = args.threads;
+    // One warm-up run each, so page faults and thread start-up are not measured.
+    training_run(&mnist, &softmax, 200, 100, threads);
+    let reference_run_s = median(
+        (0..repeats)
+            .map(|_| training_run(&mnist, &softmax, 2000, 100, threads))
+            .collect(),
+    );
+    let train_only_s = median(
+        (0..repeats)
+            .map(|_| training_run(&mnist, &softmax, 2000, 0, threads))
+            .collect(),
+    );
+    let peak = peak_rss_mb();
+    let model = Model::he_normal(softmax.clone(), 3);
+    let infer_1_us = single_image_us(&mnist, &model, repeats);
+    let mut evaluator = Evaluator::new(&model, mnist.test.len(), threads);
+    evaluator.evaluate(&model, &mnist.test);
+    let infer_10k_ms = 1e3
+        * median(
+            (0..repeats.max(5))
+                .map(|_| time(|| evaluator.evaluate(&model, &mnist.test)).0)
+                .collect(),
+        );
+    let mlp = Architecture::mlp(&[256]);
+    let mlp_epoch_s = if args.no_mlp {
+        None
+    } else {
+        Some(median(
+            (0..repeats.min(3))
+                .map(|_| training_run(&mnist, &mlp, 600, 0, threads))
+                .collect(),
+        ))
+    };
+    let mlp_1_us = single_image_us(&mnist, &Model::he_normal(mlp.clone(), 1), repeats);
+    let process_s = whole_process_s(&args, repeats.min(5))?;
+    let train_flops = 2000.0 * 100.0 * 4.0 * softmax.forward_macs() as f64;
+    let eval_flops = 20.0 * mnist.test.len() as f64 * 2.0 * softmax.forward_macs() as f64;
+    let threads_used = Trainer::new(
+        Model::softmax_regression(),
+        Optimizer::sgd(0.1),
+        1,
+        1,
+        BatchOrder::Sequential,
+        threads,
+    )
+    .threads();
+    if args.json {
+        let mlp = mlp_epoch_s.map_or("null".to_string(), |s| format!("{s:.6}"));
+        println!(
+            "{{\"reference_run_s\":{reference_run_s:.6},\"train_only_s\":{train_only_s:.6},\"process_s\":{process_s:.6},\
+             \"load_s\":{load_s:.6},\"infer_1_us\":{infer_1_us:.4},\"infer_10k_ms\":{infer_10k_ms:.4},\
+             \"peak_rss_mb\":{peak:.1},\"mlp_epoch_s\":{mlp},\"mlp_infer_1_us\":{mlp_1_us:.4},\
+             \"threads\":{threads_used},\"repeats\":{repeats}}}"
+        );
+        return Ok(());
+    }
+    println!("softnet bench: medians of {repeats} runs on {threads_used} thread(s)\n");
+    println!("{:<52} {:>12} {:>12}", "measurement", "measured", "target");
+    let row = |name: &str, measured: String, target: &str| {
+        println!("{name:<52} {measured:>12} {target:>12}")
+    };
+    row(
+        "reference run: 2000 steps + 20 evaluations",
+        format!("{:.1} ms", reference_run_s * 1e3),
+        "<= 40 ms",
+    );
+    row(
+        "  arithmetic rate",
+        format!(
+            "{:.1} GFLOP/s",
+            (train_flops + eval_flops) / reference_run_s / 1e9
+        ),
+        "",
+    );
+    row(
+        "whole process `softnet train` (gz files to accuracy)",
+        format!("{:.3} s", process_s),
+        "<= 0.25 s",
+    );
+    row(
+        "  of which loading the four gz files",
+        format!("{:.3} s", load_s),
+        "",
+    );
+    row(
+        "2000 training steps alone",
+        format!("{:.1} ms", train_only_s * 1e3),
+        "<= 25 ms",
+    );
+    row(
+        "  throughput",
+        format!("{:.2} M samples/s", 2000.0 * 100.0 / train_only_s / 1e6),
+        "",
+    );
+    row(
+        "  arithmetic rate",
+        format!("{:.1} GFLOP/s", train_flops / train_only_s / 1e9),
+        "",
+    );
+    row(
+        "inference, one image, 784-10",
+        format!("{infer_1_us:.3} us"),
+        "<= 1 us",
+    );
+    row(
+        "inference, 10,000 test images, 784-10",
+        format!("{infer_10k_ms:.3} ms"),
+        "<= 0.7 ms",
+    );
+    row(
+        "peak memory (RSS) after the reference runs",
+        format!("{peak:.1} MB"),
+        "<= 120 MB",
+    );
+    if let Some(s) = mlp_epoch_s {
+        row(
+            "784-256-10: one epoch (600 steps of 100)",
+            format!("{:.3} s", s),
+            "<= 0.12 s",
+        );
+        let flops = 600.0 * 100.0 * 6.0 * mlp.forward_macs() as f64;
+        row(
+            "  arithmetic rate",
+            format!("{:.1} GFLOP/s", flops / s / 1e9),
+            "",
+        );
+    }
+    row(
+        "inference, one image, 784-256-10",
+        format!("{mlp_1_us:.3} us"),
+        "<= 5 us",
+    );
+    Ok(())
+}
