@@ -97,6 +97,19 @@ pub trait Operand: Copy {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Packs rows `i0..i0+live` (live <= MR) and columns `p0..p0+kc` into `dst`
+    /// (`[kc][MR]`, rows past `live` zero).
+    fn pack_panel(&self, i0: usize, live: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+        for (p, slot) in dst.chunks_exact_mut(MR).take(kc).enumerate() {
+            for (r, v) in slot.iter_mut().enumerate() {
+                *v = if r < live {
+                    self.at(i0 + r, p0 + p)
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
     /// The largest index a `rows x cols` view touches, plus one (0 for an empty view).
     fn extent(&self, rows: usize, cols: usize) -> usize {
         let (rs, cs) = self.strides();
@@ -108,10 +121,62 @@ pub trait Operand: Copy {
     }
 }
 
+/// Packing for a strided source whose rows or columns are contiguous: a row-major panel is
+/// copied row by row, a transposed one (`Xᵀ`) MR values at a time.
+#[inline(always)]
+fn pack_contiguous<T: Copy>(
+    data: &[T],
+    (rs, cs): (usize, usize),
+    (i0, live, p0, kc): (usize, usize, usize, usize),
+    dst: &mut [f32],
+    conv: impl Fn(T) -> f32,
+) -> bool {
+    if cs == 1 {
+        for r in 0..MR {
+            if r < live {
+                let src = &data[(i0 + r) * rs + p0..][..kc];
+                for (slot, &v) in dst.chunks_exact_mut(MR).zip(src) {
+                    slot[r] = conv(v);
+                }
+            } else {
+                for slot in dst.chunks_exact_mut(MR).take(kc) {
+                    slot[r] = 0.0;
+                }
+            }
+        }
+        true
+    } else if rs == 1 {
+        for (p, slot) in dst.chunks_exact_mut(MR).take(kc).enumerate() {
+            let src = &data[(p0 + p) * cs + i0..][..live];
+            for (d, &v) in slot.iter_mut().zip(src) {
+                *d = conv(v);
+            }
+            slot[live..].fill(0.0);
+        }
+        true
+    } else {
+        false
+    }
+}
+
 impl Operand for MatRef<'_> {
     #[inline(always)]
     fn at(&self, i: usize, j: usize) -> f32 {
         self.data[i * self.row_stride + j * self.col_stride]
+    }
+    fn pack_panel(&self, i0: usize, live: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+        let shape = (i0, live, p0, kc);
+        if !pack_contiguous(self.data, self.strides(), shape, dst, |v| v) {
+            for (p, slot) in dst.chunks_exact_mut(MR).take(kc).enumerate() {
+                for (r, v) in slot.iter_mut().enumerate() {
+                    *v = if r < live {
+                        self.at(i0 + r, p0 + p)
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
     }
     fn len(&self) -> usize {
         self.data.len()
@@ -122,6 +187,21 @@ impl Operand for MatRef<'_> {
 }
 
 impl Operand for PixelRef<'_> {
+    fn pack_panel(&self, i0: usize, live: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+        let shape = (i0, live, p0, kc);
+        let unit = |v: u8| crate::data::batch::PIXEL_TO_UNIT[usize::from(v)];
+        if !pack_contiguous(self.data, self.strides(), shape, dst, unit) {
+            for (p, slot) in dst.chunks_exact_mut(MR).take(kc).enumerate() {
+                for (r, v) in slot.iter_mut().enumerate() {
+                    *v = if r < live {
+                        self.at(i0 + r, p0 + p)
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
     #[inline(always)]
     fn at(&self, i: usize, j: usize) -> f32 {
         crate::data::batch::PIXEL_TO_UNIT
@@ -138,8 +218,8 @@ impl Operand for PixelRef<'_> {
 /// Packing buffers for [`gemm`], allocated once and reused by every call.
 #[derive(Debug, Clone)]
 pub struct GemmWorkspace {
-    packed_a: Vec<f32>,   // [MC / MR][KC][MR]
-    packed_b: Vec<f32x8>, // [NC / NR][KC][NR / 8]
+    packed_a: Vec<f32>, // [MC / MR][KC][MR]
+    packed_b: Vec<f32>, // [NC / NR][KC][NR]
 }
 
 impl Default for GemmWorkspace {
@@ -153,7 +233,7 @@ impl GemmWorkspace {
     pub fn new() -> Self {
         GemmWorkspace {
             packed_a: vec![0.0; MC * KC],
-            packed_b: vec![f32x8::ZERO; NC * KC / 8],
+            packed_b: vec![0.0; NC * KC],
         }
     }
 }
@@ -200,6 +280,10 @@ pub fn gemm<A: Operand>(
         }
         return;
     }
+    if m == 1 && b.col_stride == 1 {
+        row_times_matrix(k, n, a, b, &mut c[..n], accumulate);
+        return;
+    }
     // LOOP 5: split n into NC-wide column blocks.
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
@@ -215,11 +299,16 @@ pub fn gemm<A: Operand>(
                 // LOOP 2 and 1: NR-wide and MR-tall microtiles.
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
-                    let panel_b = &ws.packed_b[(jr / NR) * kc * 2..][..kc * 2];
+                    let (panel_b, ldb): (&[f32], usize) = if in_place(&b, nr) {
+                        let at = pc * b.row_stride + jc + jr;
+                        (&b.data[at..at + (kc - 1) * b.row_stride + NR], b.row_stride)
+                    } else {
+                        (&ws.packed_b[(jr / NR) * kc * NR..][..kc * NR], NR)
+                    };
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
                         let panel_a = &ws.packed_a[(ir / MR) * kc * MR..][..kc * MR];
-                        let tile = microkernel(kc, panel_a, panel_b);
+                        let tile = microkernel(kc, panel_a, panel_b, ldb);
                         let c_at = (ic + ir) * ldc + jc + jr;
                         store_tile(&tile, mr, nr, &mut c[c_at..], ldc, add);
                     }
@@ -234,11 +323,30 @@ pub fn gemm<A: Operand>(
 fn pack_a<A: Operand>(a: A, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [f32]) {
     for (panel, rows) in (0..mc).step_by(MR).enumerate() {
         let dst = &mut out[panel * kc * MR..][..kc * MR];
-        let live = MR.min(mc - rows);
-        for (p, slot) in dst.chunks_exact_mut(MR).enumerate() {
-            for (r, v) in slot.iter_mut().enumerate() {
-                *v = if r < live {
-                    a.at(ic + rows + r, pc + p)
+        a.pack_panel(ic + rows, MR.min(mc - rows), pc, kc, dst);
+    }
+}
+
+/// Whether the NR-wide panel of B at column `col` can be read in place (contiguous rows
+/// and all NR columns live): then it needs no packing.
+#[inline(always)]
+fn in_place(b: &MatRef<'_>, live: usize) -> bool {
+    b.col_stride == 1 && live == NR
+}
+
+/// Packs the panels of `B[pc..pc+kc, jc..jc+nc]` that cannot be read in place into
+/// NR-column panels, `[panel][p][NR]`, zero-padding the last one.
+fn pack_b(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32]) {
+    for (panel, cols) in (0..nc).step_by(NR).enumerate() {
+        let live = NR.min(nc - cols);
+        if in_place(&b, live) {
+            continue;
+        }
+        let dst = &mut out[panel * kc * NR..][..kc * NR];
+        for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = if j < live {
+                    b.at(pc + p, jc + cols + j)
                 } else {
                     0.0
                 };
@@ -247,38 +355,14 @@ fn pack_a<A: Operand>(a: A, ic: usize, mc: usize, pc: usize, kc: usize, out: &mu
     }
 }
 
-/// Packs `B[pc..pc+kc, jc..jc+nc]` into NR-column panels, `[panel][p][2 x f32x8]`,
-/// zero-padding the last panel.
-fn pack_b(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32x8]) {
-    for (panel, cols) in (0..nc).step_by(NR).enumerate() {
-        let dst = &mut out[panel * kc * 2..][..kc * 2];
-        let live = NR.min(nc - cols);
-        for (p, pair) in dst.chunks_exact_mut(2).enumerate() {
-            let mut row = [0.0f32; NR];
-            if b.col_stride == 1 {
-                let start = (pc + p) * b.row_stride + jc + cols;
-                row[..live].copy_from_slice(&b.data[start..start + live]);
-            } else {
-                for (j, v) in row.iter_mut().enumerate().take(live) {
-                    *v = b.at(pc + p, jc + cols + j);
-                }
-            }
-            pair[0] = f32x8::new(row[..8].try_into().expect("8 lanes"));
-            pair[1] = f32x8::new(row[8..].try_into().expect("8 lanes"));
-        }
-    }
-}
-
-/// The MR x NR register tile of `panel_a · panel_b` over depth `kc`.
+/// The MR x NR register tile of `panel_a · B` over depth `kc`, B's rows `ldb` apart.
 #[inline(always)]
-fn microkernel(kc: usize, panel_a: &[f32], panel_b: &[f32x8]) -> [[f32x8; 2]; MR] {
+fn microkernel(kc: usize, panel_a: &[f32], b: &[f32], ldb: usize) -> [[f32x8; 2]; MR] {
     let mut acc = [[f32x8::ZERO; 2]; MR];
-    for (a, b) in panel_a
-        .chunks_exact(MR)
-        .zip(panel_b.chunks_exact(2))
-        .take(kc)
-    {
-        let (b0, b1) = (b[0], b[1]);
+    for (p, a) in panel_a.chunks_exact(MR).take(kc).enumerate() {
+        let row = &b[p * ldb..p * ldb + NR];
+        let b0 = f32x8::new(row[..8].try_into().expect("8 lanes"));
+        let b1 = f32x8::new(row[8..].try_into().expect("8 lanes"));
         for r in 0..MR {
             let ar = f32x8::splat(a[r]);
             acc[r][0] = ar.mul_add(b0, acc[r][0]);
@@ -299,5 +383,43 @@ fn store_tile(tile: &[[f32x8; 2]; MR], mr: usize, nr: usize, c: &mut [f32], ldc:
             let v = if j < 8 { lo[j] } else { hi[j - 8] };
             *out = if add { *out + v } else { v };
         }
+    }
+}
+
+/// `c[0, n] (+)= a[0, k] · B[k, n]` for one row and a row-major B: streams B once, 64
+/// columns at a time, each row of B scaled by one broadcast element of `a` (single-example
+/// inference through a wide layer, where a tile of MR rows would be mostly empty).
+fn row_times_matrix<A: Operand>(
+    k: usize,
+    n: usize,
+    a: A,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    const W: usize = 8; // vectors per block: 64 columns
+    let mut j = 0;
+    while j + 8 * W <= n {
+        let mut acc = [f32x8::ZERO; W];
+        for p in 0..k {
+            let x = f32x8::splat(a.at(0, p));
+            let row = &b.data[p * b.row_stride + j..][..8 * W];
+            for (v, chunk) in acc.iter_mut().zip(row.chunks_exact(8)) {
+                *v = x.mul_add(f32x8::new(chunk.try_into().expect("8 lanes")), *v);
+            }
+        }
+        for (v, out) in acc.iter().zip(c[j..j + 8 * W].chunks_exact_mut(8)) {
+            for (o, x) in out.iter_mut().zip(v.as_array()) {
+                *o = if accumulate { *o + x } else { *x };
+            }
+        }
+        j += 8 * W;
+    }
+    for col in j..n {
+        let mut sum = 0.0f32;
+        for p in 0..k {
+            sum = a.at(0, p).mul_add(b.data[p * b.row_stride + col], sum);
+        }
+        c[col] = if accumulate { c[col] + sum } else { sum };
     }
 }
