@@ -110,9 +110,11 @@ pub struct RunSummary {
 }
 
 /// Shows `observer` the model as it is before [`run`] (step [`Trainer::steps_done`], 0 for a
-/// fresh one), as an evaluation: the test set through `evaluator`, and, since no batch has
-/// been seen yet, the whole training set for the train loss and accuracy. Logs then start
-/// from the initial weights, as the tutorial's do. Returns the test-set result.
+/// fresh one), as an evaluation, so logs start from the initial weights as the tutorial's do.
+/// The test set goes through `evaluator`; since no batch has been seen yet, the train loss
+/// and accuracy are those of the first training examples, as many as the test set has (10,000:
+/// the examples between two evaluations of the default run, and one more test-sized pass
+/// instead of a six times longer one over the whole training set). Returns the test result.
 pub fn observe_initial(
     trainer: &Trainer,
     mnist: &Mnist,
@@ -120,8 +122,7 @@ pub fn observe_initial(
     observer: &mut dyn Observer,
 ) -> Result<EvalResult, TrainError> {
     let model = trainer.model();
-    let train = Evaluator::new(model, mnist.train.len(), Some(trainer.threads()))
-        .evaluate(model, &mnist.train);
+    let train = evaluator.evaluate(model, &mnist.train.head(mnist.test.len()));
     let test = evaluator.evaluate(model, &mnist.test);
     let event = EvalEvent {
         step: trainer.steps_done(),
