@@ -93,7 +93,12 @@ mod tests {
     use prost::Message;
 
     fn events(dir: &Path) -> Vec<Event> {
-        let file = std::fs::read_dir(dir).unwrap().next().unwrap().unwrap().path();
+        let file = std::fs::read_dir(dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let bytes = std::fs::read(&file).unwrap();
         read_records(&file, &bytes)
             .unwrap()
@@ -142,7 +147,12 @@ mod tests {
             .iter()
             .any(|e| matches!(e.what, Some(event::What::GraphDef(_)))));
         let tags = tags_at(&train, 300);
-        for p in ["layer1/weight", "layer1/bias", "logits/weight", "logits/bias"] {
+        for p in [
+            "layer1/weight",
+            "layer1/bias",
+            "logits/weight",
+            "logits/bias",
+        ] {
             for s in ["mean", "stddev", "max", "min", "histogram"] {
                 let tag = format!("{p}/summaries/{s}");
                 assert!(tags.contains(&tag), "{tag} missing from {tags:?}");

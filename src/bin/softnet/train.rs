@@ -344,8 +344,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         // The logs start from the initial weights, as the tutorial's do.
         softnet::train::observe_initial(&trainer, &mnist, &mut evaluator, &mut observers)?;
     }
-    let summary =
-        softnet::train::run(&mut trainer, &mnist, &config, &mut evaluator, &mut observers)?;
+    let summary = softnet::train::run(
+        &mut trainer,
+        &mnist,
+        &config,
+        &mut evaluator,
+        &mut observers,
+    )?;
     let trained = train_started.elapsed();
     observers.0.bar.finish_and_clear();
     println!("Accuracy: {:.4}", summary.test.accuracy);
