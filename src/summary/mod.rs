@@ -8,9 +8,11 @@
 //! - [`histogram`]: TensorFlow's exponential bucket layout;
 //! - [`graph`]: the GraphDef of a softmax regression or dense network, with the tutorial's scopes;
 //! - [`SummaryWriter`]: one run folder, one event file, records buffered until [`SummaryWriter::flush`];
-//! - [`TensorBoardLogger`]: the `train` and `test` runs and what the trainer logs at each evaluation.
+//! - [`TensorBoardLogger`]: the `train` and `test` runs and what the trainer logs at each evaluation;
+//! - [`TensorBoardObserver`]: the trainer's observer that drives the logger at each evaluation.
 //!
-//! Nothing here knows the model types: parameters arrive as [`ParamView`]s (path, shape, values).
+//! Below the observer nothing knows the model types: parameters arrive as [`ParamView`]s
+//! (path, shape, values).
 //!
 //! ```no_run
 //! use softnet::summary::{ParamView, TensorBoardLogger};
@@ -33,11 +35,13 @@
 pub mod graph;
 pub mod histogram;
 mod logger;
+mod observer;
 pub mod proto;
 pub mod record;
 mod writer;
 
 pub use logger::{ParamView, TensorBoardLogger};
+pub use observer::TensorBoardObserver;
 pub use writer::SummaryWriter;
 
 use std::path::PathBuf;

@@ -11,7 +11,9 @@ pub mod run;
 
 pub use eval::{evaluate, EvalResult, Evaluator};
 pub use parallel::Pool;
-pub use run::{run, EvalEvent, Observer, OnNan, RunConfig, RunSummary, Silent, TrainError};
+pub use run::{
+    observe_initial, run, EvalEvent, Observer, OnNan, RunConfig, RunSummary, Silent, TrainError,
+};
 
 use crate::data::batch::Batcher;
 use crate::data::{BatchOrder, Dataset, PIXELS};

@@ -76,6 +76,28 @@ pub trait Observer {
 pub struct Silent;
 impl Observer for Silent {}
 
+/// Two observers, told in order (`.0` first); the first error stops the run.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn on_step(&mut self, trainer: &Trainer, stats: &StepStats) -> Result<(), String> {
+        self.0.on_step(trainer, stats)?;
+        self.1.on_step(trainer, stats)
+    }
+    fn on_eval(&mut self, event: &EvalEvent<'_>) -> Result<(), String> {
+        self.0.on_eval(event)?;
+        self.1.on_eval(event)
+    }
+}
+
+/// An observer that may be absent (an optional log).
+impl<O: Observer> Observer for Option<O> {
+    fn on_step(&mut self, trainer: &Trainer, stats: &StepStats) -> Result<(), String> {
+        self.as_mut().map_or(Ok(()), |o| o.on_step(trainer, stats))
+    }
+    fn on_eval(&mut self, event: &EvalEvent<'_>) -> Result<(), String> {
+        self.as_mut().map_or(Ok(()), |o| o.on_eval(event))
+    }
+}
+
 /// The outcome of a run.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
@@ -85,6 +107,33 @@ pub struct RunSummary {
     pub history: Vec<(u64, f64, f64)>,
     /// Updates skipped for a non-finite loss.
     pub skipped: u64,
+}
+
+/// Shows `observer` the model as it is before [`run`] (step [`Trainer::steps_done`], 0 for a
+/// fresh one), as an evaluation, so logs start from the initial weights as the tutorial's do.
+/// The test set goes through `evaluator`; since no batch has been seen yet, the train loss
+/// and accuracy are those of the first training examples, as many as the test set has (10,000:
+/// the examples between two evaluations of the default run, and one more test-sized pass
+/// instead of a six times longer one over the whole training set). Returns the test result.
+pub fn observe_initial(
+    trainer: &Trainer,
+    mnist: &Mnist,
+    evaluator: &mut Evaluator,
+    observer: &mut dyn Observer,
+) -> Result<EvalResult, TrainError> {
+    let model = trainer.model();
+    let train = evaluator.evaluate(model, &mnist.train.head(mnist.test.len()));
+    let test = evaluator.evaluate(model, &mnist.test);
+    let event = EvalEvent {
+        step: trainer.steps_done(),
+        model,
+        train_loss: train.loss,
+        train_accuracy: train.accuracy,
+        test: &test,
+        test_logits: evaluator.logits(mnist.test.len()),
+    };
+    observer.on_eval(&event).map_err(TrainError::Observer)?;
+    Ok(test)
 }
 
 /// Trains until `config.steps` updates are done, evaluating on the test set every

@@ -13,4 +13,6 @@ mod reference;
 mod render;
 #[cfg(feature = "tensorboard")]
 mod summary;
+#[cfg(feature = "tensorboard")]
+mod tb_logdir;
 mod training;

@@ -9,6 +9,7 @@ use clap::ValueEnum;
 use softnet::data::BatchOrder;
 use softnet::nn::{Architecture, Model};
 use softnet::optim::{Optimizer, OptimizerKind, Schedule};
+use softnet::summary::TensorBoardObserver;
 use softnet::train::{EvalEvent, Evaluator, Observer, OnNan, RunConfig, StepStats, Trainer};
 
 use crate::DataArgs;
@@ -133,7 +134,9 @@ pub struct TrainArgs {
     save: Option<PathBuf>,
     /// Hidden ReLU layer widths, e.g. 256 or 512,256 (none: softmax regression).
     #[arg(long, value_parser = hidden_arg, value_name = "W1,W2,...")]
-    hidden: Option<Vec<usize>>,
+    // Spelled out so clap takes one value parsed as a whole list; a bare `Option<Vec<_>>`
+    // means "several usize values" to clap's derive and panics when `hidden_arg` answers a Vec.
+    hidden: Option<::std::vec::Vec<usize>>,
     /// Start from weights in DIR: W1.npy, W2.npy, ... (or W.npy), biases b1.npy ... if present, else zero.
     #[arg(long, value_name = "DIR")]
     init: Option<PathBuf>,
@@ -167,6 +170,9 @@ pub struct TrainArgs {
     /// What to do when the loss becomes NaN or infinite.
     #[arg(long, value_enum, default_value_t = NanPolicy::Stop)]
     on_nan: NanPolicy,
+    /// Write TensorBoard summaries into DIR/train and DIR/test (from step 0, at each evaluation).
+    #[arg(long, value_name = "DIR")]
+    logdir: Option<PathBuf>,
     /// Print only the final accuracy.
     #[arg(long, short)]
     quiet: bool,
@@ -313,10 +319,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut console = Console {
+    let console = Console {
         bar,
         quiet: args.quiet,
     };
+    let tensorboard = match &args.logdir {
+        Some(dir) => Some(
+            TensorBoardObserver::create(dir, trainer.model().architecture())
+                .with_context(|| format!("writing TensorBoard logs into {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let mut observers = (console, tensorboard);
     let config = RunConfig {
         steps,
         eval_every: args.eval_every,
@@ -326,9 +340,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         },
     };
     let train_started = Instant::now();
-    let summary = softnet::train::run(&mut trainer, &mnist, &config, &mut evaluator, &mut console)?;
+    if observers.1.is_some() {
+        // The logs start from the initial weights, as the tutorial's do.
+        softnet::train::observe_initial(&trainer, &mnist, &mut evaluator, &mut observers)?;
+    }
+    let summary = softnet::train::run(
+        &mut trainer,
+        &mnist,
+        &config,
+        &mut evaluator,
+        &mut observers,
+    )?;
     let trained = train_started.elapsed();
-    console.bar.finish_and_clear();
+    observers.0.bar.finish_and_clear();
     println!("Accuracy: {:.4}", summary.test.accuracy);
     if !args.quiet {
         eprintln!(
