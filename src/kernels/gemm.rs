@@ -8,7 +8,7 @@
 use wide::f32x8;
 
 /// Rows of the microkernel tile.
-pub const MR: usize = 6;
+pub const MR: usize = 4;
 /// Columns of the microkernel tile (two f32x8 vectors).
 pub const NR: usize = 16;
 /// Depth of a packed block (its A panel stays in L1, its B block in L2).
