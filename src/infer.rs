@@ -565,7 +565,10 @@ mod tests {
                 let mut got = vec![0.0; 10];
                 c.logits_into(&img, &mut got);
                 for (g, w) in got.iter().zip(&want) {
-                    assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{got:?} vs {want:?}");
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{got:?} vs {want:?}"
+                    );
                 }
                 // predict_f32 on pixel / 255 is the same computation.
                 let x: Vec<f32> = img.iter().map(|&p| PIXEL_TO_UNIT[p as usize]).collect();
@@ -586,7 +589,10 @@ mod tests {
         let mut got = vec![0.0; 10];
         c.logits_into(&img, &mut got);
         for (g, w) in got.iter().zip(&want) {
-            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{got:?} vs {want:?}");
+            assert!(
+                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{got:?} vs {want:?}"
+            );
         }
         // An MLP quantizes its hidden activations to 255 levels: close, not equal.
         let model = Model::he_normal(Architecture::mlp(&[40]), 4);

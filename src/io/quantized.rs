@@ -74,20 +74,13 @@ impl QuantizedModel {
                     }
                 }
                 for s in &mut scale {
-                    *s = if *s > 0.0 {
-                        *s / f32::from(Q_MAX)
-                    } else {
-                        1.0
-                    };
+                    *s = if *s > 0.0 { *s / f32::from(Q_MAX) } else { 1.0 };
                 }
                 let weight = w
                     .chunks_exact(p.fan_out)
                     .flat_map(|row| {
                         row.iter().zip(&scale).map(|(v, s)| {
-                            (v / s)
-                                .round()
-                                .clamp(-f32::from(Q_MAX), f32::from(Q_MAX))
-                                as i8
+                            (v / s).round().clamp(-f32::from(Q_MAX), f32::from(Q_MAX)) as i8
                         })
                     })
                     .collect();
@@ -185,7 +178,11 @@ pub fn read_metadata(bytes: &[u8], path: &Path) -> Result<HashMap<String, String
 pub fn is_quantized(bytes: &[u8]) -> bool {
     SafeTensors::read_metadata(bytes)
         .ok()
-        .and_then(|(_, h)| h.metadata().as_ref().map(|m| m.contains_key(QUANTIZATION_KEY)))
+        .and_then(|(_, h)| {
+            h.metadata()
+                .as_ref()
+                .map(|m| m.contains_key(QUANTIZATION_KEY))
+        })
         .unwrap_or(false)
 }
 

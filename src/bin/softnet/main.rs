@@ -4,6 +4,8 @@
 //! output), 2 usage error (unknown or invalid flags).
 
 mod eval;
+mod predict;
+mod quantize;
 mod train;
 
 use std::path::PathBuf;
@@ -25,6 +27,10 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a saved model on the test set: accuracy, mean loss, confusion matrix.
     Eval(eval::EvalArgs),
+    /// Classify PNG images (or raw 784-byte records with --stdin): class and top three.
+    Predict(predict::PredictArgs),
+    /// Write an int8 copy of a model (per-channel weights, about 4x smaller).
+    Quantize(quantize::QuantizeArgs),
 }
 
 /// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`.
@@ -48,6 +54,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Quantize(args) => quantize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
