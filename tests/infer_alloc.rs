@@ -37,7 +37,10 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn predictions_do_not_allocate() {
     let images: Vec<u8> = (0..8 * PIXELS).map(|i| (i * 31 % 251) as u8).collect();
-    let x: Vec<f32> = images[..PIXELS].iter().map(|&p| f32::from(p) / 255.0).collect();
+    let x: Vec<f32> = images[..PIXELS]
+        .iter()
+        .map(|&p| f32::from(p) / 255.0)
+        .collect();
     let mut classes = vec![0u8; 8];
     let mut confidence = vec![0.0f32; 8];
     let mut probs = vec![0.0f32; 10];

