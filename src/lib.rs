@@ -4,11 +4,14 @@
 
 pub mod data;
 pub mod error;
+pub mod infer;
 pub mod io;
 pub mod kernels;
 pub mod nn;
 pub mod optim;
 pub mod train;
+
+pub use infer::Classifier;
 
 #[cfg(feature = "tensorboard")]
 pub mod summary;

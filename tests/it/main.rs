@@ -4,6 +4,7 @@ mod common;
 #[cfg(feature = "download")]
 mod download;
 mod idx;
+mod infer;
 mod kernels;
 mod model_file;
 #[cfg(feature = "render")]

@@ -133,11 +133,25 @@ fn mlp_from_the_reference_init_reaches_tensorflows_accuracy_after_6000_updates()
     model.set_param("layer1/weight", &npy(&init.join("W1.npy")).values);
     model.set_param("logits/weight", &npy(&init.join("W2.npy")).values);
     let mut evaluator = Evaluator::new(&model, mnist.test.len(), None);
-    let mut trainer = Trainer::new(model, Optimizer::sgd(0.1), 60_000, 100, BatchOrder::Sequential, None);
-    let config = RunConfig { steps: 6000, eval_every: 0, on_nan: Default::default() };
+    let mut trainer = Trainer::new(
+        model,
+        Optimizer::sgd(0.1),
+        60_000,
+        100,
+        BatchOrder::Sequential,
+        None,
+    );
+    let config = RunConfig {
+        steps: 6000,
+        eval_every: 0,
+        on_nan: Default::default(),
+    };
     let summary = run(&mut trainer, &mnist, &config, &mut evaluator, &mut Silent).unwrap();
     // TensorFlow 0.9740, numpy 0.9739-0.9740, JAX 0.9741, PyTorch 0.9738.
     let accuracy = summary.test.accuracy;
-    assert!((accuracy - 0.9740).abs() <= 0.0015, "test accuracy {accuracy} after 6000 updates");
+    assert!(
+        (accuracy - 0.9740).abs() <= 0.0015,
+        "test accuracy {accuracy} after 6000 updates"
+    );
     assert!(accuracy > 0.95);
 }

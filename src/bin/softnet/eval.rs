@@ -7,7 +7,7 @@ use crate::DataArgs;
 /// Flags of `softnet eval`.
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// Model file written by `softnet train --save`.
+    /// Model file written by `softnet train --save` (or `softnet quantize`).
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
     #[command(flatten)]
@@ -15,9 +15,14 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let model = softnet::io::load_model(&args.model)?;
+    let model = softnet::io::load_any_model(&args.model)?;
     let mnist = args.data.load()?;
-    let result = softnet::train::evaluate(&model, &mnist.test);
+    let result = match &model {
+        softnet::io::AnyModel::F32(m) => softnet::train::evaluate(m, &mnist.test),
+        softnet::io::AnyModel::Int8(q) => {
+            softnet::Classifier::from_quantized(q)?.evaluate(&mnist.test)
+        }
+    };
     println!(
         "model: {} ({})",
         args.model.display(),

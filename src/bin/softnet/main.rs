@@ -5,6 +5,8 @@
 
 mod bench;
 mod eval;
+mod predict;
+mod quantize;
 mod train;
 
 use std::path::PathBuf;
@@ -28,6 +30,10 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Measure the performance targets on this machine (medians of repeated runs).
     Bench(bench::BenchArgs),
+    /// Classify PNG images (or raw 784-byte records with --stdin): class and top three.
+    Predict(predict::PredictArgs),
+    /// Write an int8 copy of a model (per-channel weights, about 4x smaller).
+    Quantize(quantize::QuantizeArgs),
 }
 
 /// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`.
@@ -52,6 +58,8 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Quantize(args) => quantize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,663 @@
+//! [`Classifier`]: the inference-only engine other programs link.
+//!
+//! It builds with `default-features = false` (no rayon, no flate2, no CLI crates), loads a
+//! validated model file of either kind (f32, or int8 from `softnet quantize`) from a path or
+//! from bytes (`include_bytes!`), and predicts without touching the heap.
+//!
+//! **Where the scratch lives.** A prediction keeps its activations in fixed-size arrays on
+//! the stack, so `predict` takes `&self`, one `Classifier` can serve many threads at once
+//! (`Send + Sync`), and nothing is allocated per prediction. The price is a width limit:
+//! every layer is at most [`MAX_WIDTH`] wide (models wider than that are refused at load
+//! time), and a prediction uses up to 2 × 16 KiB of stack (2 × 4 KiB for models no wider
+//! than 1024, which includes softmax regression and the usual MLPs).
+//!
+//! **Layout.** Weights are stored transposed, `[fan_out][stride]` with `stride` the fan-in
+//! rounded up to 32 and zero-padded, so each output is one contiguous SIMD dot product.
+//!
+//! **Int8.** Weights are int8 per output channel (see [`crate::io::quantized`]); the layer
+//! input is an integer vector with one f32 scale: the pixels themselves (`0..=255`, scale
+//! 1/255, exactly the f32 model's `p / 255`), or, for f32 inputs and hidden activations, a
+//! dynamic per-example quantization to `-255..=255` with scale `max|x| / 255`. The products
+//! are summed in i32 (`vpmaddwd`: at most `255 · 127 · 4096 < 2³¹`, no overflow), then
+//! `y_j = acc_j · (scale_x · scale_j) + b_j` in f32.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use wide::{f32x8, i16x16, i32x8, i8x16};
+
+use crate::data::batch::PIXEL_TO_UNIT;
+use crate::data::{Dataset, PIXELS};
+use crate::error::ModelError;
+use crate::io::quantized::{load_any_model_bytes, read_model_file, AnyModel, QuantizedModel};
+use crate::nn::{Architecture, Model};
+use crate::train::EvalResult;
+
+/// Widest layer the engine runs (the size of its stack buffers).
+pub const MAX_WIDTH: usize = 4096;
+/// Most classes a model may have (classes are written as `u8` by [`Classifier::predict_batch`]).
+pub const MAX_CLASSES: usize = 256;
+/// Models no wider than this run with the small stack buffers.
+const SMALL_WIDTH: usize = 1024;
+/// Rows are padded to a multiple of this many values: four f32x8 or two i16x16 per step.
+const ALIGN: usize = 32;
+
+/// Why a model cannot become a [`Classifier`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClassifierError {
+    /// The file or bytes are not a valid model.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A valid model that this engine does not run.
+    #[error("{}: unsupported by the inference engine: {reason}", source_name.display())]
+    Unsupported {
+        /// The file (or `<bytes>`, `<model>`) concerned.
+        source_name: PathBuf,
+        /// What is out of range.
+        reason: String,
+    },
+}
+
+/// Whether the weights are f32 or int8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// F32 weights, f32 arithmetic (FMA).
+    F32,
+    /// Int8 weights per output channel, i32 accumulation.
+    Int8,
+}
+
+#[derive(Debug, Clone)]
+struct F32Layer {
+    fan_out: usize,
+    stride: usize,
+    weight: Vec<f32>, // [fan_out, stride], transposed, zero-padded
+    bias: Vec<f32>,   // [fan_out]
+}
+
+#[derive(Debug, Clone)]
+struct Int8Layer {
+    fan_out: usize,
+    stride: usize,
+    weight: Vec<i8>, // [fan_out, stride], transposed, zero-padded
+    scale: Vec<f32>, // [fan_out]
+    bias: Vec<f32>,  // [fan_out]
+}
+
+#[derive(Debug, Clone)]
+enum Engine {
+    F32(Vec<F32Layer>),
+    Int8(Vec<Int8Layer>),
+}
+
+/// The network's input for one example.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    Pixels(&'a [u8]),
+    Unit(&'a [f32]),
+}
+
+/// An inference-only MNIST classifier: f32 or int8 weights, no allocation per prediction.
+///
+/// ```
+/// use softnet::{io::model_to_bytes, nn::Model, Classifier};
+/// let bytes = model_to_bytes(&Model::softmax_regression(), &[]);
+/// let classifier = Classifier::from_bytes(&bytes).unwrap();
+/// let (class, confidence) = classifier.predict(&[0u8; 784]);
+/// // All-zero weights: every class is equally likely.
+/// assert_eq!((class, confidence), (0, 0.1));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    arch: Architecture,
+    engine: Engine,
+    widest: usize,
+}
+
+fn padded(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+/// `w` (`[fan_in, fan_out]`) as `[fan_out, stride]`, zero-padded.
+fn transpose_padded<T: Copy + Default>(w: &[T], fan_in: usize, fan_out: usize) -> Vec<T> {
+    let stride = padded(fan_in);
+    let mut t = vec![T::default(); fan_out * stride];
+    for (i, row) in w.chunks_exact(fan_out).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            t[j * stride + i] = v;
+        }
+    }
+    t
+}
+
+impl Classifier {
+    /// Loads and validates a model file (f32, or int8 from `softnet quantize`).
+    pub fn from_file(path: &Path) -> Result<Self, ClassifierError> {
+        let bytes = read_model_file(path)?;
+        Self::from_any(load_any_model_bytes(&bytes, path)?, path)
+    }
+
+    /// Parses and validates a model file's bytes, e.g. baked in with `include_bytes!`. The
+    /// weights are copied once into the engine's layout (a transient decoded copy is freed
+    /// before this returns); `bytes` is not kept.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ClassifierError> {
+        let name = Path::new("<bytes>");
+        Self::from_any(load_any_model_bytes(bytes, name)?, name)
+    }
+
+    /// An f32 classifier with `model`'s weights.
+    pub fn from_model(model: &Model) -> Result<Self, ClassifierError> {
+        let arch = model.architecture().clone();
+        let widest = check(&arch, Path::new("<model>"))?;
+        let layers = model
+            .layers()
+            .iter()
+            .enumerate()
+            .map(|(l, p)| F32Layer {
+                fan_out: p.fan_out,
+                stride: padded(p.fan_in),
+                weight: transpose_padded(model.weight(l), p.fan_in, p.fan_out),
+                bias: model.bias(l).to_vec(),
+            })
+            .collect();
+        Ok(Classifier {
+            arch,
+            engine: Engine::F32(layers),
+            widest,
+        })
+    }
+
+    /// An int8 classifier with `model`'s weights.
+    pub fn from_quantized(model: &QuantizedModel) -> Result<Self, ClassifierError> {
+        let arch = model.architecture().clone();
+        let widest = check(&arch, Path::new("<model>"))?;
+        let layers = model
+            .layers()
+            .iter()
+            .map(|l| Int8Layer {
+                fan_out: l.fan_out,
+                stride: padded(l.fan_in),
+                weight: transpose_padded(&l.weight, l.fan_in, l.fan_out),
+                scale: l.scale.clone(),
+                bias: l.bias.clone(),
+            })
+            .collect();
+        Ok(Classifier {
+            arch,
+            engine: Engine::Int8(layers),
+            widest,
+        })
+    }
+
+    fn from_any(model: AnyModel, name: &Path) -> Result<Self, ClassifierError> {
+        let rename = |e: ClassifierError| match e {
+            ClassifierError::Unsupported { reason, .. } => ClassifierError::Unsupported {
+                source_name: name.to_path_buf(),
+                reason,
+            },
+            other => other,
+        };
+        match model {
+            AnyModel::F32(m) => Self::from_model(&m).map_err(rename),
+            AnyModel::Int8(q) => Self::from_quantized(&q).map_err(rename),
+        }
+    }
+
+    /// The architecture.
+    pub fn architecture(&self) -> &Architecture {
+        &self.arch
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.arch.classes
+    }
+
+    /// Whether the weights are f32 or int8.
+    pub fn precision(&self) -> Precision {
+        match self.engine {
+            Engine::F32(_) => Precision::F32,
+            Engine::Int8(_) => Precision::Int8,
+        }
+    }
+
+    /// The most likely class of a 28x28 image (row-major, 0 = background, 255 = ink, as in
+    /// MNIST) and its softmax probability.
+    pub fn predict(&self, pixels: &[u8; PIXELS]) -> (usize, f32) {
+        let mut logits = [0.0f32; MAX_CLASSES];
+        let z = &mut logits[..self.arch.classes];
+        self.logits(Source::Pixels(pixels), z);
+        best_and_confidence(z)
+    }
+
+    /// [`Classifier::predict`] for f32 features (`[784]`, MNIST's scale is `pixel / 255`).
+    ///
+    /// # Panics
+    /// If `x` does not hold 784 values.
+    pub fn predict_f32(&self, x: &[f32]) -> (usize, f32) {
+        assert_eq!(x.len(), PIXELS, "an image has {PIXELS} values");
+        let mut logits = [0.0f32; MAX_CLASSES];
+        let z = &mut logits[..self.arch.classes];
+        self.logits(Source::Unit(x), z);
+        best_and_confidence(z)
+    }
+
+    /// The three most likely classes with their probabilities, most likely first (for a
+    /// model with fewer classes, the missing entries are `(usize::MAX, 0.0)`).
+    pub fn predict_top3(&self, pixels: &[u8; PIXELS]) -> [(usize, f32); 3] {
+        let mut probs = [0.0f32; MAX_CLASSES];
+        let p = &mut probs[..self.arch.classes];
+        self.probabilities_into(pixels, p);
+        let mut top = [(usize::MAX, f32::NEG_INFINITY); 3];
+        for (c, &v) in p.iter().enumerate() {
+            // Strictly greater: among equals the lower class ranks first.
+            if let Some(at) = top.iter().position(|&(_, t)| v > t) {
+                top.copy_within(at..2, at + 1);
+                top[at] = (c, v);
+            }
+        }
+        top.map(|(c, v)| if c == usize::MAX { (c, 0.0) } else { (c, v) })
+    }
+
+    /// Writes the softmax probabilities of one image into `out` (`[classes]`) and returns
+    /// the most likely class.
+    ///
+    /// # Panics
+    /// If `pixels` does not hold 784 values or `out` does not hold `classes`.
+    pub fn probabilities_into(&self, pixels: &[u8], out: &mut [f32]) -> usize {
+        assert_eq!(pixels.len(), PIXELS, "an image has {PIXELS} pixels");
+        assert_eq!(out.len(), self.arch.classes, "one probability per class");
+        self.logits(Source::Pixels(pixels), out);
+        let best = argmax(out);
+        let max = out[best];
+        for v in out.iter_mut() {
+            *v -= max;
+        }
+        crate::kernels::elementwise::exp_in_place(out);
+        let inv = 1.0 / out.iter().sum::<f32>();
+        for v in out.iter_mut() {
+            *v *= inv;
+        }
+        best
+    }
+
+    /// Writes the logits of one image into `out` (`[classes]`).
+    ///
+    /// # Panics
+    /// If `pixels` does not hold 784 values or `out` does not hold `classes`.
+    pub fn logits_into(&self, pixels: &[u8], out: &mut [f32]) {
+        assert_eq!(pixels.len(), PIXELS, "an image has {PIXELS} pixels");
+        assert_eq!(out.len(), self.arch.classes, "one logit per class");
+        self.logits(Source::Pixels(pixels), out);
+    }
+
+    /// Classifies `n` images (`pixels`: `[n, 784]`) into `classes_out` (`[n]`) with their
+    /// probabilities in `confidence_out` (`[n]`).
+    ///
+    /// # Panics
+    /// If the slices' lengths disagree.
+    pub fn predict_batch(&self, pixels: &[u8], classes_out: &mut [u8], confidence_out: &mut [f32]) {
+        let n = classes_out.len();
+        assert_eq!(pixels.len(), n * PIXELS, "pixels are not [n, {PIXELS}]");
+        assert_eq!(confidence_out.len(), n, "one confidence per image");
+        for ((image, c), p) in pixels
+            .chunks_exact(PIXELS)
+            .zip(classes_out.iter_mut())
+            .zip(confidence_out.iter_mut())
+        {
+            let image: &[u8; PIXELS] = image.try_into().expect("chunks of PIXELS");
+            let (class, confidence) = self.predict(image);
+            // MAX_CLASSES is 256: every class fits.
+            *c = class as u8;
+            *p = confidence;
+        }
+    }
+
+    /// Loss, accuracy and confusion matrix on `data`, as [`crate::train::evaluate`] reports
+    /// them for an f32 [`Model`].
+    pub fn evaluate(&self, data: &Dataset) -> EvalResult {
+        let classes = self.arch.classes;
+        let mut confusion = vec![vec![0usize; classes]; classes];
+        let mut loss = 0.0f64;
+        let mut logits = [0.0f32; MAX_CLASSES];
+        for (image, &label) in data.pixels().chunks_exact(PIXELS).zip(data.labels()) {
+            let z = &mut logits[..classes];
+            self.logits(Source::Pixels(image), z);
+            let best = argmax(z);
+            let max = z[best];
+            let sum: f64 = z.iter().map(|&v| f64::from(v - max).exp()).sum();
+            loss += sum.ln() - f64::from(z[usize::from(label)] - max);
+            confusion[usize::from(label)][best] += 1;
+        }
+        let n = data.len();
+        let correct = (0..classes).map(|c| confusion[c][c]).sum();
+        EvalResult {
+            loss: loss / n.max(1) as f64,
+            accuracy: correct as f64 / n.max(1) as f64,
+            correct,
+            count: n,
+            confusion,
+        }
+    }
+
+    /// The logits of one example into `out` (`[classes]`), with stack buffers sized for
+    /// the widest layer.
+    fn logits(&self, src: Source<'_>, out: &mut [f32]) {
+        if self.widest <= SMALL_WIDTH {
+            self.logits_with::<SMALL_WIDTH>(src, out);
+        } else {
+            self.logits_with::<MAX_WIDTH>(src, out);
+        }
+    }
+
+    fn logits_with<const N: usize>(&self, src: Source<'_>, out: &mut [f32]) {
+        match &self.engine {
+            Engine::F32(layers) => forward_f32::<N>(layers, src, out),
+            Engine::Int8(layers) => forward_int8::<N>(layers, src, out),
+        }
+    }
+}
+
+/// Checks the engine's limits; returns the widest padded layer.
+fn check(arch: &Architecture, name: &Path) -> Result<usize, ClassifierError> {
+    let unsupported = |reason: String| ClassifierError::Unsupported {
+        source_name: name.to_path_buf(),
+        reason,
+    };
+    if arch.input != PIXELS {
+        return Err(unsupported(format!(
+            "model {} takes {} inputs, the engine takes {PIXELS}",
+            arch.describe(),
+            arch.input
+        )));
+    }
+    if !(2..=MAX_CLASSES).contains(&arch.classes) {
+        return Err(unsupported(format!(
+            "model {} has {} classes, the engine handles 2 to {MAX_CLASSES}",
+            arch.describe(),
+            arch.classes
+        )));
+    }
+    let widest = std::iter::once(arch.input)
+        .chain(arch.hidden.iter().copied())
+        .map(padded)
+        .max()
+        .unwrap_or(0);
+    if widest > MAX_WIDTH {
+        return Err(unsupported(format!(
+            "model {} has a layer wider than {MAX_WIDTH}",
+            arch.describe()
+        )));
+    }
+    Ok(widest)
+}
+
+/// Index of the first largest value (0 when all are NaN).
+fn argmax(z: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in z.iter().enumerate() {
+        if v > z[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The most likely class and its probability: `1 / Σ exp(z_i - z_best)`.
+fn best_and_confidence(z: &mut [f32]) -> (usize, f32) {
+    let best = argmax(z);
+    let max = z[best];
+    for v in z.iter_mut() {
+        *v -= max;
+    }
+    crate::kernels::elementwise::exp_in_place(z);
+    (best, 1.0 / z.iter().sum::<f32>())
+}
+
+/// `Σ x_i w_i` over rows padded to [`ALIGN`], with four independent FMA chains.
+#[inline]
+fn dot_f32(x: &[f32], w: &[f32]) -> f32 {
+    debug_assert!(x.len() == w.len() && x.len() % ALIGN == 0);
+    let load = |s: &[f32]| f32x8::new(s.try_into().expect("8 lanes"));
+    let mut acc = [f32x8::ZERO; 4];
+    for (xc, wc) in x.chunks_exact(ALIGN).zip(w.chunks_exact(ALIGN)) {
+        for (k, a) in acc.iter_mut().enumerate() {
+            let r = k * 8..k * 8 + 8;
+            *a = load(&xc[r.clone()]).mul_add(load(&wc[r]), *a);
+        }
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])).reduce_add()
+}
+
+/// `Σ x_i q_i` in i32: i8 weights widened to i16, multiplied and pair-summed (`vpmaddwd`).
+#[inline]
+fn dot_int8(x: &[i16], q: &[i8]) -> i32 {
+    debug_assert!(x.len() == q.len() && x.len() % ALIGN == 0);
+    let mut acc = [i32x8::ZERO; 2];
+    for (xc, qc) in x.chunks_exact(ALIGN).zip(q.chunks_exact(ALIGN)) {
+        for (k, a) in acc.iter_mut().enumerate() {
+            let r = k * 16..k * 16 + 16;
+            let xv = i16x16::new(xc[r.clone()].try_into().expect("16 lanes"));
+            let qv = i16x16::from_i8x16(i8x16::new(qc[r].try_into().expect("16 lanes")));
+            *a += xv.dot(qv);
+        }
+    }
+    (acc[0] + acc[1]).reduce_add()
+}
+
+/// Quantizes `x` to `-255..=255` into `out` (same length); returns the scale
+/// (`x ≈ out · scale`). All zeros (or non-finite values) give zeros with scale 1.
+fn quantize_activations(x: &[f32], out: &mut [i16]) -> f32 {
+    let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if !(max.is_finite() && max > 0.0) {
+        out.fill(0);
+        return 1.0;
+    }
+    let inv = 255.0 / max;
+    for (o, v) in out.iter_mut().zip(x) {
+        // `as` saturates; the clamp only guards the rounding of `max * inv`.
+        *o = (v * inv).round().clamp(-255.0, 255.0) as i16;
+    }
+    max / 255.0
+}
+
+fn forward_f32<const N: usize>(layers: &[F32Layer], src: Source<'_>, out: &mut [f32]) {
+    let mut a = [0.0f32; N];
+    let mut b = [0.0f32; N];
+    match src {
+        Source::Pixels(p) => {
+            for (x, &v) in a.iter_mut().zip(p) {
+                *x = PIXEL_TO_UNIT[usize::from(v)];
+            }
+        }
+        Source::Unit(x) => a[..x.len()].copy_from_slice(x),
+    }
+    let (mut x, mut y) = (&mut a, &mut b);
+    let last = layers.len() - 1;
+    for (l, layer) in layers.iter().enumerate() {
+        let input = &x[..layer.stride];
+        let rows = layer.weight.chunks_exact(layer.stride).zip(&layer.bias);
+        if l == last {
+            for (o, (w, b)) in out.iter_mut().zip(rows) {
+                *o = dot_f32(input, w) + b;
+            }
+        } else {
+            for (o, (w, b)) in y.iter_mut().zip(rows) {
+                *o = (dot_f32(input, w) + b).max(0.0);
+            }
+            // The next layer reads up to its padded width: the padding must be zero.
+            let next = layers[l + 1].stride;
+            y[layer.fan_out..next].fill(0.0);
+            std::mem::swap(&mut x, &mut y);
+        }
+    }
+}
+
+fn forward_int8<const N: usize>(layers: &[Int8Layer], src: Source<'_>, out: &mut [f32]) {
+    let mut xq = [0i16; N];
+    let mut y = [0.0f32; N];
+    let mut x_scale = match src {
+        Source::Pixels(p) => {
+            for (q, &v) in xq.iter_mut().zip(p) {
+                *q = i16::from(v);
+            }
+            // The f32 model reads p / 255: the same scale, exactly representable inputs.
+            1.0 / 255.0
+        }
+        Source::Unit(x) => quantize_activations(x, &mut xq[..x.len()]),
+    };
+    let last = layers.len() - 1;
+    for (l, layer) in layers.iter().enumerate() {
+        let input = &xq[..layer.stride];
+        let rows = layer
+            .weight
+            .chunks_exact(layer.stride)
+            .zip(layer.scale.iter().zip(&layer.bias));
+        let target: &mut [f32] = if l == last {
+            &mut *out
+        } else {
+            &mut y[..layer.fan_out]
+        };
+        for (o, (q, (s, b))) in target.iter_mut().zip(rows) {
+            *o = dot_int8(input, q) as f32 * (x_scale * s) + b;
+        }
+        if l != last {
+            for v in target.iter_mut() {
+                *v = v.max(0.0);
+            }
+            x_scale = quantize_activations(target, &mut xq[..layer.fan_out]);
+            let next = layers[l + 1].stride;
+            xq[layer.fan_out..next].fill(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::quantized::QuantizedModel;
+    use crate::nn::{Input, Workspace};
+
+    fn image(seed: usize) -> [u8; PIXELS] {
+        std::array::from_fn(|i| ((i * 37 + seed * 101) % 256) as u8)
+    }
+
+    /// The training code's forward pass: the reference for the engine's logits.
+    fn reference_logits(model: &Model, pixels: &[u8]) -> Vec<f32> {
+        let mut ws = Workspace::new(model, 1);
+        model.inference(Input::Pixels(pixels), 1, &mut ws).to_vec()
+    }
+
+    #[test]
+    fn f32_logits_match_the_training_forward_pass() {
+        for arch in [
+            Architecture::softmax_regression(),
+            Architecture::mlp(&[33]),
+            Architecture::mlp(&[1100, 7]), // the large stack buffers, odd widths
+        ] {
+            let model = Model::he_normal(arch, 2);
+            let c = Classifier::from_model(&model).unwrap();
+            for s in 0..3 {
+                let img = image(s);
+                let want = reference_logits(&model, &img);
+                let mut got = vec![0.0; 10];
+                c.logits_into(&img, &mut got);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{got:?} vs {want:?}"
+                    );
+                }
+                // predict_f32 on pixel / 255 is the same computation.
+                let x: Vec<f32> = img.iter().map(|&p| PIXEL_TO_UNIT[p as usize]).collect();
+                assert_eq!(c.predict_f32(&x), c.predict(&img));
+            }
+        }
+    }
+
+    #[test]
+    fn int8_logits_are_the_dequantized_model_up_to_activation_rounding() {
+        let model = Model::he_normal(Architecture::softmax_regression(), 4);
+        let q = QuantizedModel::quantize(&model);
+        let c = Classifier::from_quantized(&q).unwrap();
+        assert_eq!(c.precision(), Precision::Int8);
+        // Softmax regression on pixels: integer inputs, so only float rounding differs.
+        let img = image(1);
+        let want = reference_logits(&q.dequantize(), &img);
+        let mut got = vec![0.0; 10];
+        c.logits_into(&img, &mut got);
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{got:?} vs {want:?}"
+            );
+        }
+        // An MLP quantizes its hidden activations to 255 levels: close, not equal.
+        let model = Model::he_normal(Architecture::mlp(&[40]), 4);
+        let q = QuantizedModel::quantize(&model);
+        let c = Classifier::from_quantized(&q).unwrap();
+        let want = reference_logits(&q.dequantize(), &img);
+        c.logits_into(&img, &mut got);
+        let spread = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 0.01 * spread, "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn probabilities_top3_and_batch_agree() {
+        let model = Model::he_normal(Architecture::mlp(&[16]), 9);
+        let c = Classifier::from_model(&model).unwrap();
+        let img = image(5);
+        let mut p = [0.0f32; 10];
+        let best = c.probabilities_into(&img, &mut p);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        let top = c.predict_top3(&img);
+        assert_eq!(top[0].0, best);
+        assert!(top[0].1 >= top[1].1 && top[1].1 >= top[2].1);
+        let mut sorted: Vec<(usize, f32)> = p.iter().copied().enumerate().collect();
+        sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+        assert_eq!(top.to_vec(), sorted[..3].to_vec());
+        let (class, conf) = c.predict(&img);
+        assert_eq!(class, best);
+        assert!((conf - p[best]).abs() < 1e-6);
+
+        let images: Vec<u8> = (0..4).flat_map(image).collect();
+        let mut classes = [0u8; 4];
+        let mut conf = [0.0f32; 4];
+        c.predict_batch(&images, &mut classes, &mut conf);
+        for s in 0..4 {
+            let (k, p) = c.predict(&image(s));
+            assert_eq!((classes[s] as usize, conf[s]), (k, p));
+        }
+    }
+
+    #[test]
+    fn refuses_models_the_engine_cannot_run() {
+        let wide = Model::zeros(Architecture::mlp(&[5000]));
+        let err = Classifier::from_model(&wide).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "<model>: unsupported by the inference engine: model 784-5000-10 has a layer wider than 4096"
+        );
+        let odd = Model::zeros(Architecture::parse("100-10").unwrap());
+        let bytes = crate::io::model_to_bytes(&odd, &[]);
+        let err = Classifier::from_bytes(&bytes).unwrap_err().to_string();
+        assert!(err.starts_with("<bytes>: unsupported"), "{err}");
+        assert!(err.contains("takes 100 inputs"), "{err}");
+        let err = Classifier::from_bytes(b"junk").unwrap_err().to_string();
+        assert!(err.starts_with("<bytes>: not a safetensors file"), "{err}");
+    }
+
+    #[test]
+    fn quantized_activations_use_255_levels() {
+        let mut q = [0i16; 4];
+        let s = quantize_activations(&[0.0, 0.5, -1.0, 0.25], &mut q);
+        assert_eq!(q, [0, 128, -255, 64]);
+        assert_eq!(s, 1.0 / 255.0);
+        assert_eq!(quantize_activations(&[0.0; 4], &mut q), 1.0);
+        assert_eq!(q, [0; 4]);
+    }
+}

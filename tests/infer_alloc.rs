@@ -1,0 +1,80 @@
+//! Predictions perform no heap allocation: counted by a global allocator wrapper (its own
+//! test binary, so no other test allocates meanwhile).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use softnet::data::PIXELS;
+use softnet::io::QuantizedModel;
+use softnet::nn::{Architecture, Model};
+use softnet::Classifier;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: defers every call to the system allocator unchanged; only counts them.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn predictions_do_not_allocate() {
+    let images: Vec<u8> = (0..8 * PIXELS).map(|i| (i * 31 % 251) as u8).collect();
+    let x: Vec<f32> = images[..PIXELS]
+        .iter()
+        .map(|&p| f32::from(p) / 255.0)
+        .collect();
+    let mut classes = vec![0u8; 8];
+    let mut confidence = vec![0.0f32; 8];
+    let mut probs = vec![0.0f32; 10];
+    let mut classifiers = Vec::new();
+    // Small and large stack buffers, f32 and int8.
+    for arch in [
+        Architecture::softmax_regression(),
+        Architecture::mlp(&[64]),
+        Architecture::mlp(&[2000, 30]),
+    ] {
+        let model = Model::he_normal(arch, 3);
+        classifiers.push(Classifier::from_model(&model).unwrap());
+        classifiers.push(Classifier::from_quantized(&QuantizedModel::quantize(&model)).unwrap());
+    }
+    for c in &classifiers {
+        let image: &[u8; PIXELS] = images[..PIXELS].try_into().unwrap();
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        let mut checksum = 0usize;
+        for _ in 0..10 {
+            checksum += c.predict(image).0;
+            checksum += c.predict_f32(&x).0;
+            checksum += c.predict_top3(image)[2].0;
+            checksum += c.probabilities_into(image, &mut probs);
+            c.predict_batch(&images, &mut classes, &mut confidence);
+        }
+        let after = ALLOCATIONS.load(Ordering::SeqCst);
+        assert_eq!(
+            after - before,
+            0,
+            "{:?} {:?} allocated",
+            c.architecture(),
+            c.precision()
+        );
+        assert!(checksum < 10 * 4 * 10);
+        assert!(confidence.iter().all(|p| (0.0..=1.0).contains(p)));
+    }
+}
