@@ -3,8 +3,13 @@
 //! Exit codes: 0 success, 1 runtime failure (bad data, diverged training, unwritable
 //! output), 2 usage error (unknown or invalid flags).
 
+mod calibration;
 mod eval;
+mod fool;
+mod report;
+mod show;
 mod train;
+mod weights;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +30,16 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a saved model on the test set: accuracy, mean loss, confusion matrix.
     Eval(eval::EvalArgs),
+    /// Draw the first MNIST digits in a grid with their labels.
+    Show(show::ShowArgs),
+    /// Draw the model's first-layer weights as images (softmax regression: W[:, 0..9]).
+    Weights(weights::WeightsArgs),
+    /// Fool the classifier: add a class's weight image, or the fast gradient sign attack.
+    Fool(fool::FoolArgs),
+    /// Confidence against accuracy: histograms, reliability bins, ECE, temperature scaling.
+    Calibration(calibration::CalibrationArgs),
+    /// One self-contained HTML page: numbers, every picture, confusion matrix, worst mistakes.
+    Report(report::ReportArgs),
 }
 
 /// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`.
@@ -48,6 +63,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Weights(args) => weights::run(args),
+        Command::Fool(args) => fool::run(args),
+        Command::Calibration(args) => calibration::run(args),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
