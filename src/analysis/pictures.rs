@@ -347,11 +347,11 @@ pub fn model_report(
             shown_labels,
             &fooled.predictions,
             &format!("Test digits + {} \u{00d7} W[:, {target}]", opts.scale),
-            |_, p| p == opts.target,
+            |l, p| p == opts.target && l != opts.target,
         )?;
         r.figure(
             &pic.encode_png()?,
-            &format!("Digits with W[:, {target}] added; red: now predicted as {target}"),
+            &format!("Digits with W[:, {target}] added; red: fooled into {target} (labelled otherwise, now predicted {target})"),
         );
         let plot = fooling_rate_plot(
             sweep,

@@ -96,7 +96,7 @@ pub fn run(args: FoolArgs) -> anyhow::Result<()> {
                 labels,
                 &fooled.predictions,
                 &format!("Test digits + {} \u{00d7} W[:, {target}]", args.scale),
-                |_, p| p == args.target,
+                |l, p| p == args.target && l != args.target,
             )?;
             let sweep = weight_fooling_sweep(&model, test, target, &args.scales)?;
             let eligible = test.labels().iter().filter(|&&l| l != args.target).count();

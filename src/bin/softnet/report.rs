@@ -38,7 +38,7 @@ fn file_metadata(path: &Path) -> Vec<(String, String)> {
         .metadata()
         .iter()
         .flatten()
-        .filter(|(k, _)| k.as_str() != "format")
+        .filter(|(k, _)| !matches!(k.as_str(), "format" | "architecture"))
         .map(|(k, v)| (format!("model file: {k}"), v.clone()))
         .collect();
     rows.sort();
