@@ -7,6 +7,8 @@ mod idx;
 mod kernels;
 mod model_file;
 #[cfg(feature = "render")]
+mod pictures;
+#[cfg(feature = "render")]
 mod preprocess;
 mod reference;
 #[cfg(feature = "render")]
