@@ -32,7 +32,9 @@ pub const BINS: usize = 10;
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum InspectError {
     /// The model's input width is not the dataset's image size.
-    #[error("inspect: the model takes {got} inputs per example, the images have {expected} pixels")]
+    #[error(
+        "inspect: the model takes {got} inputs per example, the images have {expected} pixels"
+    )]
     InputSize {
         /// The model's input width.
         got: usize,
@@ -216,7 +218,9 @@ pub fn weight_direction(model: &Model, target: usize) -> Result<Vec<f32>, Inspec
         });
     }
     let w = model.weight(0); // [784, classes]
-    Ok(w.chunks_exact(arch.classes).map(|row| row[target]).collect())
+    Ok(w.chunks_exact(arch.classes)
+        .map(|row| row[target])
+        .collect())
 }
 
 /// Some digits with `scale * W[:, target]` added (no clipping, as in the tutorial) and the

@@ -74,31 +74,32 @@ pub fn weights_picture(model: &Model, units: usize) -> Result<RgbImage, PictureE
     let layer = &model.layers()[0];
     let w = model.weight(0);
     let arch = model.architecture();
-    let (columns, titles, grid_cols, title): (Vec<usize>, Vec<String>, usize, String) =
-        if arch.is_softmax_regression() {
-            let cols: Vec<usize> = (0..layer.fan_out).collect();
-            (
-                cols.clone(),
-                cols.iter().map(|c| c.to_string()).collect(),
-                layer.fan_out.div_ceil(2).max(1),
-                "Weights W[:, j] per class (red: evidence for the class, blue: against)".to_string(),
-            )
-        } else {
-            let n = units.clamp(1, layer.fan_out);
-            let cols: Vec<usize> = (0..n).collect();
-            (
-                cols.clone(),
-                cols.iter().map(|c| format!("unit {c}")).collect(),
-                square_cols(n).max(4).min(n),
-                format!(
-                    "{}: units 0\u{2013}{} of {} ({})",
-                    layer.weight_path,
-                    n - 1,
-                    layer.fan_out,
-                    arch.describe()
-                ),
-            )
-        };
+    let (columns, titles, grid_cols, title): (Vec<usize>, Vec<String>, usize, String) = if arch
+        .is_softmax_regression()
+    {
+        let cols: Vec<usize> = (0..layer.fan_out).collect();
+        (
+            cols.clone(),
+            cols.iter().map(|c| c.to_string()).collect(),
+            layer.fan_out.div_ceil(2).max(1),
+            "Weights W[:, j] per class (red: evidence for the class, blue: against)".to_string(),
+        )
+    } else {
+        let n = units.clamp(1, layer.fan_out);
+        let cols: Vec<usize> = (0..n).collect();
+        (
+            cols.clone(),
+            cols.iter().map(|c| format!("unit {c}")).collect(),
+            square_cols(n).max(4).min(n),
+            format!(
+                "{}: units 0\u{2013}{} of {} ({})",
+                layer.weight_path,
+                n - 1,
+                layer.fan_out,
+                arch.describe()
+            ),
+        )
+    };
     Ok(weights_grid(
         w,
         layer.fan_in,
@@ -248,8 +249,8 @@ pub fn model_report(
         None
     };
     let probs = inspect::probabilities(&ev.logits, classes, 1.0);
-    let mistakes = most_confident_mistakes(&probs, test.labels(), classes, 10)
-        .map_err(InspectError::from)?;
+    let mistakes =
+        most_confident_mistakes(&probs, test.labels(), classes, 10).map_err(InspectError::from)?;
 
     let n_show = opts.count.min(test.len());
     let shown = to_unit(&test.pixels()[..n_show * PIXELS]);
@@ -283,7 +284,10 @@ pub fn model_report(
         ("architecture".into(), arch.describe()),
         ("parameters".into(), model.params().len().to_string()),
         ("test accuracy".into(), pct(ev.result.accuracy)),
-        ("test loss (mean cross-entropy)".into(), format!("{:.4}", ev.result.loss)),
+        (
+            "test loss (mean cross-entropy)".into(),
+            format!("{:.4}", ev.result.loss),
+        ),
         ("ECE (10 bins)".into(), format!("{:.4}", calibration.ece)),
     ];
     if let Some((t, cal)) = &tempered {
@@ -294,7 +298,10 @@ pub fn model_report(
             ),
             format!("{t:.3}"),
         ));
-        rows.push(("ECE after temperature scaling".into(), format!("{:.4}", cal.ece)));
+        rows.push((
+            "ECE after temperature scaling".into(),
+            format!("{:.4}", cal.ece),
+        ));
     }
     if let Some((sweep, fooled)) = &weight {
         if let Some(&(s, rate)) = sweep.iter().find(|(s, _)| *s == 1.0) {
@@ -304,7 +311,10 @@ pub fn model_report(
             ));
         }
         rows.push((
-            format!("fooled among the {n_show} digits shown (scale {})", opts.scale),
+            format!(
+                "fooled among the {n_show} digits shown (scale {})",
+                opts.scale
+            ),
             pct(f64::from(fooling_rate(
                 shown_labels,
                 &fooled.predictions,
@@ -356,11 +366,16 @@ pub fn model_report(
         let plot = fooling_rate_plot(
             sweep,
             &format!("scale of the added weight image W[:, {target}]"),
-            &format!("Fooling rate towards {target} over {} test digits", test.len()),
+            &format!(
+                "Fooling rate towards {target} over {} test digits",
+                test.len()
+            ),
         )?;
         r.figure(
             &plot.encode_png()?,
-            &format!("Share of the test digits not labelled {target} that are predicted as {target}"),
+            &format!(
+                "Share of the test digits not labelled {target} that are predicted as {target}"
+            ),
         );
     } else {
         r.paragraph(&format!(

@@ -100,7 +100,12 @@ fn a_fitted_temperature_does_not_raise_the_held_out_nll() {
         softnet::analysis::calibration::nll_with_temperature(&ev.logits, held.labels(), 10, t)
             .unwrap()
     };
-    assert!(nll(t) <= nll(1.0) + 1e-9, "nll at t {t}: {} vs {}", nll(t), nll(1.0));
+    assert!(
+        nll(t) <= nll(1.0) + 1e-9,
+        "nll at t {t}: {} vs {}",
+        nll(t),
+        nll(1.0)
+    );
     // And it is a minimum: nudging it either way does not help.
     assert!(nll(t) <= nll(t * 1.05) + 1e-9 && nll(t) <= nll(t / 1.05) + 1e-9);
     assert!(evaluate_with_logits(&model, &test).is_ok());
@@ -157,11 +162,18 @@ fn fgsm_with_eps_zero_changes_nothing_and_more_eps_fools_more() {
         let (out, adv) = fgsm_sweep(&model, &x, test.labels(), &eps).unwrap();
         let rates: Vec<f32> = out.iter().map(|o| o.success_rate).collect();
         assert!(rates.windows(2).all(|r| r[1] >= r[0]), "{rates:?}");
-        assert!(rates[3] > 0.5, "{}: {rates:?}", model.architecture().describe());
+        assert!(
+            rates[3] > 0.5,
+            "{}: {rates:?}",
+            model.architecture().describe()
+        );
         // The change is at most eps per pixel and the result stays an image.
         assert!(adv.iter().all(|v| (0.0..=1.0).contains(v)));
         let last = &out[3];
-        assert!(last.mean_linf <= 0.4 + 1e-6 && last.mean_linf > 0.3, "{last:?}");
+        assert!(
+            last.mean_linf <= 0.4 + 1e-6 && last.mean_linf > 0.3,
+            "{last:?}"
+        );
         assert!(last.mean_l2 <= 0.4 * (PIXELS as f32).sqrt());
     }
 }
@@ -252,7 +264,12 @@ fn real_mnist_softmax_after_300_steps() {
     // Temperature scaling fitted on training digits helps on the test set.
     let t = inspect::fit_model_temperature(&model, &inspect::tail(&mnist.train, 5000)).unwrap();
     let after = calibration_at(&ev.logits, mnist.test.labels(), 10, t).unwrap();
-    assert!(after.ece < cal.ece, "ece {} -> {} at t {t}", cal.ece, after.ece);
+    assert!(
+        after.ece < cal.ece,
+        "ece {} -> {} at t {t}",
+        cal.ece,
+        after.ece
+    );
 
     let sweep = weight_fooling_sweep(&model, &mnist.test, 7, &[0.25, 1.0, 4.0]).unwrap();
     assert!(
@@ -266,5 +283,9 @@ fn real_mnist_softmax_after_300_steps() {
     assert_eq!(out[0].success_rate, 0.0);
     assert!(out[1].success_rate > 0.2, "{:?}", out[1].success_rate);
     assert!(out[2].success_rate > out[1].success_rate);
-    assert!((out[1].mean_linf - 0.1).abs() < 1e-3, "{}", out[1].mean_linf);
+    assert!(
+        (out[1].mean_linf - 0.1).abs() < 1e-3,
+        "{}",
+        out[1].mean_linf
+    );
 }

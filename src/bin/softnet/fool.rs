@@ -111,7 +111,10 @@ pub fn run(args: FoolArgs) -> anyhow::Result<()> {
                 picture,
                 sweep,
                 format!("scale of the added weight image W[:, {target}]"),
-                format!("Fooling rate towards {target} over {} test digits", test.len()),
+                format!(
+                    "Fooling rate towards {target} over {} test digits",
+                    test.len()
+                ),
             )
         }
         Method::Fgsm => {

@@ -76,7 +76,11 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     }
     if let Some(sweep) = &n.weight_sweep {
         for (s, r) in sweep {
-            println!("Fooling rate towards {} at scale {s}: {:.2}%", args.target, r * 100.0);
+            println!(
+                "Fooling rate towards {} at scale {s}: {:.2}%",
+                args.target,
+                r * 100.0
+            );
         }
     }
     let f = n.fgsm_chosen();
