@@ -13,10 +13,11 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 cargo build --release --bin softnet
-bin=target/release/softnet
+target_dir=${CARGO_TARGET_DIR:-target}
+bin=$target_dir/release/softnet
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-art=target/ci-artifacts/report
+art=$target_dir/ci-artifacts/report
 mkdir -p "$art"
 
 "$bin" train --data "$MNIST_DIR" --save "$tmp/m.safetensors" -q | tee "$tmp/train.txt"
