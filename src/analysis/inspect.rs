@@ -129,6 +129,14 @@ pub fn evaluate_with_logits(model: &Model, data: &Dataset) -> Result<Evaluated, 
 pub fn logits_f32(model: &Model, images: &[f32]) -> Result<Vec<f32>, InspectError> {
     check_input(model)?;
     let dim = model.architecture().input;
+    if images.len() % dim != 0 {
+        return Err(CalibrationError::Shape {
+            what: "images",
+            got: images.len(),
+            expected: images.len() / dim * dim,
+        }
+        .into());
+    }
     let classes = model.architecture().classes;
     let n = images.len() / dim;
     let mut out = vec![0f32; n * classes];
@@ -147,6 +155,14 @@ pub fn logits_f32(model: &Model, images: &[f32]) -> Result<Vec<f32>, InspectErro
 pub fn predict_f32(model: &Model, images: &[f32], out: &mut [u8]) -> Result<(), InspectError> {
     let classes = model.architecture().classes;
     let logits = logits_f32(model, images)?;
+    if logits.len() != out.len() * classes {
+        return Err(CalibrationError::Shape {
+            what: "predictions",
+            got: out.len(),
+            expected: logits.len() / classes,
+        }
+        .into());
+    }
     let mut idx = vec![0usize; out.len()];
     kernels::argmax_rows(&logits, classes, &mut idx);
     for (o, i) in out.iter_mut().zip(idx) {
@@ -515,6 +531,17 @@ mod tests {
         assert!((out[1].mean_linf - 0.1).abs() < 1e-6);
         // Ten marked pixels move by 0.1 each: L2 = sqrt(10) * 0.1.
         assert!((out[1].mean_l2 - 0.1 * 10f32.sqrt()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn ragged_images_are_an_error_not_a_panic() {
+        let m = pixel_model();
+        assert!(matches!(
+            logits_f32(&m, &[0.0; PIXELS + 3]),
+            Err(InspectError::Calibration(CalibrationError::Shape { .. }))
+        ));
+        let mut out = [0u8; 3];
+        assert!(predict_f32(&m, &[0.0; 2 * PIXELS], &mut out).is_err());
     }
 
     #[test]

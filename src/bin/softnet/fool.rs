@@ -29,7 +29,8 @@ fn finite(s: &str) -> Result<f32, String> {
     }
 }
 
-fn eps_arg(s: &str) -> Result<f32, String> {
+/// `--eps`: a step size in [0, 1] (pixels are in [0, 1]).
+pub(crate) fn eps_arg(s: &str) -> Result<f32, String> {
     match finite(s)? {
         v if (0.0..=1.0).contains(&v) => Ok(v),
         _ => Err("must be in [0, 1] (pixels are in [0, 1])".into()),

@@ -22,7 +22,7 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u8).range(0..=9))]
     target: u8,
     /// FGSM step size quoted in the report.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = crate::fool::eps_arg)]
     eps: f32,
 }
 
@@ -46,11 +46,6 @@ fn file_metadata(path: &Path) -> Vec<(String, String)> {
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.eps.is_finite() && (0.0..=1.0).contains(&args.eps),
-        "--eps {} is not in [0, 1]",
-        args.eps
-    );
     let model = softnet::io::load_model(&args.model)?;
     let mnist = args.data.load()?;
     let opts = ReportOptions {
