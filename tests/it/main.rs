@@ -8,6 +8,8 @@ mod infer;
 mod kernels;
 mod model_file;
 #[cfg(feature = "render")]
+mod pictures;
+#[cfg(feature = "render")]
 mod preprocess;
 mod reference;
 #[cfg(feature = "render")]

@@ -4,10 +4,16 @@
 //! output), 2 usage error (unknown or invalid flags).
 
 mod bench;
+mod calibration;
 mod eval;
+mod eval;
+mod fool;
 mod predict;
 mod quantize;
+mod report;
+mod show;
 mod train;
+mod weights;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +40,16 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Write an int8 copy of a model (per-channel weights, about 4x smaller).
     Quantize(quantize::QuantizeArgs),
+    /// Draw the first MNIST digits in a grid with their labels.
+    Show(show::ShowArgs),
+    /// Draw the model's first-layer weights as images (softmax regression: W[:, 0..9]).
+    Weights(weights::WeightsArgs),
+    /// Fool the classifier: add a class's weight image, or the fast gradient sign attack.
+    Fool(fool::FoolArgs),
+    /// Confidence against accuracy: histograms, reliability bins, ECE, temperature scaling.
+    Calibration(calibration::CalibrationArgs),
+    /// One self-contained HTML page: numbers, every picture, confusion matrix, worst mistakes.
+    Report(report::ReportArgs),
 }
 
 /// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`.
@@ -60,6 +76,11 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Weights(args) => weights::run(args),
+        Command::Fool(args) => fool::run(args),
+        Command::Calibration(args) => calibration::run(args),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

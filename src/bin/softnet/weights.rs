@@ -1,0 +1,36 @@
+//! `softnet weights`: the model's first-layer weights as images.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use softnet::analysis::pictures::weights_picture;
+
+/// Flags of `softnet weights`.
+#[derive(Debug, clap::Args)]
+pub struct WeightsArgs {
+    /// Model file written by `softnet train --save`.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Output PNG.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// For a model with hidden layers: how many first-layer units to draw (softmax
+    /// regression always shows its 10 class columns).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    units: u32,
+}
+
+pub fn run(args: WeightsArgs) -> anyhow::Result<()> {
+    let model = softnet::io::load_model(&args.model)?;
+    let img = weights_picture(&model, args.units as usize)?;
+    img.save_png(&args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    println!(
+        "wrote {} ({}x{}, {})",
+        args.output.display(),
+        img.width,
+        img.height,
+        model.architecture().describe()
+    );
+    Ok(())
+}
