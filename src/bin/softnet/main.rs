@@ -6,7 +6,6 @@
 mod bench;
 mod calibration;
 mod eval;
-mod eval;
 mod fool;
 mod predict;
 mod quantize;
