@@ -82,7 +82,7 @@ fn training_steps_do_not_allocate() {
         // As `softnet::train::run` does: the loop runs inside the pool. The warm-up lets the
         // first step touch every buffer and each worker set up its thread-locals.
         let allocated = trainer.in_pool(|trainer| {
-            for _ in 0..10 {
+            for _ in 0..100 {
                 trainer.step(&data);
             }
             let before = ALLOCATIONS.load(Ordering::SeqCst);
