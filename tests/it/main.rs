@@ -1,5 +1,7 @@
 //! Integration tests, one binary (see STYLE.md): modules by subject.
 
+#[cfg(feature = "cli")]
+mod cli;
 mod common;
 #[cfg(feature = "download")]
 mod download;
@@ -9,6 +11,8 @@ mod model_file;
 #[cfg(feature = "render")]
 mod preprocess;
 mod reference;
+#[cfg(feature = "cli")]
+mod resume;
 #[cfg(feature = "render")]
 mod render;
 #[cfg(feature = "tensorboard")]

@@ -3,6 +3,8 @@
 //! Exit codes: 0 success, 1 runtime failure (bad data, diverged training, unwritable
 //! output), 2 usage error (unknown or invalid flags).
 
+#[cfg(feature = "download")]
+mod download;
 mod eval;
 mod train;
 
@@ -25,6 +27,9 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a saved model on the test set: accuracy, mean loss, confusion matrix.
     Eval(eval::EvalArgs),
+    /// Fetch the four MNIST files from public mirrors, verifying their SHA-256.
+    #[cfg(feature = "download")]
+    Download(download::DownloadArgs),
 }
 
 /// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`.
@@ -33,12 +38,20 @@ pub struct DataArgs {
     /// Folder holding the four MNIST files (gzip'd or raw IDX). Default: $MNIST_DIR, then ./data/mnist.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Check the SHA-256 of the four files' decompressed content against MNIST's first.
+    #[cfg(feature = "download")]
+    #[arg(long)]
+    pub verify: bool,
 }
 
 impl DataArgs {
     /// Loads the dataset from the folder these flags point to.
     pub fn load(&self) -> anyhow::Result<softnet::data::Mnist> {
         let dir = softnet::data::locate_data_dir(self.data.as_deref())?;
+        #[cfg(feature = "download")]
+        if self.verify {
+            softnet::download::verify_dir(&dir)?;
+        }
         Ok(softnet::data::Mnist::load(&dir)?)
     }
 }
@@ -48,6 +61,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
+        #[cfg(feature = "download")]
+        Command::Download(args) => download::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -133,7 +133,9 @@ pub struct TrainArgs {
     save: Option<PathBuf>,
     /// Hidden ReLU layer widths, e.g. 256 or 512,256 (none: softmax regression).
     #[arg(long, value_parser = hidden_arg, value_name = "W1,W2,...")]
-    hidden: Option<Vec<usize>>,
+    // `std::vec::Vec`, spelled out, makes clap take the list as one value (parsed by
+    // `hidden_arg`) instead of many values of type usize, which panicked at run time.
+    hidden: Option<std::vec::Vec<usize>>,
     /// Start from weights in DIR: W1.npy, W2.npy, ... (or W.npy), biases b1.npy ... if present, else zero.
     #[arg(long, value_name = "DIR")]
     init: Option<PathBuf>,
