@@ -26,7 +26,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$bin" train --steps 10 -q --optimizer momentum --checkpoint-dir "$tmp/ckpt" --checkpoint-every 10 >/dev/null
 cp "$tmp"/ckpt/ckpt-*.safetensors "$corpus/checkpoint/"
 cp tests/fixtures/drawn/*.png "$corpus/png_input/" 2>/dev/null || true
-find ../shared/reference -name '*.npy' -size -64k -exec cp {} "$corpus/npy/" \; 2>/dev/null || true
+find ../shared/reference -name '*.npy' -size -64k -exec cp -f --no-preserve=mode {} "$corpus/npy/" \; 2>/dev/null || true
 python3 - "$MNIST_DIR" "$corpus" <<'PY'
 import gzip, struct, sys, os
 src, out = sys.argv[1], sys.argv[2]

@@ -3,8 +3,12 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(records) = softnet::summary::record::read_records(std::path::Path::new("fuzz"), data) {
-        let framed: usize = records.iter().map(|r| softnet::summary::record::framed_len(r.len())).sum();
+    if let Ok(records) = softnet::summary::record::read_records(std::path::Path::new("fuzz"), data)
+    {
+        let framed: usize = records
+            .iter()
+            .map(|r| softnet::summary::record::framed_len(r.len()))
+            .sum();
         assert_eq!(framed, data.len());
     }
 });

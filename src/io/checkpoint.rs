@@ -157,8 +157,7 @@ impl Checkpoint {
             path: path.to_path_buf(),
             reason,
         };
-        let (_, header) =
-            SafeTensors::read_metadata(bytes).map_err(|e| invalid(format!("{e}")))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| invalid(format!("{e}")))?;
         let tensors = SafeTensors::deserialize(bytes).map_err(|e| invalid(format!("{e}")))?;
         let text = header
             .metadata()
@@ -473,7 +472,10 @@ mod tests {
             bits(resumed.model().params()),
             bits(straight.model().params())
         );
-        assert_eq!(bits(&resumed.optimizer().second), bits(&straight.optimizer().second));
+        assert_eq!(
+            bits(&resumed.optimizer().second),
+            bits(&straight.optimizer().second)
+        );
     }
 
     #[test]
@@ -484,7 +486,10 @@ mod tests {
             .restore_into(&mut trainer(), "lr=0.2", Path::new("c.st"))
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("c.st: cannot resume: it was written with other settings"), "{err}");
+        assert!(
+            err.starts_with("c.st: cannot resume: it was written with other settings"),
+            "{err}"
+        );
         let model = Model::zeros(Architecture::softmax_regression());
         let opt = Optimizer::sgd(0.1);
         let mut other = Trainer::new(model, opt, 64, 10, BatchOrder::Sequential, Some(1));
@@ -520,7 +525,11 @@ mod tests {
         let data = data();
         let mut t = trainer();
         // What a run killed in the middle of a write leaves behind.
-        std::fs::write(dir.path().join(".ckpt-000000000001.safetensors.tmp.99"), b"x").unwrap();
+        std::fs::write(
+            dir.path().join(".ckpt-000000000001.safetensors.tmp.99"),
+            b"x",
+        )
+        .unwrap();
         let mut c = Checkpointer::new(dir.path(), 5, "cfg").unwrap();
         for _ in 0..17 {
             let stats = t.step(&data);
@@ -533,7 +542,11 @@ mod tests {
             .map(|(s, _)| s)
             .collect();
         assert_eq!(names, [10, 15]);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "temporary removed");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "temporary removed"
+        );
         let (latest, path) = load_latest(dir.path()).unwrap();
         assert_eq!(latest.steps, 15);
         assert_eq!(path, checkpoint_path(dir.path(), 15));

@@ -156,7 +156,10 @@ fn bad_data_files_fail_with_exit_1_and_name_the_file_and_problem() {
             .arg(&dir));
         assert_eq!(code, 1, "{case}: {err}");
         assert!(err.starts_with("error: "), "{case}: {err}");
-        assert!(err.contains(expected.as_str()), "{case}: {err:?} lacks {expected:?}");
+        assert!(
+            err.contains(expected.as_str()),
+            "{case}: {err:?} lacks {expected:?}"
+        );
     }
     eprintln!("{} bad data files tried", cases.len());
 }
@@ -173,7 +176,14 @@ fn missing_folders_and_unwritable_outputs_fail_before_training() {
         "{err}"
     );
     let (code, err) = run(softnet()
-        .args(["train", "--steps", "5", "--save", "/nonexistent/dir/m.safetensors", "--data"])
+        .args([
+            "train",
+            "--steps",
+            "5",
+            "--save",
+            "/nonexistent/dir/m.safetensors",
+            "--data",
+        ])
         .arg(&data));
     assert_eq!(code, 1, "{err}");
     assert_eq!(
@@ -197,7 +207,15 @@ fn missing_folders_and_unwritable_outputs_fail_before_training() {
     );
     // A checkpoint folder that cannot be created.
     let (code, err) = run(softnet()
-        .args(["train", "--steps", "5", "-q", "--checkpoint-dir", "/proc/softnet-ckpt", "--data"])
+        .args([
+            "train",
+            "--steps",
+            "5",
+            "-q",
+            "--checkpoint-dir",
+            "/proc/softnet-ckpt",
+            "--data",
+        ])
         .arg(&data));
     assert_eq!(code, 1, "{err}");
     assert!(err.starts_with("error: /proc/softnet-ckpt: "), "{err}");
@@ -219,15 +237,17 @@ fn safetensors_file(tensors: &[(&str, safetensors::Dtype, Vec<usize>)], meta: &s
         .iter()
         .map(|(_, dtype, shape)| vec![0u8; shape.iter().product::<usize>() * dtype.bitsize() / 8])
         .collect();
-    let views = tensors.iter().zip(&buffers).map(|((name, dtype, shape), b)| {
-        (
-            name.to_string(),
-            safetensors::tensor::TensorView::new(*dtype, shape.clone(), b).unwrap(),
-        )
-    });
-    let metadata = (!meta.is_empty()).then(|| {
-        std::collections::HashMap::from([("architecture".to_string(), meta.to_string())])
-    });
+    let views = tensors
+        .iter()
+        .zip(&buffers)
+        .map(|((name, dtype, shape), b)| {
+            (
+                name.to_string(),
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), b).unwrap(),
+            )
+        });
+    let metadata = (!meta.is_empty())
+        .then(|| std::collections::HashMap::from([("architecture".to_string(), meta.to_string())]));
     safetensors::serialize(views, metadata).unwrap()
 }
 
@@ -285,24 +305,54 @@ fn bad_model_files_fail_with_exit_1_and_say_what_is_wrong() {
 #[test]
 fn nonsense_flags_are_usage_errors_with_exit_2() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--batch", "0"], "invalid value '0' for '--batch <BATCH>': must be at least 1"),
+        (
+            &["--batch", "0"],
+            "invalid value '0' for '--batch <BATCH>': must be at least 1",
+        ),
         (&["--batch", "-3"], "unexpected argument '-3'"),
         (&["--lr", "-1"], "unexpected argument '-1'"),
-        (&["--lr=-1"], "invalid value '-1' for '--lr <LR>': must be a finite number above 0"),
-        (&["--lr", "nan"], "invalid value 'nan' for '--lr <LR>': must be a finite number above 0"),
-        (&["--lr", "inf"], "invalid value 'inf' for '--lr <LR>': must be a finite number above 0"),
-        (&["--lr", "0"], "invalid value '0' for '--lr <LR>': must be a finite number above 0"),
+        (
+            &["--lr=-1"],
+            "invalid value '-1' for '--lr <LR>': must be a finite number above 0",
+        ),
+        (
+            &["--lr", "nan"],
+            "invalid value 'nan' for '--lr <LR>': must be a finite number above 0",
+        ),
+        (
+            &["--lr", "inf"],
+            "invalid value 'inf' for '--lr <LR>': must be a finite number above 0",
+        ),
+        (
+            &["--lr", "0"],
+            "invalid value '0' for '--lr <LR>': must be a finite number above 0",
+        ),
         (
             &["--steps", "99999999999"],
             "invalid value '99999999999' for '--steps <STEPS>': must be between 1 and 1000000000",
         ),
         (&["--steps", "0"], "must be between 1 and 1000000000"),
-        (&["--steps", "1e3"], "invalid value '1e3' for '--steps <STEPS>': invalid digit"),
-        (&["--threads", "0"], "invalid value '0' for '--threads <THREADS>': must be at least 1"),
+        (
+            &["--steps", "1e3"],
+            "invalid value '1e3' for '--steps <STEPS>': invalid digit",
+        ),
+        (
+            &["--threads", "0"],
+            "invalid value '0' for '--threads <THREADS>': must be at least 1",
+        ),
         (&["--momentum", "1"], "must be in [0, 1)"),
-        (&["--hidden", "256,0"], "hidden width \"0\": must be at least 1"),
-        (&["--order", "random"], "invalid value 'random' for '--order <ORDER>'"),
-        (&["--checkpoint-every", "0"], "must be between 1 and 1000000000"),
+        (
+            &["--hidden", "256,0"],
+            "hidden width \"0\": must be at least 1",
+        ),
+        (
+            &["--order", "random"],
+            "invalid value 'random' for '--order <ORDER>'",
+        ),
+        (
+            &["--checkpoint-every", "0"],
+            "must be between 1 and 1000000000",
+        ),
         (
             &["--checkpoint-dir", "a", "--resume", "a"],
             "the argument '--checkpoint-dir <DIR>' cannot be used with '--resume <DIR>'",
@@ -314,11 +364,17 @@ fn nonsense_flags_are_usage_errors_with_exit_2() {
         let (code, err) = run(softnet().arg("train").args(*args));
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.starts_with("error: "), "{args:?}: {err}");
-        assert!(err.contains(expected), "{args:?}: {err:?} lacks {expected:?}");
+        assert!(
+            err.contains(expected),
+            "{args:?}: {err:?} lacks {expected:?}"
+        );
     }
     let (code, err) = run(softnet().arg("frobnicate"));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("unrecognized subcommand 'frobnicate'"), "{err}");
+    assert!(
+        err.contains("unrecognized subcommand 'frobnicate'"),
+        "{err}"
+    );
     let (code, err) = run(&mut softnet());
     assert_eq!(code, 2, "{err}");
     eprintln!("{} nonsense flag sets tried", cases.len() + 2);
@@ -331,12 +387,17 @@ fn divergence_stops_with_the_step_and_saves_nothing() {
     write_data_dir(&data, 200, 50);
     let model = root.path().join("m.safetensors");
     let (code, err) = run(softnet()
-        .args(["train", "--steps", "50", "--lr", "1e6", "--batch", "20", "-q", "--save"])
+        .args([
+            "train", "--steps", "50", "--lr", "1e6", "--batch", "20", "-q", "--save",
+        ])
         .arg(&model)
         .arg("--data")
         .arg(&data));
     assert_eq!(code, 1, "{err}");
-    assert!(err.starts_with("error: training diverged at step "), "{err}");
+    assert!(
+        err.starts_with("error: training diverged at step "),
+        "{err}"
+    );
     assert!(err.contains("(try a smaller --lr)"), "{err}");
     assert!(!model.exists(), "no model is written after a divergence");
 }

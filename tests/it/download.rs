@@ -636,14 +636,21 @@ mod cli {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(stdout.lines().count(), 4, "{stdout}");
         assert!(
             stdout.contains(&format!("{}/m/{LABELS}, sha-256 verified", server.base)),
             "{stdout}"
         );
         for (n, _) in MNIST_FILES {
-            assert_eq!(fs::read(dir.join(n)).unwrap(), fs::read(src.join(n)).unwrap());
+            assert_eq!(
+                fs::read(dir.join(n)).unwrap(),
+                fs::read(src.join(n)).unwrap()
+            );
         }
         // Again: nothing fetched.
         let out = crate::cli::softnet()
@@ -660,11 +667,24 @@ mod cli {
             4
         );
         let out = crate::cli::softnet()
-            .args(["train", "--steps", "1", "--eval-every", "0", "-q", "--verify", "--data"])
+            .args([
+                "train",
+                "--steps",
+                "1",
+                "--eval-every",
+                "0",
+                "-q",
+                "--verify",
+                "--data",
+            ])
             .arg(&dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // A flipped label: --verify refuses the folder, naming the file.
         let labels = dir.join(LABELS);
         let mut raw = gunzip(&fs::read(&labels).unwrap());
@@ -695,7 +715,12 @@ mod cli {
         raw[8] = (raw[8] + 1) % 10;
         let mut routes: HashMap<String, Route> = MNIST_FILES
             .iter()
-            .map(|(n, _)| (format!("/bad/{n}"), Route::new(fs::read(src.join(n)).unwrap())))
+            .map(|(n, _)| {
+                (
+                    format!("/bad/{n}"),
+                    Route::new(fs::read(src.join(n)).unwrap()),
+                )
+            })
             .collect();
         routes.insert(format!("/bad/{LABELS}"), Route::new(gzip(&raw, 6)));
         let server = Server::start(routes);

@@ -11,10 +11,10 @@ mod model_file;
 #[cfg(feature = "render")]
 mod preprocess;
 mod reference;
-#[cfg(feature = "cli")]
-mod resume;
 #[cfg(feature = "render")]
 mod render;
+#[cfg(feature = "cli")]
+mod resume;
 #[cfg(feature = "tensorboard")]
 mod summary;
 mod training;

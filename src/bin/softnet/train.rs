@@ -343,7 +343,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         inner: &mut console,
         checkpointer,
     };
-    let summary = softnet::train::run(&mut trainer, &mnist, &config, &mut evaluator, &mut observer)?;
+    let summary =
+        softnet::train::run(&mut trainer, &mnist, &config, &mut evaluator, &mut observer)?;
     let trained = train_started.elapsed();
     console.bar.finish_and_clear();
     println!("Accuracy: {:.4}", summary.test.accuracy);
@@ -416,8 +417,16 @@ fn checkpoints(
         let (checkpoint, path) = load_latest(dir)?;
         checkpoint.restore_into(trainer, &config, &path)?;
         if !args.quiet {
-            eprintln!("resuming from {} (step {})", path.display(), checkpoint.steps);
+            eprintln!(
+                "resuming from {} (step {})",
+                path.display(),
+                checkpoint.steps
+            );
         }
     }
-    Ok(Some(Checkpointer::new(dir, args.checkpoint_every, &config)?))
+    Ok(Some(Checkpointer::new(
+        dir,
+        args.checkpoint_every,
+        &config,
+    )?))
 }
