@@ -137,8 +137,8 @@ fn killed_and_resumed_training_ends_bit_identical() {
         // Kill the first 5 runs at a random instant of what is left of the run; let the 6th
         // finish.
         let left = 1.0 - newest_step(&ckpt) as f64 / 400.0;
-        let deadline = (kills < 5)
-            .then(|| Instant::now() + full.mul_f64(0.05 + 0.9 * left * rng.unit()));
+        let deadline =
+            (kills < 5).then(|| Instant::now() + full.mul_f64(0.05 + 0.9 * left * rng.unit()));
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break Some(status);
