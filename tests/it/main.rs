@@ -5,6 +5,7 @@ mod cli;
 mod common;
 #[cfg(feature = "download")]
 mod download;
+mod fuzz_regressions;
 mod idx;
 mod kernels;
 mod model_file;
