@@ -45,6 +45,9 @@ pub enum IdxErrorKind {
     /// The gzip stream is corrupt or ends early.
     #[error("corrupt gzip data: {0}")]
     Gzip(String),
+    /// The gzip stream inflates past the size limit.
+    #[error("inflates to more than {limit} bytes (a gzip bomb?)")]
+    TooLarge { limit: u64 },
     /// The file names itself `.gz` or starts like gzip but is not gzip; or gzip support is off.
     #[error("gzip'd file, but softnet was built without the `gz` feature")]
     GzipUnsupported,

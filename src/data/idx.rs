@@ -14,6 +14,11 @@ pub const LABELS_MAGIC: u32 = 0x0000_0801;
 /// The first two bytes of every gzip stream.
 pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// Largest inflated file accepted, 1 GiB: a gzip bomb (a few MB that inflate to many GB)
+/// fails with [`IdxErrorKind::TooLarge`] instead of exhausting memory. MNIST's biggest file
+/// is 47 MB inflated; even EMNIST's largest (550 MB) fits.
+pub const MAX_INFLATED_BYTES: u64 = 1 << 30;
+
 /// Images of an IDX file, borrowed: `count` images of `rows x cols` u8 pixels, row-major.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdxImages<'a> {
@@ -121,15 +126,16 @@ pub fn parse_labels(bytes: &[u8], classes: usize) -> Result<&[u8], IdxErrorKind>
 ///
 /// The output grows with the data actually inflated: a header that claims a huge size
 /// allocates nothing up front.
+/// At most [`MAX_INFLATED_BYTES`] are inflated.
 pub fn decompress_if_gzip(bytes: Vec<u8>) -> Result<Vec<u8>, IdxErrorKind> {
     if !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
-    inflate(&bytes)
+    inflate(&bytes, MAX_INFLATED_BYTES)
 }
 
 #[cfg(feature = "gz")]
-fn inflate(gz: &[u8]) -> Result<Vec<u8>, IdxErrorKind> {
+fn inflate(gz: &[u8], limit: u64) -> Result<Vec<u8>, IdxErrorKind> {
     use std::io::Read;
     // The gzip trailer stores the inflated size mod 2^32: a hint for the capacity, capped by
     // a generous ratio to the compressed size so a forged trailer cannot force an allocation.
@@ -141,19 +147,44 @@ fn inflate(gz: &[u8]) -> Result<Vec<u8>, IdxErrorKind> {
         .unwrap_or(0);
     let mut out = Vec::with_capacity(hinted.min(gz.len().saturating_mul(16)));
     flate2::read::MultiGzDecoder::new(gz)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| IdxErrorKind::Gzip(e.to_string()))?;
+    if out.len() as u64 > limit {
+        return Err(IdxErrorKind::TooLarge { limit });
+    }
     Ok(out)
 }
 
 #[cfg(not(feature = "gz"))]
-fn inflate(_gz: &[u8]) -> Result<Vec<u8>, IdxErrorKind> {
+fn inflate(_gz: &[u8], _limit: u64) -> Result<Vec<u8>, IdxErrorKind> {
     Err(IdxErrorKind::GzipUnsupported)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gzip bomb: 8 MiB of zeros compress to ~8 KB; past the limit inflation stops with an
+    /// error having allocated about the limit, not the full size.
+    #[cfg(feature = "gz")]
+    #[test]
+    fn inflation_stops_at_the_limit() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![0u8; 8 << 20]).unwrap();
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        assert_eq!(
+            inflate(&bomb, 1 << 20),
+            Err(IdxErrorKind::TooLarge { limit: 1 << 20 })
+        );
+        assert_eq!(inflate(&bomb, 8 << 20).map(|v| v.len()), Ok(8 << 20));
+        assert_eq!(
+            IdxErrorKind::TooLarge { limit: 1 << 20 }.to_string(),
+            "inflates to more than 1048576 bytes (a gzip bomb?)"
+        );
+    }
 
     fn images_file(count: u32, rows: u32, cols: u32, data_len: usize) -> Vec<u8> {
         let mut f = IMAGES_MAGIC.to_be_bytes().to_vec();

@@ -28,7 +28,7 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (bad magic)".into());
     }
-    let (header_len, header_at) = match bytes[6] {
+    let (header_len, header_at): (usize, usize) = match bytes[6] {
         1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
         2 | 3 if bytes.len() >= 12 => (
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
@@ -36,8 +36,9 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
         ),
         v => return Err(format!("unsupported .npy version {v}")),
     };
-    let header = bytes
-        .get(header_at..header_at + header_len)
+    let header = header_at
+        .checked_add(header_len)
+        .and_then(|end| bytes.get(header_at..end))
         .ok_or("truncated .npy header")?;
     let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
     let field = |key: &str| -> Result<&str, String> {
@@ -55,11 +56,14 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
     if !field("fortran_order")?.starts_with("False") {
         return Err("only C-order arrays are supported".into());
     }
+    // `(d0, d1, ...)`; a `)` before the `(` crashed the earlier `[1..close]` (found by the
+    // `npy` fuzz target).
     let shape_text = field("shape")?;
-    let close = shape_text
-        .find(')')
+    let inside = shape_text
+        .strip_prefix('(')
+        .and_then(|s| s.get(..s.find(')')?))
         .ok_or("malformed shape in the .npy header")?;
-    let shape: Vec<usize> = shape_text[1..close]
+    let shape: Vec<usize> = inside
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())

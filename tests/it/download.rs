@@ -607,3 +607,151 @@ fn verify_accepts_the_shared_files_and_their_uncompressed_form() {
     let err = verify_file(&raw_path, MNIST_FILES[0].1).unwrap_err();
     assert!(matches!(err, DownloadError::Mismatch { .. }), "{err}");
 }
+
+/// `softnet download` and `--verify`, through the built binary.
+#[cfg(feature = "cli")]
+mod cli {
+    use super::*;
+
+    #[test]
+    fn cli_download_fetches_verifies_and_the_data_then_trains_with_verify() {
+        let Some(src) = mnist_dir() else { return };
+        let routes = MNIST_FILES
+            .iter()
+            .map(|(n, _)| {
+                (
+                    format!("/m/{n}"),
+                    Route::new(fs::read(src.join(n)).unwrap()),
+                )
+            })
+            .collect();
+        let server = Server::start(routes);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        // A dead mirror first: the second one is used.
+        let out = crate::cli::softnet()
+            .args(["download", "--dir"])
+            .arg(&dir)
+            .args(["--mirror", &closed_port_url(), "--mirror", &server.url("m")])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout.lines().count(), 4, "{stdout}");
+        assert!(
+            stdout.contains(&format!("{}/m/{LABELS}, sha-256 verified", server.base)),
+            "{stdout}"
+        );
+        for (n, _) in MNIST_FILES {
+            assert_eq!(
+                fs::read(dir.join(n)).unwrap(),
+                fs::read(src.join(n)).unwrap()
+            );
+        }
+        // Again: nothing fetched.
+        let out = crate::cli::softnet()
+            .args(["download", "--dir"])
+            .arg(&dir)
+            .args(["--mirror", &closed_port_url()])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .matches("already present, sha-256 verified")
+                .count(),
+            4
+        );
+        let out = crate::cli::softnet()
+            .args([
+                "train",
+                "--steps",
+                "1",
+                "--eval-every",
+                "0",
+                "-q",
+                "--verify",
+                "--data",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A flipped label: --verify refuses the folder, naming the file.
+        let labels = dir.join(LABELS);
+        let mut raw = gunzip(&fs::read(&labels).unwrap());
+        raw[100] = (raw[100] + 1) % 10;
+        fs::write(&labels, gzip(&raw, 6)).unwrap();
+        let out = crate::cli::softnet()
+            .args(["train", "--steps", "1", "-q", "--verify", "--data"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "error: {}: checksum mismatch: sha-256 of the decompressed content is {}, expected {}",
+                labels.display(),
+                sha_hex(&raw),
+                labels_sha()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cli_download_refuses_a_corrupted_copy_and_reports_dead_mirrors() {
+        let Some(src) = mnist_dir() else { return };
+        let mut raw = gunzip(&fs::read(src.join(LABELS)).unwrap());
+        raw[8] = (raw[8] + 1) % 10;
+        let mut routes: HashMap<String, Route> = MNIST_FILES
+            .iter()
+            .map(|(n, _)| {
+                (
+                    format!("/bad/{n}"),
+                    Route::new(fs::read(src.join(n)).unwrap()),
+                )
+            })
+            .collect();
+        routes.insert(format!("/bad/{LABELS}"), Route::new(gzip(&raw, 6)));
+        let server = Server::start(routes);
+        let tmp = tempfile::tempdir().unwrap();
+        let dead = closed_port_url();
+        let out = crate::cli::softnet()
+            .args(["download", "--dir"])
+            .arg(tmp.path())
+            .args(["--mirror", &server.url("bad"), "--mirror", &dead])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "error: {LABELS}: no mirror gave a verified copy: {}{LABELS}: checksum mismatch: \
+                 sha-256 of the decompressed content is {}, expected {}; {dead}{LABELS}: ",
+                server.url("bad"),
+                sha_hex(&raw),
+                labels_sha()
+            )),
+            "{err}"
+        );
+        // The files before came and were verified; the bad labels were not kept.
+        assert_eq!(
+            listing(tmp.path()),
+            [
+                "t10k-images-idx3-ubyte.gz",
+                "train-images-idx3-ubyte.gz",
+                "train-labels-idx1-ubyte.gz"
+            ]
+        );
+    }
+}

@@ -1,8 +1,11 @@
 //! Integration tests, one binary (see STYLE.md): modules by subject.
 
+#[cfg(feature = "cli")]
+mod cli;
 mod common;
 #[cfg(feature = "download")]
 mod download;
+mod fuzz_regressions;
 mod idx;
 mod infer;
 mod kernels;
@@ -14,6 +17,8 @@ mod preprocess;
 mod reference;
 #[cfg(feature = "render")]
 mod render;
+#[cfg(feature = "cli")]
+mod resume;
 #[cfg(feature = "tensorboard")]
 mod summary;
 #[cfg(feature = "tensorboard")]

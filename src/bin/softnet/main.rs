@@ -5,6 +5,8 @@
 
 mod bench;
 mod calibration;
+#[cfg(feature = "download")]
+mod download;
 mod eval;
 mod fool;
 mod predict;
@@ -49,6 +51,9 @@ enum Command {
     Calibration(calibration::CalibrationArgs),
     /// One self-contained HTML page: numbers, every picture, confusion matrix, worst mistakes.
     Report(report::ReportArgs),
+    /// Fetch the four MNIST files from public mirrors, verifying their SHA-256.
+    #[cfg(feature = "download")]
+    Download(download::DownloadArgs),
 }
 
 /// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`.
@@ -57,12 +62,20 @@ pub struct DataArgs {
     /// Folder holding the four MNIST files (gzip'd or raw IDX). Default: $MNIST_DIR, then ./data/mnist.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Check the SHA-256 of the four files' decompressed content against MNIST's first.
+    #[cfg(feature = "download")]
+    #[arg(long)]
+    pub verify: bool,
 }
 
 impl DataArgs {
     /// Loads the dataset from the folder these flags point to.
     pub fn load(&self) -> anyhow::Result<softnet::data::Mnist> {
         let dir = softnet::data::locate_data_dir(self.data.as_deref())?;
+        #[cfg(feature = "download")]
+        if self.verify {
+            softnet::download::verify_dir(&dir)?;
+        }
         Ok(softnet::data::Mnist::load(&dir)?)
     }
 }
@@ -80,6 +93,8 @@ fn main() -> ExitCode {
         Command::Fool(args) => fool::run(args),
         Command::Calibration(args) => calibration::run(args),
         Command::Report(args) => report::run(args),
+        #[cfg(feature = "download")]
+        Command::Download(args) => download::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -173,6 +173,15 @@ pub struct TrainArgs {
     /// Write TensorBoard summaries into DIR/train and DIR/test (from step 0, at each evaluation).
     #[arg(long, value_name = "DIR")]
     logdir: Option<PathBuf>,
+    /// Write a crash-safe checkpoint (model, optimiser state, data position) into DIR.
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    checkpoint_dir: Option<PathBuf>,
+    /// Updates between checkpoints.
+    #[arg(long, default_value_t = 100, value_parser = steps_arg, value_name = "N")]
+    checkpoint_every: u64,
+    /// Continue from the newest checkpoint in DIR (same other flags), checkpointing there.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
     /// Print only the final accuracy.
     #[arg(long, short)]
     quiet: bool,
@@ -309,6 +318,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         order,
         args.threads,
     );
+    let checkpointer = checkpoints(&args, &mut trainer, steps)?;
     let bar = if std::io::stderr().is_terminal() && !args.quiet {
         let bar = indicatif::ProgressBar::new(steps);
         bar.set_style(
@@ -340,17 +350,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         },
     };
     let train_started = Instant::now();
+    observers.0.bar.set_position(trainer.steps_done());
     if observers.1.is_some() {
         // The logs start from the initial weights, as the tutorial's do.
         softnet::train::observe_initial(&trainer, &mnist, &mut evaluator, &mut observers)?;
     }
-    let summary = softnet::train::run(
-        &mut trainer,
-        &mnist,
-        &config,
-        &mut evaluator,
-        &mut observers,
-    )?;
+    let mut observer = softnet::io::checkpoint::Checkpointed {
+        inner: &mut observers,
+        checkpointer,
+    };
+    let summary =
+        softnet::train::run(&mut trainer, &mnist, &config, &mut evaluator, &mut observer)?;
     let trained = train_started.elapsed();
     observers.0.bar.finish_and_clear();
     println!("Accuracy: {:.4}", summary.test.accuracy);
@@ -397,4 +407,42 @@ fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Sets up `--checkpoint-dir`/`--resume`: restores the newest checkpoint into `trainer` when
+/// resuming, and returns the observer that writes the next ones.
+fn checkpoints(
+    args: &TrainArgs,
+    trainer: &mut Trainer,
+    steps: u64,
+) -> anyhow::Result<Option<softnet::io::checkpoint::Checkpointer>> {
+    use softnet::io::checkpoint::{load_latest, Checkpointer};
+    let Some(dir) = args.resume.as_ref().or(args.checkpoint_dir.as_ref()) else {
+        return Ok(None);
+    };
+    // Everything that shapes the trained weights: a resume must match it exactly.
+    let config = serde_json::json!({
+        "steps": steps, "batch": args.batch, "lr": args.lr, "order": format!("{:?}", args.order),
+        "seed": args.seed, "hidden": args.hidden, "init": args.init, "optimizer": format!("{:?}", args.optimizer),
+        "momentum": args.momentum, "beta1": args.beta1, "beta2": args.beta2, "adam_eps": args.adam_eps,
+        "weight_decay": args.weight_decay, "schedule": format!("{:?}", args.schedule), "lr_step": args.lr_step,
+        "lr_gamma": args.lr_gamma, "on_nan": format!("{:?}", args.on_nan),
+    })
+    .to_string();
+    if args.resume.is_some() {
+        let (checkpoint, path) = load_latest(dir)?;
+        checkpoint.restore_into(trainer, &config, &path)?;
+        if !args.quiet {
+            eprintln!(
+                "resuming from {} (step {})",
+                path.display(),
+                checkpoint.steps
+            );
+        }
+    }
+    Ok(Some(Checkpointer::new(
+        dir,
+        args.checkpoint_every,
+        &config,
+    )?))
 }

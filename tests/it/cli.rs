@@ -1,0 +1,403 @@
+//! The `softnet` binary on bad input: each case, its exit code (2 usage, 1 runtime) and the
+//! key part of its error message. No case may panic, hang or succeed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::synthetic;
+
+/// The built binary.
+pub fn softnet() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_softnet"));
+    // Never let the caller's MNIST_DIR stand in for a folder a test means to be missing.
+    cmd.env_remove("MNIST_DIR");
+    cmd
+}
+
+/// IDX images file bytes (magic 0x803) of `count` 28x28 images.
+pub fn idx_images(pixels: &[u8], count: u32) -> Vec<u8> {
+    let mut f = vec![0, 0, 8, 3];
+    for d in [count, 28, 28] {
+        f.extend_from_slice(&d.to_be_bytes());
+    }
+    f.extend_from_slice(pixels);
+    f
+}
+
+/// IDX labels file bytes (magic 0x801).
+pub fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut f = vec![0, 0, 8, 1];
+    f.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+    f.extend_from_slice(labels);
+    f
+}
+
+/// The four raw IDX files of a small learnable dataset (`train` + `test` examples) in `dir`.
+pub fn write_data_dir(dir: &Path, train: usize, test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (prefix, n, seed) in [("train", train, 1), ("t10k", test, 2)] {
+        let d = synthetic(n, seed);
+        std::fs::write(
+            dir.join(format!("{prefix}-images-idx3-ubyte")),
+            idx_images(d.pixels(), n as u32),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            idx_labels(d.labels()),
+        )
+        .unwrap();
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+fn run(cmd: &mut Command) -> (i32, String) {
+    let Output { status, stderr, .. } = cmd.output().expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked"),
+        "the binary panicked:\n{stderr}"
+    );
+    (status.code().expect("exited, not killed"), stderr)
+}
+
+/// A folder with valid data in which `file` is replaced by `bytes`.
+fn data_with(root: &Path, case: &str, file: &str, bytes: &[u8]) -> PathBuf {
+    let dir = root.join(case);
+    write_data_dir(&dir, 200, 50);
+    if file.ends_with(".gz") {
+        std::fs::remove_file(dir.join(file.trim_end_matches(".gz"))).unwrap();
+    }
+    std::fs::write(dir.join(file), bytes).unwrap();
+    dir
+}
+
+#[test]
+fn bad_data_files_fail_with_exit_1_and_name_the_file_and_problem() {
+    let root = tempfile::tempdir().unwrap();
+    let d = synthetic(200, 1);
+    let images = idx_images(d.pixels(), 200);
+    let labels = idx_labels(d.labels());
+    let gz = gzip(&images);
+    let mut corrupt_gz = gz.clone();
+    let mid = corrupt_gz.len() / 2;
+    for b in &mut corrupt_gz[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    let mut wrong_magic = images.clone();
+    wrong_magic[3] = 2;
+    let mut label_10 = labels.clone();
+    label_10[8 + 3] = 10;
+    let mut short_pixels = images.clone();
+    short_pixels.truncate(images.len() - 100);
+    let mut no_header = images.clone();
+    no_header.truncate(10);
+    let ti = "train-images-idx3-ubyte";
+    let tl = "train-labels-idx1-ubyte";
+    let cases: Vec<(&str, &str, Vec<u8>, String)> = vec![
+        (
+            "truncated-gzip",
+            "train-images-idx3-ubyte.gz",
+            gz[..gz.len() / 2].to_vec(),
+            "train-images-idx3-ubyte.gz: corrupt gzip data: ".into(),
+        ),
+        (
+            "corrupt-gzip",
+            "train-images-idx3-ubyte.gz",
+            corrupt_gz,
+            "train-images-idx3-ubyte.gz: corrupt gzip data: ".into(),
+        ),
+        (
+            "wrong-magic",
+            ti,
+            wrong_magic,
+            format!("{ti}: bad magic number 0x00000802, expected 0x00000803"),
+        ),
+        (
+            "count-mismatch",
+            tl,
+            idx_labels(&d.labels()[..199]),
+            "200 images but 199 labels".into(),
+        ),
+        (
+            "label-10",
+            tl,
+            label_10,
+            format!("{tl}: label 10 at index 3 is not a class in 0..10"),
+        ),
+        (
+            "truncated-pixels",
+            ti,
+            short_pixels,
+            format!(
+                "{ti}: truncated: expected {} bytes, found {}",
+                16 + 200 * 784,
+                16 + 200 * 784 - 100
+            ),
+        ),
+        (
+            "truncated-header",
+            ti,
+            no_header,
+            format!("{ti}: truncated: expected 16 bytes, found 10"),
+        ),
+        ("empty", ti, Vec::new(), format!("{ti}: the file is empty")),
+    ];
+    for (case, file, bytes, expected) in &cases {
+        let dir = data_with(root.path(), case, file, bytes);
+        let (code, err) = run(softnet()
+            .args(["train", "--steps", "5", "-q", "--data"])
+            .arg(&dir));
+        assert_eq!(code, 1, "{case}: {err}");
+        assert!(err.starts_with("error: "), "{case}: {err}");
+        assert!(
+            err.contains(expected.as_str()),
+            "{case}: {err:?} lacks {expected:?}"
+        );
+    }
+    eprintln!("{} bad data files tried", cases.len());
+}
+
+#[test]
+fn missing_folders_and_unwritable_outputs_fail_before_training() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    write_data_dir(&data, 200, 50);
+    let (code, err) = run(softnet().args(["train", "--data", "/nonexistent/mnist"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("error: MNIST data not found in /nonexistent/mnist."),
+        "{err}"
+    );
+    let (code, err) = run(softnet()
+        .args([
+            "train",
+            "--steps",
+            "5",
+            "--save",
+            "/nonexistent/dir/m.safetensors",
+            "--data",
+        ])
+        .arg(&data));
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "error: cannot save the model to /nonexistent/dir/m.safetensors: folder /nonexistent/dir does not exist"
+    );
+    let (code, err) = run(softnet()
+        .args(["train", "--steps", "5", "--save"])
+        .arg(root.path())
+        .arg("--data")
+        .arg(&data));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(": it is a folder"), "{err}");
+    let (code, err) = run(softnet()
+        .args(["eval", "--model", "/nonexistent/m.safetensors", "--data"])
+        .arg(&data));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("error: /nonexistent/m.safetensors: No such file or directory"),
+        "{err}"
+    );
+    // A checkpoint folder that cannot be created.
+    let (code, err) = run(softnet()
+        .args([
+            "train",
+            "--steps",
+            "5",
+            "-q",
+            "--checkpoint-dir",
+            "/proc/softnet-ckpt",
+            "--data",
+        ])
+        .arg(&data));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("error: /proc/softnet-ckpt: "), "{err}");
+    let (code, err) = run(softnet()
+        .args(["train", "--steps", "5", "--resume"])
+        .arg(root.path())
+        .arg("--data")
+        .arg(&data));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(": no checkpoint (ckpt-*.safetensors) to resume from"),
+        "{err}"
+    );
+}
+
+/// A safetensors file with one F32/F64 tensor per (name, dtype, shape).
+fn safetensors_file(tensors: &[(&str, safetensors::Dtype, Vec<usize>)], meta: &str) -> Vec<u8> {
+    let buffers: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, dtype, shape)| vec![0u8; shape.iter().product::<usize>() * dtype.bitsize() / 8])
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&buffers)
+        .map(|((name, dtype, shape), b)| {
+            (
+                name.to_string(),
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), b).unwrap(),
+            )
+        });
+    let metadata = (!meta.is_empty())
+        .then(|| std::collections::HashMap::from([("architecture".to_string(), meta.to_string())]));
+    safetensors::serialize(views, metadata).unwrap()
+}
+
+#[test]
+fn bad_model_files_fail_with_exit_1_and_say_what_is_wrong() {
+    use safetensors::Dtype::{F32, F64};
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    write_data_dir(&data, 200, 50);
+    let (w, b) = ("variables/Weight", "variables/Bias");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "wrong-shape",
+            safetensors_file(&[(w, F32, vec![10, 784]), (b, F32, vec![10])], "784-10"),
+            "tensor \"variables/Weight\" has shape [10, 784], expected [784, 10]",
+        ),
+        (
+            "wrong-dtype",
+            safetensors_file(&[(w, F64, vec![784, 10]), (b, F32, vec![10])], "784-10"),
+            "tensor \"variables/Weight\" is F64, expected F32",
+        ),
+        (
+            "missing-bias",
+            safetensors_file(&[(w, F32, vec![784, 10])], "784-10"),
+            "missing tensor \"variables/Bias\"",
+        ),
+        (
+            "bad-architecture",
+            safetensors_file(&[(w, F32, vec![784, 10])], "seven"),
+            "metadata architecture \"seven\" is not like 784-256-10",
+        ),
+        (
+            "not-safetensors",
+            b"PK\x03\x04 this is a zip file".to_vec(),
+            "not a safetensors file",
+        ),
+        ("empty", Vec::new(), "not a safetensors file"),
+    ];
+    for (case, bytes, expected) in &cases {
+        let path = root.path().join(format!("{case}.safetensors"));
+        std::fs::write(&path, bytes).unwrap();
+        let (code, err) = run(softnet()
+            .args(["eval", "--model"])
+            .arg(&path)
+            .arg("--data")
+            .arg(&data));
+        assert_eq!(code, 1, "{case}: {err}");
+        let want = format!("error: {}: ", path.display());
+        assert!(err.starts_with(&want), "{case}: {err}");
+        assert!(err.contains(expected), "{case}: {err:?} lacks {expected:?}");
+    }
+    eprintln!("{} bad model files tried", cases.len());
+}
+
+#[test]
+fn nonsense_flags_are_usage_errors_with_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--batch", "0"],
+            "invalid value '0' for '--batch <BATCH>': must be at least 1",
+        ),
+        (&["--batch", "-3"], "unexpected argument '-3'"),
+        (&["--lr", "-1"], "unexpected argument '-1'"),
+        (
+            &["--lr=-1"],
+            "invalid value '-1' for '--lr <LR>': must be a finite number above 0",
+        ),
+        (
+            &["--lr", "nan"],
+            "invalid value 'nan' for '--lr <LR>': must be a finite number above 0",
+        ),
+        (
+            &["--lr", "inf"],
+            "invalid value 'inf' for '--lr <LR>': must be a finite number above 0",
+        ),
+        (
+            &["--lr", "0"],
+            "invalid value '0' for '--lr <LR>': must be a finite number above 0",
+        ),
+        (
+            &["--steps", "99999999999"],
+            "invalid value '99999999999' for '--steps <STEPS>': must be between 1 and 1000000000",
+        ),
+        (&["--steps", "0"], "must be between 1 and 1000000000"),
+        (
+            &["--steps", "1e3"],
+            "invalid value '1e3' for '--steps <STEPS>': invalid digit",
+        ),
+        (
+            &["--threads", "0"],
+            "invalid value '0' for '--threads <THREADS>': must be at least 1",
+        ),
+        (&["--momentum", "1"], "must be in [0, 1)"),
+        (
+            &["--hidden", "256,0"],
+            "hidden width \"0\": must be at least 1",
+        ),
+        (
+            &["--order", "random"],
+            "invalid value 'random' for '--order <ORDER>'",
+        ),
+        (
+            &["--checkpoint-every", "0"],
+            "must be between 1 and 1000000000",
+        ),
+        (
+            &["--checkpoint-dir", "a", "--resume", "a"],
+            "the argument '--checkpoint-dir <DIR>' cannot be used with '--resume <DIR>'",
+        ),
+        (&["--steps", "5", "--epochs", "1"], "cannot be used with"),
+        (&["--no-such-flag"], "unexpected argument '--no-such-flag'"),
+    ];
+    for (args, expected) in cases {
+        let (code, err) = run(softnet().arg("train").args(*args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(
+            err.contains(expected),
+            "{args:?}: {err:?} lacks {expected:?}"
+        );
+    }
+    let (code, err) = run(softnet().arg("frobnicate"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("unrecognized subcommand 'frobnicate'"),
+        "{err}"
+    );
+    let (code, err) = run(&mut softnet());
+    assert_eq!(code, 2, "{err}");
+    eprintln!("{} nonsense flag sets tried", cases.len() + 2);
+}
+
+#[test]
+fn divergence_stops_with_the_step_and_saves_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    write_data_dir(&data, 200, 50);
+    let model = root.path().join("m.safetensors");
+    let (code, err) = run(softnet()
+        .args([
+            "train", "--steps", "50", "--lr", "1e6", "--batch", "20", "-q", "--save",
+        ])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("error: training diverged at step "),
+        "{err}"
+    );
+    assert!(err.contains("(try a smaller --lr)"), "{err}");
+    assert!(!model.exists(), "no model is written after a divergence");
+}

@@ -1,0 +1,217 @@
+//! Crash-safe checkpoints: a training process killed with SIGKILL at random instants and
+//! resumed with `--resume` ends with exactly the weights of an uninterrupted run, and no
+//! checkpoint file is ever seen half-written.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use softnet::io::checkpoint::{list_checkpoints, Checkpoint, CheckpointError};
+
+use crate::cli::{softnet, write_data_dir};
+
+/// Flags shared by every run: Adam (so optimiser moments must be restored), shuffled batches
+/// (so the data position must be), an MLP, 400 updates.
+/// `steps` and `seed` vary in the test of a refused resume.
+fn train(data: &Path, steps: &str, seed: &str) -> Command {
+    let mut cmd = softnet();
+    cmd.args([
+        "train",
+        "--steps",
+        steps,
+        "--batch",
+        "50",
+        "--hidden",
+        "64",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.001",
+        "--seed",
+        seed,
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "20",
+        "-q",
+        "--data",
+    ])
+    .arg(data);
+    cmd
+}
+
+fn param_bits(path: &Path) -> Vec<u32> {
+    let model = softnet::io::load_model(path).unwrap_or_else(|e| panic!("{e}"));
+    model.params().iter().map(|v| v.to_bits()).collect()
+}
+
+/// Loads every checkpoint in `dir`; a file removed between listing and reading (the
+/// checkpointer keeps the newest two) is fine, a file that does not parse is not.
+fn check_all_load(dir: &Path) -> usize {
+    let Ok(list) = list_checkpoints(dir) else {
+        return 0;
+    };
+    let mut loaded = 0;
+    for (steps, path) in list {
+        match Checkpoint::load(&path) {
+            Ok(c) => {
+                assert_eq!(c.steps, steps, "{}", path.display());
+                loaded += 1;
+            }
+            Err(CheckpointError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("a half-written checkpoint: {e}"),
+        }
+    }
+    loaded
+}
+
+/// Updates done by the newest checkpoint in `dir` (0 if none).
+fn newest_step(dir: &Path) -> u64 {
+    list_checkpoints(dir)
+        .ok()
+        .and_then(|l| l.last().map(|(s, _)| *s))
+        .unwrap_or(0)
+}
+
+/// A small xorshift generator: the kill times, from a seed printed for replay.
+struct Rng(u64);
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[test]
+fn killed_and_resumed_training_ends_bit_identical() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    write_data_dir(&data, 2000, 200);
+    let straight = root.path().join("straight.safetensors");
+    let started = Instant::now();
+    let out = train(&data, "400", "7")
+        .arg("--save")
+        .arg(&straight)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let full = started.elapsed();
+
+    let seed = std::env::var("SOFTNET_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("uninterrupted run: {full:?}; kill seed {seed} (SOFTNET_KILL_SEED replays it)");
+    let mut rng = Rng(seed);
+    let ckpt = root.path().join("ckpt");
+    let resumed = root.path().join("resumed.safetensors");
+    let (mut kills, mut launches, mut checks) = (0, 0, 0usize);
+    let mut progress = Vec::new();
+    loop {
+        let resuming = list_checkpoints(&ckpt).is_ok_and(|l| !l.is_empty());
+        let mut cmd = train(&data, "400", "7");
+        cmd.arg(if resuming {
+            "--resume"
+        } else {
+            "--checkpoint-dir"
+        })
+        .arg(&ckpt)
+        .arg("--save")
+        .arg(&resumed)
+        .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        launches += 1;
+        // Kill the first 5 runs at a random instant of what is left of the run; let the 6th
+        // finish.
+        let left = 1.0 - newest_step(&ckpt) as f64 / 400.0;
+        let deadline =
+            (kills < 5).then(|| Instant::now() + full.mul_f64(0.05 + 0.9 * left * rng.unit()));
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                child.kill().unwrap(); // SIGKILL on Unix
+                child.wait().unwrap();
+                kills += 1;
+                break None;
+            }
+            // Meanwhile, every checkpoint on disk must load.
+            check_all_load(&ckpt);
+            checks += 1;
+            std::thread::sleep(Duration::from_millis(3));
+        };
+        progress.push(newest_step(&ckpt));
+        // The newest two are kept; a kill between a write and the pruning leaves a third.
+        assert!(check_all_load(&ckpt) <= 3, "old checkpoints are pruned");
+        if let Some(status) = status {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            assert!(status.success(), "{err}");
+            break;
+        }
+        assert!(launches < 20, "no progress: {progress:?}");
+    }
+    eprintln!(
+        "{kills} kills, {launches} launches, newest checkpoint after each: {progress:?}, \
+         {checks} checks of every checkpoint file while training ran"
+    );
+    assert!(kills >= 3, "too few runs were killed: {progress:?}");
+    assert_eq!(
+        param_bits(&resumed),
+        param_bits(&straight),
+        "the resumed run's weights differ from the uninterrupted run's"
+    );
+    // No temporaries are left once the last run finished.
+    for entry in std::fs::read_dir(&ckpt).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert!(
+            name.to_string_lossy().starts_with("ckpt-"),
+            "stray file {name:?}"
+        );
+    }
+}
+
+#[test]
+fn resume_with_other_flags_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    write_data_dir(&data, 500, 50);
+    let ckpt = root.path().join("ckpt");
+    let out = train(&data, "40", "7")
+        .arg("--checkpoint-dir")
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = train(&data, "40", "8")
+        .arg("--resume")
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "ckpt-000000000040.safetensors: cannot resume: it was written with other settings"
+        ),
+        "{err}"
+    );
+}
