@@ -415,11 +415,11 @@ fn row_times_matrix<A: Operand>(
         }
         j += 8 * W;
     }
-    for col in j..n {
+    for (col, out) in c.iter_mut().enumerate().take(n).skip(j) {
         let mut sum = 0.0f32;
         for p in 0..k {
             sum = a.at(0, p).mul_add(b.data[p * b.row_stride + col], sum);
         }
-        c[col] = if accumulate { c[col] + sum } else { sum };
+        *out = if accumulate { *out + sum } else { sum };
     }
 }
