@@ -130,10 +130,7 @@ pub fn gather(data: &Dataset, indices: &[u32], images: &mut [f32], labels: &mut 
 
 /// Converts u8 pixels to f32 in [0, 1] (`v / 255`).
 pub fn pixels_to_unit(pixels: &[u8], out: &mut [f32]) {
-    assert_eq!(pixels.len(), out.len(), "pixel and output lengths differ");
-    for (o, &p) in out.iter_mut().zip(pixels) {
-        *o = PIXEL_TO_UNIT[usize::from(p)];
-    }
+    crate::kernels::narrow::pixels_to_unit(pixels, out);
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ fn input_t_times_grad(
     dw: &mut [f32],
     ws: &mut GemmWorkspace,
 ) {
-    let narrow = (narrow::MIN_WIDTH..=narrow::MAX_WIDTH).contains(&n);
+    let narrow = n <= narrow::MAX_WIDTH;
     let dm = MatRef::row_major(d, n);
     match input {
         Input::Unit(x) if narrow => narrow::matmul_tn(rows, k, n, x, d, dw),

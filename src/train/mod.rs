@@ -15,7 +15,7 @@ pub use run::{
     observe_initial, run, EvalEvent, Observer, OnNan, RunConfig, RunSummary, Silent, TrainError,
 };
 
-use crate::data::batch::Batcher;
+use crate::data::batch::{gather, Batcher};
 use crate::data::{BatchOrder, Dataset, PIXELS};
 use crate::kernels;
 use crate::nn::{Input, Model, Workspace};
@@ -42,12 +42,13 @@ pub fn shard_rows(model: &Model, batch: usize) -> Vec<usize> {
     (0..shards).map(|s| base + usize::from(s < extra)).collect()
 }
 
-/// One shard's buffers: its rows' pixels and labels, the passes' workspace and its gradient.
+/// One shard's buffers: its rows' inputs (pixels as f32) and labels, the passes' workspace
+/// and its gradient.
 #[derive(Debug)]
 struct Shard {
     rows: usize,
     indices: Vec<u32>,
-    pixels: Vec<u8>,
+    inputs: Vec<f32>,
     labels: Vec<u8>,
     ws: Workspace,
     grads: Vec<f32>,
@@ -98,7 +99,7 @@ impl Trainer {
             .map(|rows| Shard {
                 rows,
                 indices: vec![0; rows],
-                pixels: vec![0; rows * PIXELS],
+                inputs: vec![0.0; rows * PIXELS],
                 labels: vec![0; rows],
                 ws: Workspace::new(&model, rows),
                 grads: vec![0.0; model.params().len()],
@@ -220,11 +221,10 @@ impl Trainer {
         let model = &self.model;
         let classes = model.architecture().classes;
         self.pool.for_each(&mut self.shards, |shard| {
-            for (k, &i) in shard.indices.iter().enumerate() {
-                shard.pixels[k * PIXELS..(k + 1) * PIXELS].copy_from_slice(data.image(i as usize));
-                shard.labels[k] = data.labels()[i as usize];
-            }
-            let input = Input::Pixels(&shard.pixels);
+            // Converted once here, the inputs are read as plain f32 by the forward and the
+            // backward pass alike.
+            gather(data, &shard.indices, &mut shard.inputs, &mut shard.labels);
+            let input = Input::Unit(&shard.inputs);
             model.forward(input, shard.rows, &mut shard.ws);
             let logits =
                 &shard.ws.activations[shard.ws.activations.len() - 1][..shard.rows * classes];

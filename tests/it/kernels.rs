@@ -213,3 +213,51 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn simd_pixel_conversion_is_the_division_for_every_value() {
+    use softnet::kernels::narrow;
+    let values: Vec<u8> = (0..=255).collect();
+    let mut out = vec![0.0f32; 256];
+    narrow::pixels_to_unit(&values, &mut out);
+    for (v, got) in values.iter().zip(&out) {
+        assert_eq!(
+            got.to_bits(),
+            (f32::from(*v) / 255.0).to_bits(),
+            "pixel {v}"
+        );
+    }
+    // The scalar tail (lengths that are not multiples of 8) gives the same values.
+    let mut tail = vec![0.0f32; 13];
+    narrow::pixels_to_unit(&values[243..], &mut tail);
+    assert_eq!(&tail[..], &out[243..]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn weight_gradient_kernel_matches_naive_for_any_narrow_width(rows in 0usize..12, k in prop_oneof![0usize..40, Just(784)], n in 1usize..=16, seed in any::<u64>()) {
+        use softnet::kernels::narrow;
+        let gen = |len: usize, salt: u64| -> Vec<f32> {
+            (0..len as u64)
+                .map(|i| (((i * 2654435761 + seed % 1000 * 97 + salt) % 1000) as f32 / 250.0) - 2.0)
+                .collect()
+        };
+        let (x, d) = (gen(rows * k, 1), gen(rows * n, 2));
+        let pixels: Vec<u8> = (0..rows * k).map(|i| ((i as u64 * 31 + seed) % 256) as u8).collect();
+        let unit: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+        let bound = |len: usize| 1e-5 * (1.0 + 4.0 * len as f32);
+        let mut dw = vec![f32::NAN; k * n];
+        let mut want_dw = vec![0.0; k * n];
+        narrow::matmul_tn(rows, k, n, &x[..], &d, &mut dw);
+        naive::gemm(k, n, rows, MatRef::row_major(&x, k).t(), MatRef::row_major(&d, n), &mut want_dw, n, false);
+        for (g, v) in dw.iter().zip(&want_dw) {
+            prop_assert!((g - v).abs() <= bound(rows), "{} vs {}", g, v);
+        }
+        let mut dw_px = vec![f32::NAN; k * n];
+        narrow::matmul_tn(rows, k, n, &pixels[..], &d, &mut dw_px);
+        narrow::matmul_tn(rows, k, n, &unit[..], &d, &mut dw);
+        prop_assert_eq!(&dw_px, &dw);
+    }
+}
