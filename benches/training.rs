@@ -90,7 +90,7 @@ fn inference(c: &mut Criterion) {
         ("784-256-10", Architecture::mlp(&[256])),
     ] {
         let model = Model::he_normal(arch, 1);
-        let mut ws = Workspace::new(&model, 1);
+        let mut ws = Workspace::inference(&model, 1);
         let image = data.test.image(0);
         group.bench_function(format!("one image {name}"), |b| {
             b.iter(|| black_box(model.inference(Input::Pixels(black_box(image)), 1, &mut ws)[0]))

@@ -546,7 +546,7 @@ mod tests {
 
     /// The training code's forward pass: the reference for the engine's logits.
     fn reference_logits(model: &Model, pixels: &[u8]) -> Vec<f32> {
-        let mut ws = Workspace::new(model, 1);
+        let mut ws = Workspace::inference(model, 1);
         model.inference(Input::Pixels(pixels), 1, &mut ws).to_vec()
     }
 

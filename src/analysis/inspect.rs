@@ -140,7 +140,7 @@ pub fn logits_f32(model: &Model, images: &[f32]) -> Result<Vec<f32>, InspectErro
     let classes = model.architecture().classes;
     let n = images.len() / dim;
     let mut out = vec![0f32; n * classes];
-    let mut ws = Workspace::new(model, CHUNK_ROWS.min(n.max(1)));
+    let mut ws = Workspace::inference(model, CHUNK_ROWS.min(n.max(1)));
     for (x, o) in images
         .chunks(CHUNK_ROWS * dim)
         .zip(out.chunks_mut(CHUNK_ROWS * classes))

@@ -346,6 +346,10 @@ impl Model {
     /// [`Model::forward`] left in `ws`, writing `grad_scale * (p - onehot)` as the logits'
     /// gradient for [`Model::backward`].
     pub fn loss(&self, labels: &[u8], grad_scale: f32, ws: &mut Workspace) -> f64 {
+        assert!(
+            ws.trainable,
+            "loss needs a workspace from Workspace::new, not ::inference"
+        );
         let rows = labels.len();
         let n = rows * self.arch.classes;
         let last = self.layers.len() - 1;
@@ -403,6 +407,10 @@ impl Model {
         grads: &mut [f32],
         mut input_grad: Option<&mut [f32]>,
     ) {
+        assert!(
+            ws.trainable,
+            "backward needs a workspace from Workspace::new, not ::inference"
+        );
         assert_eq!(
             grads.len(),
             self.params.len(),

@@ -15,10 +15,30 @@ pub struct Workspace {
     pub(crate) grad_a: Vec<f32>,
     pub(crate) grad_b: Vec<f32>,
     pub(crate) gemm: GemmWorkspace,
+    // Whether the gradient buffers exist (false for `Workspace::inference`).
+    pub(crate) trainable: bool,
 }
 
 impl Workspace {
-    /// A workspace for passes of `model` over at most `rows` examples.
+    /// A workspace for forward passes only ([`Model::inference`], [`Model::forward`]) of
+    /// `model` over at most `rows` examples: no gradient buffers, which for the input layer
+    /// are `rows x 784` floats each. [`Model::backward`] refuses it.
+    pub fn inference(model: &Model, rows: usize) -> Self {
+        Workspace {
+            rows,
+            activations: model
+                .layers()
+                .iter()
+                .map(|l| vec![0.0; rows * l.fan_out])
+                .collect(),
+            grad_a: Vec::new(),
+            grad_b: Vec::new(),
+            gemm: GemmWorkspace::new(),
+            trainable: false,
+        }
+    }
+
+    /// A workspace for forward and backward passes of `model` over at most `rows` examples.
     pub fn new(model: &Model, rows: usize) -> Self {
         let widest = model
             .layers()
@@ -36,6 +56,7 @@ impl Workspace {
             grad_a: vec![0.0; rows * widest],
             grad_b: vec![0.0; rows * widest],
             gemm: GemmWorkspace::new(),
+            trainable: true,
         }
     }
 

@@ -49,7 +49,7 @@ impl Evaluator {
         Evaluator {
             chunks: (0..chunks)
                 .map(|_| Chunk {
-                    ws: Workspace::new(model, CHUNK_ROWS),
+                    ws: Workspace::inference(model, CHUNK_ROWS),
                     scratch: vec![0.0; CHUNK_ROWS * classes],
                     predictions: vec![0; CHUNK_ROWS],
                     loss: 0.0,

@@ -76,7 +76,7 @@ fn training_run(
 
 /// Median latency of one image through `Model::inference`, in microseconds.
 fn single_image_us(mnist: &Mnist, model: &Model, repeats: u32) -> f64 {
-    let mut ws = Workspace::new(model, 1);
+    let mut ws = Workspace::inference(model, 1);
     let per_batch = 2000;
     let samples = (0..repeats.max(5))
         .map(|r| {
