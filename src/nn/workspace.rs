@@ -71,3 +71,32 @@ impl Workspace {
         &self.grad_a[..rows * classes]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{Architecture, Input};
+
+    #[test]
+    fn inference_workspace_gives_the_same_logits_without_gradient_buffers() {
+        let model = Model::he_normal(Architecture::mlp(&[12]), 5);
+        let x: Vec<f32> = (0..3 * 784).map(|i| (i % 17) as f32 / 17.0).collect();
+        let mut full = Workspace::new(&model, 3);
+        let mut lean = Workspace::inference(&model, 3);
+        let want = model.inference(Input::Unit(&x), 3, &mut full).to_vec();
+        assert_eq!(model.inference(Input::Unit(&x), 3, &mut lean), &want[..]);
+        assert!(lean.grad_a.is_empty() && lean.grad_b.is_empty());
+        assert_eq!(full.grad_a.len(), 3 * 784);
+    }
+
+    #[test]
+    #[should_panic(expected = "not ::inference")]
+    fn backward_refuses_an_inference_workspace() {
+        let model = Model::softmax_regression();
+        let x = vec![0.5f32; 784];
+        let mut ws = Workspace::inference(&model, 1);
+        model.forward(Input::Unit(&x), 1, &mut ws);
+        let mut grads = vec![0.0; model.params().len()];
+        model.backward(Input::Unit(&x), 1, &mut ws, &mut grads, None);
+    }
+}
