@@ -110,14 +110,40 @@ def jax_suite(x, y, tx, ty, repeats):
         init = (jnp.zeros((784, 10)), jnp.zeros(10))
         return jax.lax.scan(step, init, jnp.arange(2000))[0]
 
+    def mlp_loss(params, xb, yb):
+        w1, b1, w2, b2 = params
+        h = jax.nn.relu(xb @ w1 + b1)
+        return -jnp.mean(jnp.sum(yb * jax.nn.log_softmax(h @ w2 + b2), 1))
+
+    def mlp_step(params, s):
+        g = jax.grad(mlp_loss)(params, xs[s % 600], ys[s % 600])
+        return tuple(p - 0.1 * gp for p, gp in zip(params, g)), None
+
+    key1, key2 = jax.random.split(jax.random.PRNGKey(0))
+    mlp_init = (
+        jax.random.normal(key1, (784, 256)) * (2.0 / 784) ** 0.5,
+        jnp.zeros(256),
+        jax.random.normal(key2, (256, 10)) * (2.0 / 256) ** 0.5,
+        jnp.zeros(10),
+    )
+
+    @jax.jit
+    def mlp_epoch():
+        return jax.lax.scan(mlp_step, mlp_init, jnp.arange(600))[0]
+
     train()[0].block_until_ready()
+    mlp_epoch()[0].block_until_ready()
     w, b = train()
     txj = jnp.asarray(tx)
     infer = jax.jit(lambda t: jnp.argmax(t @ w + b, 1))
     infer(txj).block_until_ready()
+    one = txj[:1]
+    infer(one).block_until_ready()
     return {
         "train_only_s": median_time(lambda: train()[0].block_until_ready(), repeats),
+        "infer_1_us": 1e6 * median_time(lambda: infer(one).block_until_ready(), repeats * 20),
         "infer_10k_ms": 1e3 * median_time(lambda: infer(txj).block_until_ready(), repeats),
+        "mlp_epoch_s": median_time(lambda: mlp_epoch()[0].block_until_ready(), max(1, repeats // 2)),
     }
 
 

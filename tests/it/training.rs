@@ -65,6 +65,10 @@ fn shards_depend_on_the_work_not_the_threads() {
     let rows = shard_rows(&mlp, 1000);
     assert_eq!(rows.iter().sum::<usize>(), 1000);
     assert!(rows.iter().all(|&r| r >= 32), "{rows:?}");
+    // Powers of two, so 1, 2, 4, 8 and 16 threads all get equal shares.
+    assert_eq!(rows.len(), 16, "{rows:?}");
+    assert_eq!(shard_rows(&mlp, 100), [50, 50]);
+    assert_eq!(shard_rows(&mlp, 64 * 7).len(), 8);
 }
 
 #[test]
