@@ -1,38 +1,14 @@
 //! Predictions perform no heap allocation: counted by a global allocator wrapper (its own
 //! test binary, so no other test allocates meanwhile).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use softnet::data::PIXELS;
 use softnet::io::QuantizedModel;
 use softnet::nn::{Architecture, Model};
 use softnet::Classifier;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: defers every call to the system allocator unchanged; only counts them.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 #[test]
 fn predictions_do_not_allocate() {
@@ -57,7 +33,7 @@ fn predictions_do_not_allocate() {
     }
     for c in &classifiers {
         let image: &[u8; PIXELS] = images[..PIXELS].try_into().unwrap();
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        let before = allocations();
         let mut checksum = 0usize;
         for _ in 0..10 {
             checksum += c.predict(image).0;
@@ -66,7 +42,7 @@ fn predictions_do_not_allocate() {
             checksum += c.probabilities_into(image, &mut probs);
             c.predict_batch(&images, &mut classes, &mut confidence);
         }
-        let after = ALLOCATIONS.load(Ordering::SeqCst);
+        let after = allocations();
         assert_eq!(
             after - before,
             0,

@@ -1,38 +1,14 @@
 //! After the first step, a training step performs no heap allocation: counted by a global
 //! allocator wrapper (its own test binary, so no other test allocates meanwhile).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use softnet::data::{BatchOrder, Dataset, PIXELS};
 use softnet::nn::{Architecture, Model};
 use softnet::optim::{Optimizer, OptimizerKind};
 use softnet::train::Trainer;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: defers every call to the system allocator unchanged; only counts them.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 fn data() -> Dataset {
     let n = 600;
@@ -85,11 +61,11 @@ fn training_steps_do_not_allocate() {
             for _ in 0..100 {
                 trainer.step(&data);
             }
-            let before = ALLOCATIONS.load(Ordering::SeqCst);
+            let before = allocations();
             for _ in 0..200 {
                 trainer.step(&data);
             }
-            ALLOCATIONS.load(Ordering::SeqCst) - before
+            allocations() - before
         });
         assert_eq!(
             allocated,

@@ -5,6 +5,8 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::mnist::{Dataset, PIXELS};
+/// Converts u8 pixels to `v / 255` in f32 (the SIMD kernel, exact as the division).
+pub use crate::kernels::narrow::pixels_to_unit;
 
 /// `PIXEL_TO_UNIT[v] == v as f32 / 255.0`, the tutorial's scaling, exactly as a division
 /// rounds it (a multiplication by 1/255 would differ in the last bit for some values).
@@ -126,11 +128,6 @@ pub fn gather(data: &Dataset, indices: &[u32], images: &mut [f32], labels: &mut 
         pixels_to_unit(data.image(i), row);
         *label = data.labels()[i];
     }
-}
-
-/// Converts u8 pixels to f32 in [0, 1] (`v / 255`).
-pub fn pixels_to_unit(pixels: &[u8], out: &mut [f32]) {
-    crate::kernels::narrow::pixels_to_unit(pixels, out);
 }
 
 #[cfg(test)]

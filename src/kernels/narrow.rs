@@ -119,10 +119,10 @@ fn divide_by_255(v: f32x8) -> f32x8 {
     remainder.mul_add(inv, q)
 }
 
-/// Eight u16 lanes widened to eight f32 lanes.
+/// Eight pixels, widened to u16 lanes, as `value / 255` in f32 lanes.
 #[inline(always)]
-fn widen(v: u16x8) -> f32x8 {
-    f32x8::from_i32x8(i32x8::from_u16x8(v))
+fn unit_lanes(v: u16x8) -> f32x8 {
+    divide_by_255(f32x8::from_i32x8(i32x8::from_u16x8(v)))
 }
 
 /// Eight pixels as `value / 255` in f32 lanes (see [`divide_by_255`]).
@@ -130,7 +130,7 @@ fn widen(v: u16x8) -> f32x8 {
 pub fn pixels_to_unit8(bytes: &[u8]) -> f32x8 {
     let mut lanes = [0u8; 16];
     lanes[..8].copy_from_slice(&bytes[..8]);
-    divide_by_255(widen(u16x8::from_u8x16_low(u8x16::new(lanes))))
+    unit_lanes(u16x8::from_u8x16_low(u8x16::new(lanes)))
 }
 
 /// Converts u8 pixels to `value / 255` in f32 (the same values as
@@ -141,8 +141,8 @@ pub fn pixels_to_unit(pixels: &[u8], out: &mut [f32]) {
     let mut pc = pixels.chunks_exact(16);
     for (o, p) in (&mut oc).zip(&mut pc) {
         let bytes = u8x16::new(p.try_into().expect("16 pixels"));
-        let low = divide_by_255(widen(u16x8::from_u8x16_low(bytes)));
-        let high = divide_by_255(widen(u16x8::from_u8x16_high(bytes)));
+        let low = unit_lanes(u16x8::from_u8x16_low(bytes));
+        let high = unit_lanes(u16x8::from_u8x16_high(bytes));
         o[..8].copy_from_slice(low.as_array());
         o[8..].copy_from_slice(high.as_array());
     }

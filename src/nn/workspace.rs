@@ -47,16 +47,10 @@ impl Workspace {
             .max()
             .unwrap_or(0);
         Workspace {
-            rows,
-            activations: model
-                .layers()
-                .iter()
-                .map(|l| vec![0.0; rows * l.fan_out])
-                .collect(),
             grad_a: vec![0.0; rows * widest],
             grad_b: vec![0.0; rows * widest],
-            gemm: GemmWorkspace::new(),
             trainable: true,
+            ..Self::inference(model, rows)
         }
     }
 

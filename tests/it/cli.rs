@@ -16,6 +16,17 @@ pub fn softnet() -> Command {
 }
 
 /// IDX images file bytes (magic 0x803) of `count` 28x28 images.
+/// Runs `cmd` and returns its output, failing the test with its stderr if it failed.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("the command starts");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn idx_images(pixels: &[u8], count: u32) -> Vec<u8> {
     let mut f = vec![0, 0, 8, 3];
     for d in [count, 28, 28] {

@@ -629,18 +629,13 @@ mod cli {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
         // A dead mirror first: the second one is used.
-        let out = crate::cli::softnet()
-            .args(["download", "--dir"])
-            .arg(&dir)
-            .args(["--mirror", &closed_port_url(), "--mirror", &server.url("m")])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = crate::cli::run_ok(
+            crate::cli::softnet()
+                .args(["download", "--dir"])
+                .arg(&dir)
+                .args(["--mirror", &closed_port_url(), "--mirror", &server.url("m")]),
         );
+        let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(stdout.lines().count(), 4, "{stdout}");
         assert!(
             stdout.contains(&format!("{}/m/{LABELS}, sha-256 verified", server.base)),
@@ -666,24 +661,19 @@ mod cli {
                 .count(),
             4
         );
-        let out = crate::cli::softnet()
-            .args([
-                "train",
-                "--steps",
-                "1",
-                "--eval-every",
-                "0",
-                "-q",
-                "--verify",
-                "--data",
-            ])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        crate::cli::run_ok(
+            crate::cli::softnet()
+                .args([
+                    "train",
+                    "--steps",
+                    "1",
+                    "--eval-every",
+                    "0",
+                    "-q",
+                    "--verify",
+                    "--data",
+                ])
+                .arg(&dir),
         );
         // A flipped label: --verify refuses the folder, naming the file.
         let labels = dir.join(LABELS);

@@ -92,16 +92,7 @@ fn killed_and_resumed_training_ends_bit_identical() {
     write_data_dir(&data, 2000, 200);
     let straight = root.path().join("straight.safetensors");
     let started = Instant::now();
-    let out = train(&data, "400", "7")
-        .arg("--save")
-        .arg(&straight)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::cli::run_ok(train(&data, "400", "7").arg("--save").arg(&straight));
     let full = started.elapsed();
 
     let seed = std::env::var("SOFTNET_KILL_SEED")
@@ -191,16 +182,7 @@ fn resume_with_other_flags_is_refused() {
     let data = root.path().join("data");
     write_data_dir(&data, 500, 50);
     let ckpt = root.path().join("ckpt");
-    let out = train(&data, "40", "7")
-        .arg("--checkpoint-dir")
-        .arg(&ckpt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::cli::run_ok(train(&data, "40", "7").arg("--checkpoint-dir").arg(&ckpt));
     let out = train(&data, "40", "8")
         .arg("--resume")
         .arg(&ckpt)
