@@ -17,6 +17,8 @@ pub const KC: usize = 256;
 pub const MC: usize = 96;
 /// Columns of B packed at a time.
 pub const NC: usize = 512;
+// Depths within a block are listed as u16.
+const _: () = assert!(KC <= 1 << 16);
 
 /// A read-only strided matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
 ///
@@ -220,6 +222,10 @@ impl Operand for PixelRef<'_> {
 pub struct GemmWorkspace {
     packed_a: Vec<f32>, // [MC / MR][KC][MR]
     packed_b: Vec<f32>, // [NC / NR][KC][NR]
+    /// Per A panel, the depths `p` where some of its MR values is not zero.
+    live_depths: Vec<u16>, // [MC / MR][KC]
+    /// Per A panel, how many of `live_depths` are listed.
+    live_counts: Vec<usize>, // [MC / MR]
 }
 
 impl Default for GemmWorkspace {
@@ -234,12 +240,19 @@ impl GemmWorkspace {
         GemmWorkspace {
             packed_a: vec![0.0; MC * KC],
             packed_b: vec![0.0; NC * KC],
+            live_depths: vec![0; MC / MR * KC],
+            live_counts: vec![0; MC / MR],
         }
     }
 }
 
 /// `C[m, n] = A[m, k] · B[k, n]`, or `C += A·B` when `accumulate`; C is row-major with row
 /// stride `ldc`.
+///
+/// Each output is summed in order of depth within a block of [`KC`]. Depths where all the
+/// rows of an A panel are zero are skipped: for a finite B that changes no bit of the
+/// result (it only saves the work), but a zero meeting an infinite or NaN B adds nothing
+/// instead of NaN, as in a sparse product.
 ///
 /// ```
 /// use softnet::kernels::{gemm, GemmWorkspace, MatRef};
@@ -295,7 +308,7 @@ pub fn gemm<A: Operand>(
             // LOOP 3: split m into MC-tall row blocks.
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                pack_a(a, ic, mc, pc, kc, &mut ws.packed_a);
+                pack_a(a, ic, mc, pc, kc, ws);
                 // LOOP 2 and 1: NR-wide and MR-tall microtiles.
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
@@ -307,8 +320,14 @@ pub fn gemm<A: Operand>(
                     };
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
-                        let panel_a = &ws.packed_a[(ir / MR) * kc * MR..][..kc * MR];
-                        let tile = microkernel(kc, panel_a, panel_b, ldb);
+                        let panel = ir / MR;
+                        let panel_a = &ws.packed_a[panel * kc * MR..][..kc * MR];
+                        let live = &ws.live_depths[panel * KC..][..ws.live_counts[panel]];
+                        let tile = if live.len() == kc {
+                            microkernel(kc, panel_a, panel_b, ldb)
+                        } else {
+                            microkernel_listed(live, panel_a, panel_b, ldb)
+                        };
                         let c_at = (ic + ir) * ldc + jc + jr;
                         store_tile(&tile, mr, nr, &mut c[c_at..], ldc, add);
                     }
@@ -319,11 +338,24 @@ pub fn gemm<A: Operand>(
 }
 
 /// Packs `A[ic..ic+mc, pc..pc+kc]` into MR-row panels, `[panel][p][MR]`, zero-padding the
-/// last panel.
-fn pack_a<A: Operand>(a: A, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [f32]) {
+/// last panel, and lists each panel's depths that are not all zero.
+///
+/// Inputs are sparse (four in five MNIST pixels are 0, and so are many ReLU outputs): a depth
+/// whose MR values are all zero adds nothing to the tile, so the microkernel skips it. The
+/// list costs one pass over the panel, which every NR-wide tile of the row block reuses.
+fn pack_a<A: Operand>(a: A, ic: usize, mc: usize, pc: usize, kc: usize, ws: &mut GemmWorkspace) {
     for (panel, rows) in (0..mc).step_by(MR).enumerate() {
-        let dst = &mut out[panel * kc * MR..][..kc * MR];
+        let dst = &mut ws.packed_a[panel * kc * MR..][..kc * MR];
         a.pack_panel(ic + rows, MR.min(mc - rows), pc, kc, dst);
+        let live = &mut ws.live_depths[panel * KC..][..kc];
+        let mut listed = 0;
+        for (p, values) in dst.chunks_exact(MR).enumerate() {
+            live[listed] = p as u16;
+            // Bits, not `!= 0.0`: a -0.0 is kept, so the skipped products are exactly +0.
+            let any_bits = values.iter().fold(0, |bits, v| bits | v.to_bits());
+            listed += usize::from(any_bits != 0);
+        }
+        ws.live_counts[panel] = listed;
     }
 }
 
@@ -360,6 +392,25 @@ fn pack_b(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [
 fn microkernel(kc: usize, panel_a: &[f32], b: &[f32], ldb: usize) -> [[f32x8; 2]; MR] {
     let mut acc = [[f32x8::ZERO; 2]; MR];
     for (p, a) in panel_a.chunks_exact(MR).take(kc).enumerate() {
+        let row = &b[p * ldb..p * ldb + NR];
+        let b0 = f32x8::new(row[..8].try_into().expect("8 lanes"));
+        let b1 = f32x8::new(row[8..].try_into().expect("8 lanes"));
+        for r in 0..MR {
+            let ar = f32x8::splat(a[r]);
+            acc[r][0] = ar.mul_add(b0, acc[r][0]);
+            acc[r][1] = ar.mul_add(b1, acc[r][1]);
+        }
+    }
+    acc
+}
+
+/// [`microkernel`] over the depths `live` alone (the others' A values are all zero).
+#[inline(always)]
+fn microkernel_listed(live: &[u16], panel_a: &[f32], b: &[f32], ldb: usize) -> [[f32x8; 2]; MR] {
+    let mut acc = [[f32x8::ZERO; 2]; MR];
+    for &p in live {
+        let p = usize::from(p);
+        let a = &panel_a[p * MR..p * MR + MR];
         let row = &b[p * ldb..p * ldb + NR];
         let b0 = f32x8::new(row[..8].try_into().expect("8 lanes"));
         let b1 = f32x8::new(row[8..].try_into().expect("8 lanes"));

@@ -176,6 +176,54 @@ fn softmax_cross_entropy_is_finite_for_huge_logits() {
     assert!((grad[0] - 0.5).abs() < 1e-6);
 }
 
+/// Pixels as MNIST has them: mostly 0, in runs, with some rows blank.
+fn sparse_pixels(len: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![6 => Just(0u8), 1 => Just(255u8), 3 => any::<u8>()],
+        len,
+    )
+    .prop_map(|mut px| {
+        for run in px.chunks_mut(11).step_by(3) {
+            run.fill(0);
+        }
+        px
+    })
+}
+
+/// `C[i, j] = Σ_p A[i, p]·B[p, j]` as one fused multiply-add after another, in order of `p`:
+/// what a single depth block of the blocked gemm computes, bit for bit.
+fn in_order_fma_sum(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+    let mut c = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).fold(0.0f32, |s, p| a[i * k + p].mul_add(b[p * n + j], s));
+        }
+    }
+    c
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The gemm skips depths where a tile's rows of A are all zero; for finite B that changes
+    /// no bit of the result.
+    #[test]
+    fn gemm_on_sparse_inputs_is_the_in_order_sum(m in 0usize..30, n in 1usize..40, k in 0usize..=256, pixels in sparse_pixels(30 * 256), seed in any::<u64>()) {
+        let a: Vec<f32> = pixels[..m * k].iter().map(|&p| f32::from(p) / 255.0).collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i as u64 * 2654435761 + seed) % 1000) as f32 / 250.0 - 2.0)
+            .collect();
+        let mut got = vec![f32::NAN; m * n];
+        let mut ws = GemmWorkspace::new();
+        kernels::gemm(m, n, k, MatRef::row_major(&a, k), MatRef::row_major(&b, n), &mut got, n, false, &mut ws);
+        prop_assert_eq!(&got, &in_order_fma_sum(m, n, k, &a, &b));
+        // The transposed operand (how the weight gradient reads the inputs) packs its own lists.
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        kernels::gemm(m, n, k, MatRef::row_major(&at, m).t(), MatRef::row_major(&b, n), &mut got, n, false, &mut ws);
+        prop_assert_eq!(&got, &in_order_fma_sum(m, n, k, &a, &b));
+    }
+}
+
 #[test]
 fn gemm_regression_k_crossing_the_block_depth() {
     // A k just past KC exercises the accumulate-into-C path of the second depth block.
@@ -188,7 +236,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn narrow_kernels_match_naive(rows in 0usize..14, k in 0usize..40, n in 9usize..=16, x in matrix(560), pixels in prop::collection::vec(any::<u8>(), 560), d in matrix(224), w in matrix(640)) {
+    fn narrow_kernels_match_naive(rows in 0usize..14, k in 0usize..40, n in 9usize..=16, x in matrix(560), pixels in sparse_pixels(560), d in matrix(224), w in matrix(640)) {
         use softnet::kernels::narrow;
         let (x, px, d, w) = (&x[..rows * k], &pixels[..rows * k], &d[..rows * n], &w[..k * n]);
         let mut got = vec![0.0; rows * n];
@@ -198,7 +246,8 @@ proptest! {
         for (g, v) in got.iter().zip(&want) {
             prop_assert!((g - v).abs() <= 1e-5 * (1.0 + 4.0 * k as f32), "{} vs {}", g, v);
         }
-        // Pixels give exactly what their f32 values give.
+        // Pixels give exactly what their f32 values give (the pixel path skips groups of
+        // zeros, the f32 path multiplies every value).
         let unit: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
         let mut from_px = vec![0.0; rows * n];
         narrow::matmul(rows, k, n, px, w, &mut from_px);
