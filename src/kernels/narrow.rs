@@ -27,9 +27,11 @@ pub trait Element: Copy + Send + Sync {
     fn unit(self) -> f32;
     /// The first eight values of `s` as f32 lanes.
     fn load8(s: &[Self]) -> f32x8;
-    /// Whether [`matmul`] must multiply inputs `p..p + 4` of these rows: false only when all
-    /// of them are zero, so their products add nothing.
-    fn any_nonzero4<const R: usize>(rows: &[&[Self]; R], p: usize) -> bool;
+    /// Whether [`matmul`] skips groups of zero inputs (whose products add nothing).
+    const SKIPS_ZEROS: bool;
+    /// Whether [`matmul`] must multiply this group of four inputs: false only when all of
+    /// them are zero.
+    fn any_nonzero4(group: &[Self]) -> bool;
 }
 
 impl Element for f32 {
@@ -43,16 +45,20 @@ impl Element for f32 {
         load(s)
     }
 
-    /// Always: a zero f32 input still meets its weight (`0·∞` is NaN, as in the dense
-    /// product). Skipping zero groups here measured no faster: listing them costs as much
-    /// as the multiply-adds it saves.
+    /// No: a zero f32 input still meets its weight (`0·∞` is NaN, as in the dense product).
+    /// Skipping zero groups of the training batch measured no faster: listing them costs
+    /// about what the multiply-adds it saves cost.
+    const SKIPS_ZEROS: bool = false;
+
     #[inline(always)]
-    fn any_nonzero4<const R: usize>(_rows: &[&[f32]; R], _p: usize) -> bool {
+    fn any_nonzero4(_group: &[f32]) -> bool {
         true
     }
 }
 
 impl Element for u8 {
+    const SKIPS_ZEROS: bool = true;
+
     #[inline(always)]
     fn unit(self) -> f32 {
         PIXEL_TO_UNIT[usize::from(self)]
@@ -64,10 +70,8 @@ impl Element for u8 {
     }
 
     #[inline(always)]
-    fn any_nonzero4<const R: usize>(rows: &[&[u8]; R], p: usize) -> bool {
-        rows.iter().fold(0, |union, row| {
-            union | u32::from_ne_bytes(row[p..p + 4].try_into().expect("4 pixels"))
-        }) != 0
+    fn any_nonzero4(group: &[u8]) -> bool {
+        u32::from_ne_bytes(group[..4].try_into().expect("4 pixels")) != 0
     }
 }
 
@@ -98,54 +102,83 @@ pub fn matmul<E: Element>(rows: usize, k: usize, n: usize, x: &[E], w: &[f32], o
     assert!(w.len() >= k * n, "w is smaller than {k}x{n}");
     assert!(out.len() >= rows * n, "out is smaller than {rows}x{n}");
     const R: usize = 4;
-    let hi_at = n - 8;
-    let whole_groups = k / GROUP;
-    let mut live = [0u16; GROUPS_PER_PASS];
     let mut r = 0;
     while r + R <= rows {
         let xs: [&[E]; R] = std::array::from_fn(|i| &x[(r + i) * k..(r + i + 1) * k]);
-        let mut acc = [[f32x8::ZERO; 2]; R];
-        // The products of inputs `p0..p0 + PER` with their weight rows, in order.
-        let products = |p0: usize, acc: &mut [[f32x8; 2]; R], per: usize| {
-            let ws = &w[p0 * n..(p0 + per) * n];
-            let xg: [&[E]; R] = std::array::from_fn(|i| &xs[i][p0..p0 + per]);
-            for (t, wrow) in ws.chunks_exact(n).enumerate() {
-                let (w0, w1) = (load(wrow), load(&wrow[hi_at..]));
-                for i in 0..R {
-                    let xb = f32x8::splat(xg[i][t].unit());
-                    acc[i][0] = xb.mul_add(w0, acc[i][0]);
-                    acc[i][1] = xb.mul_add(w1, acc[i][1]);
-                }
-            }
-        };
-        // Groups of GROUP inputs that are zero in all R rows add exactly nothing: list the
-        // others first (without branches), then run the products over the list alone.
-        for first in (0..whole_groups).step_by(GROUPS_PER_PASS) {
-            let last = whole_groups.min(first + GROUPS_PER_PASS);
-            let mut listed = 0;
-            for g in first..last {
-                live[listed] = g as u16;
-                listed += usize::from(E::any_nonzero4(&xs, g * GROUP));
-            }
-            for &g in &live[..listed] {
-                products(usize::from(g) * GROUP, &mut acc, GROUP);
-            }
-        }
-        products(whole_groups * GROUP, &mut acc, k - whole_groups * GROUP);
-        for (i, a) in acc.iter().enumerate() {
-            store(&mut out[(r + i) * n..(r + i + 1) * n], n, a[0], a[1]);
-        }
+        row_block(xs, k, n, w, &mut out[r * n..(r + R) * n]);
         r += R;
     }
+    // Single rows (one image at a time) skip their zero groups too: with one accumulator
+    // pair the sum is a chain of dependent multiply-adds, so every skipped one counts.
     for r in r..rows {
-        let xr = &x[r * k..(r + 1) * k];
-        let (mut a0, mut a1) = (f32x8::ZERO, f32x8::ZERO);
-        for (xv, wrow) in xr.iter().zip(w.chunks_exact(n)) {
-            let xb = f32x8::splat(xv.unit());
-            a0 = xb.mul_add(load(wrow), a0);
-            a1 = xb.mul_add(load(&wrow[hi_at..]), a1);
+        row_block(
+            [&x[r * k..(r + 1) * k]],
+            k,
+            n,
+            w,
+            &mut out[r * n..(r + 1) * n],
+        );
+    }
+}
+
+/// [`matmul`] for `R` rows, held in registers as `R` pairs of vectors.
+#[inline(always)]
+fn row_block<E: Element, const R: usize>(
+    xs: [&[E]; R],
+    k: usize,
+    n: usize,
+    w: &[f32],
+    out: &mut [f32],
+) {
+    let hi_at = n - 8;
+    let whole_groups = k / GROUP;
+    let mut acc = [[f32x8::ZERO; 2]; R];
+    // The products of inputs `p0..p0 + per` with their weight rows, in order.
+    let products = |p0: usize, acc: &mut [[f32x8; 2]; R], per: usize| {
+        let ws = &w[p0 * n..(p0 + per) * n];
+        let xg: [&[E]; R] = std::array::from_fn(|i| &xs[i][p0..p0 + per]);
+        for (t, wrow) in ws.chunks_exact(n).enumerate() {
+            let (w0, w1) = (load(wrow), load(&wrow[hi_at..]));
+            for i in 0..R {
+                let xb = f32x8::splat(xg[i][t].unit());
+                acc[i][0] = xb.mul_add(w0, acc[i][0]);
+                acc[i][1] = xb.mul_add(w1, acc[i][1]);
+            }
         }
-        store(&mut out[r * n..(r + 1) * n], n, a0, a1);
+    };
+    if !E::SKIPS_ZEROS {
+        products(0, &mut acc, k);
+        for (a, row) in acc.iter().zip(out.chunks_exact_mut(n)) {
+            store(row, n, a[0], a[1]);
+        }
+        return;
+    }
+    // Groups of GROUP inputs that are zero in all R rows add exactly nothing: mark the
+    // others row by row, list them (both without branches), then multiply the listed ones.
+    let mut live = [0u16; GROUPS_PER_PASS];
+    let mut marked = [false; GROUPS_PER_PASS];
+    for first in (0..whole_groups).step_by(GROUPS_PER_PASS) {
+        let last = whole_groups.min(first + GROUPS_PER_PASS);
+        let marked = &mut marked[..last - first];
+        marked.fill(false);
+        for row in xs {
+            let groups = row[first * GROUP..last * GROUP].chunks_exact(GROUP);
+            for (mark, group) in marked.iter_mut().zip(groups) {
+                *mark |= E::any_nonzero4(group);
+            }
+        }
+        let mut listed = 0;
+        for (g, &mark) in (first..).zip(marked.iter()) {
+            live[listed] = g as u16;
+            listed += usize::from(mark);
+        }
+        for &g in &live[..listed] {
+            products(usize::from(g) * GROUP, &mut acc, GROUP);
+        }
+    }
+    products(whole_groups * GROUP, &mut acc, k - whole_groups * GROUP);
+    for (a, row) in acc.iter().zip(out.chunks_exact_mut(n)) {
+        store(row, n, a[0], a[1]);
     }
 }
 

@@ -208,10 +208,10 @@ proptest! {
     /// The gemm skips depths where a tile's rows of A are all zero; for finite B that changes
     /// no bit of the result.
     #[test]
-    fn gemm_on_sparse_inputs_is_the_in_order_sum(m in 0usize..30, n in 1usize..40, k in 0usize..=256, pixels in sparse_pixels(30 * 256), seed in any::<u64>()) {
+    fn gemm_on_sparse_inputs_is_the_in_order_sum(m in 0usize..30, n in prop_oneof![1usize..40, 64usize..=80], k in 0usize..=256, pixels in sparse_pixels(30 * 256), seed in any::<u64>()) {
         let a: Vec<f32> = pixels[..m * k].iter().map(|&p| f32::from(p) / 255.0).collect();
         let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i as u64 * 2654435761 + seed) % 1000) as f32 / 250.0 - 2.0)
+            .map(|i| ((i as u64).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 250.0 - 2.0)
             .collect();
         let mut got = vec![f32::NAN; m * n];
         let mut ws = GemmWorkspace::new();
@@ -222,6 +222,23 @@ proptest! {
         kernels::gemm(m, n, k, MatRef::row_major(&at, m).t(), MatRef::row_major(&b, n), &mut got, n, false, &mut ws);
         prop_assert_eq!(&got, &in_order_fma_sum(m, n, k, &a, &b));
     }
+}
+
+#[test]
+fn narrow_pixel_rows_longer_than_one_listing_pass_match_their_f32_values() {
+    use softnet::kernels::narrow;
+    // 2103 inputs: two passes of 512 groups of four, a third partial one and a 3-input tail.
+    let (rows, k, n) = (6, 2103, 10);
+    let px: Vec<u8> = (0..rows * k)
+        .map(|i| if (i / 7) % 3 == 0 { (i % 251) as u8 } else { 0 })
+        .collect();
+    let unit: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
+    let w: Vec<f32> = (0..k * n).map(|i| (i % 17) as f32 * 0.01 - 0.08).collect();
+    let (mut from_px, mut from_unit) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+    narrow::matmul(rows, k, n, &px[..], &w, &mut from_px);
+    narrow::matmul(rows, k, n, &unit[..], &w, &mut from_unit);
+    assert_eq!(from_px, from_unit);
+    assert!(from_px.iter().any(|&v| v != 0.0));
 }
 
 #[test]
