@@ -42,8 +42,16 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
-    /// Buffers for evaluating `model`'s architecture on up to `examples` examples.
+    /// Buffers for evaluating `model`'s architecture on up to `examples` examples, on a
+    /// pool of its own with `threads` threads (None: all cores).
     pub fn new(model: &Model, examples: usize, threads: Option<usize>) -> Self {
+        Self::with_pool(model, examples, Pool::new(threads))
+    }
+
+    /// Like [`Evaluator::new`], on an existing pool: evaluations during training should run
+    /// on the trainer's threads ([`Trainer::pool`](super::Trainer::pool)), not wake a second
+    /// set that competes with the first for the cores.
+    pub fn with_pool(model: &Model, examples: usize, pool: Pool) -> Self {
         let classes = model.architecture().classes;
         let chunks = examples.div_ceil(CHUNK_ROWS).max(1);
         Evaluator {
@@ -55,7 +63,7 @@ impl Evaluator {
                     loss: 0.0,
                 })
                 .collect(),
-            pool: Pool::new(threads),
+            pool,
             classes,
             logits: vec![0.0; examples * classes],
         }

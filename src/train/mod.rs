@@ -177,6 +177,12 @@ impl Trainer {
         pool.run(|| f(self))
     }
 
+    /// The trainer's thread pool (clones share its threads), for an
+    /// [`Evaluator::with_pool`] that evaluates between its steps.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// Threads the trainer runs on.
     pub fn threads(&self) -> usize {
         self.pool.threads()

@@ -91,9 +91,16 @@ fn killed_and_resumed_training_ends_bit_identical() {
     let data = root.path().join("data");
     write_data_dir(&data, 2000, 200);
     let straight = root.path().join("straight.safetensors");
-    let started = Instant::now();
-    crate::cli::run_ok(train(&data, "400", "7").arg("--save").arg(&straight));
-    let full = started.elapsed();
+    // The faster of two runs: a duration measured while other tests load the machine would
+    // put the kill deadlines after the end of later, faster runs, and too few would be killed.
+    let full = (0..2)
+        .map(|_| {
+            let started = Instant::now();
+            crate::cli::run_ok(train(&data, "400", "7").arg("--save").arg(&straight));
+            started.elapsed()
+        })
+        .min()
+        .expect("two runs");
 
     let seed = std::env::var("SOFTNET_KILL_SEED")
         .ok()
@@ -129,7 +136,7 @@ fn killed_and_resumed_training_ends_bit_identical() {
         // finish.
         let left = 1.0 - newest_step(&ckpt) as f64 / 400.0;
         let deadline =
-            (kills < 5).then(|| Instant::now() + full.mul_f64(0.05 + 0.9 * left * rng.unit()));
+            (kills < 5).then(|| Instant::now() + full.mul_f64(0.05 + 0.8 * left * rng.unit()));
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break Some(status);

@@ -3,7 +3,7 @@
 use softnet::data::{BatchOrder, Mnist};
 use softnet::nn::{Architecture, Input, Model, Workspace};
 use softnet::optim::{Optimizer, OptimizerKind};
-use softnet::train::{shard_rows, OnNan, TrainError, Trainer};
+use softnet::train::{shard_rows, Evaluator, OnNan, TrainError, Trainer};
 
 use crate::common::synthetic;
 
@@ -99,6 +99,14 @@ fn a_short_run_learns_the_synthetic_task() {
             result.accuracy
         );
         assert_eq!(result.confusion.iter().flatten().sum::<usize>(), 500);
+        // On the trainer's own threads, from inside its pool (as `run` evaluates) or from
+        // outside, the evaluation is the one a fresh single-threaded evaluator makes.
+        let mut shared = Evaluator::with_pool(t.model(), 500, t.pool().clone());
+        let inside = t.in_pool(|t| shared.evaluate(t.model(), &mnist.test));
+        assert_eq!(inside, result);
+        assert_eq!(shared.evaluate(t.model(), &mnist.test), result);
+        let single = Evaluator::new(t.model(), 500, Some(1)).evaluate(t.model(), &mnist.test);
+        assert_eq!(single, result);
     }
 }
 

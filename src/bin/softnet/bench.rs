@@ -53,7 +53,6 @@ fn training_run(
     } else {
         Model::he_normal(arch.clone(), 1)
     };
-    let mut evaluator = Evaluator::new(&model, mnist.test.len(), threads);
     let mut trainer = Trainer::new(
         model,
         Optimizer::sgd(0.1),
@@ -62,6 +61,8 @@ fn training_run(
         BatchOrder::Sequential,
         threads,
     );
+    let mut evaluator =
+        Evaluator::with_pool(trainer.model(), mnist.test.len(), trainer.pool().clone());
     let config = RunConfig {
         steps,
         eval_every,

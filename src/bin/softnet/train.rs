@@ -309,7 +309,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         Order::Sequential => BatchOrder::Sequential,
         Order::Shuffle => BatchOrder::Shuffle { seed: args.seed },
     };
-    let mut evaluator = Evaluator::new(&model, mnist.test.len(), args.threads);
     let mut trainer = Trainer::new(
         model,
         optimizer,
@@ -318,6 +317,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         order,
         args.threads,
     );
+    let mut evaluator =
+        Evaluator::with_pool(trainer.model(), mnist.test.len(), trainer.pool().clone());
     let checkpointer = checkpoints(&args, &mut trainer, steps)?;
     let bar = if std::io::stderr().is_terminal() && !args.quiet {
         let bar = indicatif::ProgressBar::new(steps);
