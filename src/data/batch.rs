@@ -106,9 +106,20 @@ impl Batcher {
     }
 }
 
-/// Gathers examples `indices` of `data`: pixels scaled to [0, 1] into `images`
-/// (`indices.len() x 784`) and labels into `labels`.
-pub fn gather(data: &Dataset, indices: &[u32], images: &mut [f32], labels: &mut [u8]) {
+/// Gathers examples `indices` of `data`: their pixels into `pixels`, the same scaled to
+/// [0, 1] into `images` (both `indices.len() x 784`) and labels into `labels`.
+pub fn gather(
+    data: &Dataset,
+    indices: &[u32],
+    pixels: &mut [u8],
+    images: &mut [f32],
+    labels: &mut [u8],
+) {
+    assert_eq!(
+        pixels.len(),
+        indices.len() * PIXELS,
+        "pixel buffer is not batch x 784"
+    );
     assert_eq!(
         images.len(),
         indices.len() * PIXELS,
@@ -119,8 +130,9 @@ pub fn gather(data: &Dataset, indices: &[u32], images: &mut [f32], labels: &mut 
         indices.len(),
         "label buffer is not batch long"
     );
-    for (r, (row, label)) in images
+    for (r, ((row, pixel_row), label)) in images
         .chunks_exact_mut(PIXELS)
+        .zip(pixels.chunks_exact_mut(PIXELS))
         .zip(labels.iter_mut())
         .enumerate()
     {
@@ -131,7 +143,8 @@ pub fn gather(data: &Dataset, indices: &[u32], images: &mut [f32], labels: &mut 
             prefetch(data.image(ahead as usize));
         }
         let i = indices[r] as usize;
-        pixels_to_unit(data.image(i), row);
+        pixel_row.copy_from_slice(data.image(i));
+        pixels_to_unit(pixel_row, row);
         *label = data.labels()[i];
     }
 }

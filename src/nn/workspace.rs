@@ -84,6 +84,39 @@ mod tests {
     }
 
     #[test]
+    fn pixels_with_their_unit_values_give_the_bits_of_the_floats_alone() {
+        // Mostly zero, like MNIST, so the narrow forward product skips whole groups.
+        let rows = 9;
+        let pixels: Vec<u8> = (0..rows * 784)
+            .map(|i| {
+                if i % 784 > 300 && i % 5 != 0 {
+                    (i % 256) as u8
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let unit: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+        let labels: Vec<u8> = (0..rows as u8).collect();
+        for arch in [Architecture::softmax_regression(), Architecture::mlp(&[20])] {
+            let model = Model::he_normal(arch, 2);
+            let run = |input: Input<'_>| {
+                let mut ws = Workspace::new(&model, rows);
+                model.forward(input, rows, &mut ws);
+                let loss = model.loss(&labels, 1.0 / rows as f32, &mut ws);
+                let mut grads = vec![0.0; model.params().len()];
+                model.backward(input, rows, &mut ws, &mut grads, None);
+                (loss.to_bits(), grads)
+            };
+            let both = Input::PixelsAndUnit {
+                pixels: &pixels,
+                unit: &unit,
+            };
+            assert_eq!(run(both), run(Input::Unit(&unit)));
+        }
+    }
+
+    #[test]
     #[should_panic(expected = "not ::inference")]
     fn backward_refuses_an_inference_workspace() {
         let model = Model::softmax_regression();

@@ -55,6 +55,7 @@ fn prev_power_of_two(n: usize) -> usize {
 struct Shard {
     rows: usize,
     indices: Vec<u32>,
+    pixels: Vec<u8>,
     inputs: Vec<f32>,
     labels: Vec<u8>,
     ws: Workspace,
@@ -106,6 +107,7 @@ impl Trainer {
             .map(|rows| Shard {
                 rows,
                 indices: vec![0; rows],
+                pixels: vec![0; rows * PIXELS],
                 inputs: vec![0.0; rows * PIXELS],
                 labels: vec![0; rows],
                 ws: Workspace::new(&model, rows),
@@ -234,10 +236,19 @@ impl Trainer {
         let model = &self.model;
         let classes = model.architecture().classes;
         self.pool.for_each(&mut self.shards, |shard| {
-            // Converted once here, the inputs are read as plain f32 by the forward and the
-            // backward pass alike.
-            gather(data, &shard.indices, &mut shard.inputs, &mut shard.labels);
-            let input = Input::Unit(&shard.inputs);
+            // Converted once here, the inputs are read as plain f32 by the products; the
+            // narrow forward product reads the bytes, skipping groups of zero pixels.
+            gather(
+                data,
+                &shard.indices,
+                &mut shard.pixels,
+                &mut shard.inputs,
+                &mut shard.labels,
+            );
+            let input = Input::PixelsAndUnit {
+                pixels: &shard.pixels,
+                unit: &shard.inputs,
+            };
             model.forward(input, shard.rows, &mut shard.ws);
             let logits =
                 &shard.ws.activations[shard.ws.activations.len() - 1][..shard.rows * classes];
