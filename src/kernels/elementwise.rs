@@ -26,6 +26,28 @@ pub fn scaled_add(y: &mut [f32], alpha: f32, x: &[f32]) {
     }
 }
 
+/// `out = a + b`, element by element: the first step of summing shard gradients, one pass
+/// instead of a copy and an add.
+pub fn sum_into(out: &mut [f32], a: &[f32], b: &[f32]) {
+    assert!(
+        out.len() == a.len() && a.len() == b.len(),
+        "sum_into needs equal lengths"
+    );
+    let mut oc = out.chunks_exact_mut(LANES);
+    let (mut ac, mut bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for ((ov, av), bv) in (&mut oc).zip(&mut ac).zip(&mut bc) {
+        ov.copy_from_slice((load(av) + load(bv)).as_array());
+    }
+    for ((ov, av), bv) in oc
+        .into_remainder()
+        .iter_mut()
+        .zip(ac.remainder())
+        .zip(bc.remainder())
+    {
+        *ov = av + bv;
+    }
+}
+
 /// Adds `bias[j]` to every row of the row-major `[rows, bias.len()]` matrix `m`.
 pub fn add_bias_rows(m: &mut [f32], bias: &[f32]) {
     let cols = bias.len();

@@ -15,6 +15,6 @@ pub mod narrow;
 
 pub use elementwise::{
     add_bias_rows, argmax_rows, column_sums_into, relu_backward_in_place, relu_in_place,
-    scaled_add, softmax_cross_entropy,
+    scaled_add, softmax_cross_entropy, sum_into,
 };
 pub use gemm::{gemm, GemmWorkspace, MatRef, Operand, PixelRef};

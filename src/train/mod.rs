@@ -265,14 +265,16 @@ impl Trainer {
 
     fn apply_gradients(&mut self) {
         let (first, rest) = self.shards.split_first().expect("at least one shard");
-        let grads: &[f32] = if rest.is_empty() {
-            &first.grads
-        } else {
-            self.grads.copy_from_slice(&first.grads);
-            for shard in rest {
-                kernels::scaled_add(&mut self.grads, 1.0, &shard.grads);
+        // Summed in shard order; `a + b` then `+= c` gives the bits `a`, `+= b`, `+= c` would.
+        let grads: &[f32] = match rest {
+            [] => &first.grads,
+            [second, more @ ..] => {
+                kernels::sum_into(&mut self.grads, &first.grads, &second.grads);
+                for shard in more {
+                    kernels::scaled_add(&mut self.grads, 1.0, &shard.grads);
+                }
+                &self.grads
             }
-            &self.grads
         };
         self.optimizer.apply(self.model.params_mut(), grads);
         self.steps_done += 1;

@@ -116,6 +116,19 @@ proptest! {
     }
 
     #[test]
+    fn sum_into_is_one_add_per_element(x in matrix(37), y in matrix(37), len in 0usize..37) {
+        let (a, b) = (&x[..len], &y[..len]);
+        let mut out = vec![f32::NAN; len];
+        kernels::sum_into(&mut out, a, b);
+        let want: Vec<f32> = a.iter().zip(b).map(|(p, q)| p + q).collect();
+        prop_assert_eq!(&out, &want);
+        // Bit for bit what copying `a` and then `scaled_add(.., 1.0, b)` gives.
+        let mut copied = a.to_vec();
+        kernels::scaled_add(&mut copied, 1.0, b);
+        prop_assert_eq!(out, copied);
+    }
+
+    #[test]
     fn bias_and_column_sums_match_naive(rows in 0usize..20, cols in 1usize..19, v in matrix(400), bias in matrix(19)) {
         let m = &v[..rows * cols];
         let mut got = m.to_vec();
