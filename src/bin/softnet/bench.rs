@@ -197,7 +197,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "<= 40 ms",
     );
     row(
-        "  arithmetic rate",
+        "  dense-equivalent rate",
         format!(
             "{:.1} GFLOP/s",
             (train_flops + eval_flops) / reference_run_s / 1e9
@@ -225,7 +225,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "",
     );
     row(
-        "  arithmetic rate",
+        "  dense-equivalent rate",
         format!("{:.1} GFLOP/s", train_flops / train_only_s / 1e9),
         "",
     );
@@ -256,7 +256,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let macs_per_example = 3 * mlp.forward_macs() - first_layer;
         let flops = 600.0 * 100.0 * 2.0 * macs_per_example as f64;
         row(
-            "  arithmetic rate",
+            "  dense-equivalent rate",
             format!("{:.1} GFLOP/s", flops / s / 1e9),
             "",
         );
