@@ -412,3 +412,43 @@ fn divergence_stops_with_the_step_and_saves_nothing() {
     assert!(err.contains("(try a smaller --lr)"), "{err}");
     assert!(!model.exists(), "no model is written after a divergence");
 }
+
+/// `softnet train | head -1`: when the reader goes away, the process ends by SIGPIPE as other
+/// Unix tools do, not with a panic about a broken pipe.
+#[cfg(unix)]
+#[test]
+fn output_into_a_closed_pipe_ends_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    write_data_dir(&data, 300, 50);
+    let mut child = softnet()
+        .args([
+            "train",
+            "--steps",
+            "20",
+            "--batch",
+            "10",
+            "--eval-every",
+            "5",
+            "--data",
+        ])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the first evaluation prints its line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    const SIGPIPE: i32 = 13;
+    assert_eq!(
+        out.status.signal(),
+        Some(SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
+}

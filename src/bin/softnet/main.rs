@@ -81,6 +81,7 @@ impl DataArgs {
 }
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
@@ -104,3 +105,18 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Ends the process quietly, as `cat` or `grep` do, when the reader of its output goes away
+/// (`softnet eval | head`). Rust starts programs with SIGPIPE ignored, which turns the next
+/// `println!` into a panic.
+#[cfg(unix)]
+fn restore_default_sigpipe() {
+    // SAFETY: runs first in `main`, before any other thread exists; setting a signal's action
+    // to the default has no other requirement.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_default_sigpipe() {}
