@@ -150,7 +150,7 @@ pub fn gather(
 }
 
 /// How many rows ahead [`gather`] asks for its pixels.
-const PREFETCH_ROWS_AHEAD: usize = 8;
+const PREFETCH_ROWS_AHEAD: usize = 4;
 
 /// Asks the CPU to start loading `bytes` into its caches, without waiting for them.
 #[inline(always)]

@@ -392,14 +392,7 @@ fn pack_b(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [
 fn microkernel(kc: usize, panel_a: &[f32], b: &[f32], ldb: usize) -> [[f32x8; 2]; MR] {
     let mut acc = [[f32x8::ZERO; 2]; MR];
     for (p, a) in panel_a.chunks_exact(MR).take(kc).enumerate() {
-        let row = &b[p * ldb..p * ldb + NR];
-        let b0 = f32x8::new(row[..8].try_into().expect("8 lanes"));
-        let b1 = f32x8::new(row[8..].try_into().expect("8 lanes"));
-        for r in 0..MR {
-            let ar = f32x8::splat(a[r]);
-            acc[r][0] = ar.mul_add(b0, acc[r][0]);
-            acc[r][1] = ar.mul_add(b1, acc[r][1]);
-        }
+        add_depth(&mut acc, a, &b[p * ldb..p * ldb + NR]);
     }
     acc
 }
@@ -410,17 +403,25 @@ fn microkernel_listed(live: &[u16], panel_a: &[f32], b: &[f32], ldb: usize) -> [
     let mut acc = [[f32x8::ZERO; 2]; MR];
     for &p in live {
         let p = usize::from(p);
-        let a = &panel_a[p * MR..p * MR + MR];
-        let row = &b[p * ldb..p * ldb + NR];
-        let b0 = f32x8::new(row[..8].try_into().expect("8 lanes"));
-        let b1 = f32x8::new(row[8..].try_into().expect("8 lanes"));
-        for r in 0..MR {
-            let ar = f32x8::splat(a[r]);
-            acc[r][0] = ar.mul_add(b0, acc[r][0]);
-            acc[r][1] = ar.mul_add(b1, acc[r][1]);
-        }
+        add_depth(
+            &mut acc,
+            &panel_a[p * MR..p * MR + MR],
+            &b[p * ldb..p * ldb + NR],
+        );
     }
     acc
+}
+
+/// One depth of the tile: `acc[r] += a[r] · row` for the MR values of A and a row of NR of B.
+#[inline(always)]
+fn add_depth(acc: &mut [[f32x8; 2]; MR], a: &[f32], row: &[f32]) {
+    let b0 = f32x8::new(row[..8].try_into().expect("8 lanes"));
+    let b1 = f32x8::new(row[8..NR].try_into().expect("8 lanes"));
+    for r in 0..MR {
+        let ar = f32x8::splat(a[r]);
+        acc[r][0] = ar.mul_add(b0, acc[r][0]);
+        acc[r][1] = ar.mul_add(b1, acc[r][1]);
+    }
 }
 
 /// Writes the live `mr x nr` corner of a tile into C (adding to it when `add`).
@@ -454,23 +455,18 @@ fn row_times_matrix<A: Operand>(
     const W: usize = 8; // vectors per block: 64 columns
     const MAX_LISTED: usize = 4096;
     let mut listed = [0u16; MAX_LISTED];
-    let live: &[u16] = if k <= MAX_LISTED {
+    // The depths where `a` is not zero, or None (every depth) past MAX_LISTED.
+    let live: Option<&[u16]> = (k <= MAX_LISTED).then(|| {
         let mut count = 0;
         for p in 0..k {
             listed[count] = p as u16;
             count += usize::from(a.at(0, p).to_bits() != 0);
         }
         &listed[..count]
-    } else {
-        &[]
-    };
-    // Every depth in order, or only the listed ones.
-    let for_each_depth = |f: &mut dyn FnMut(usize)| {
-        if k <= MAX_LISTED {
-            live.iter().for_each(|&p| f(usize::from(p)));
-        } else {
-            (0..k).for_each(f);
-        }
+    });
+    let for_each_depth = |f: &mut dyn FnMut(usize)| match live {
+        Some(depths) => depths.iter().for_each(|&p| f(usize::from(p))),
+        None => (0..k).for_each(f),
     };
     let mut j = 0;
     while j + 8 * W <= n {

@@ -30,8 +30,10 @@ pub trait Element: Copy + Send + Sync {
     /// Whether [`matmul`] skips groups of zero inputs (whose products add nothing).
     const SKIPS_ZEROS: bool;
     /// Whether [`matmul`] must multiply this group of four inputs: false only when all of
-    /// them are zero.
-    fn any_nonzero4(group: &[Self]) -> bool;
+    /// them are zero. Asked only when [`Element::SKIPS_ZEROS`].
+    fn any_nonzero4(_group: &[Self]) -> bool {
+        true
+    }
 }
 
 impl Element for f32 {
@@ -49,11 +51,6 @@ impl Element for f32 {
     /// Skipping zero groups of the training batch measured no faster: listing them costs
     /// about what the multiply-adds it saves cost.
     const SKIPS_ZEROS: bool = false;
-
-    #[inline(always)]
-    fn any_nonzero4(_group: &[f32]) -> bool {
-        true
-    }
 }
 
 impl Element for u8 {
@@ -146,37 +143,35 @@ fn row_block<E: Element, const R: usize>(
             }
         }
     };
-    if !E::SKIPS_ZEROS {
-        products(0, &mut acc, k);
-        for (a, row) in acc.iter().zip(out.chunks_exact_mut(n)) {
-            store(row, n, a[0], a[1]);
-        }
-        return;
-    }
-    // Groups of GROUP inputs that are zero in all R rows add exactly nothing: mark the
-    // others row by row, list them (both without branches), then multiply the listed ones.
-    let mut live = [0u16; GROUPS_PER_PASS];
-    let mut marked = [false; GROUPS_PER_PASS];
-    for first in (0..whole_groups).step_by(GROUPS_PER_PASS) {
-        let last = whole_groups.min(first + GROUPS_PER_PASS);
-        let marked = &mut marked[..last - first];
-        marked.fill(false);
-        for row in xs {
-            let groups = row[first * GROUP..last * GROUP].chunks_exact(GROUP);
-            for (mark, group) in marked.iter_mut().zip(groups) {
-                *mark |= E::any_nonzero4(group);
+    if E::SKIPS_ZEROS {
+        // Groups of GROUP inputs that are zero in all R rows add exactly nothing: mark the
+        // others row by row, list them (both without branches), then multiply the listed
+        // ones.
+        let mut live = [0u16; GROUPS_PER_PASS];
+        let mut marked = [false; GROUPS_PER_PASS];
+        for first in (0..whole_groups).step_by(GROUPS_PER_PASS) {
+            let last = whole_groups.min(first + GROUPS_PER_PASS);
+            let marked = &mut marked[..last - first];
+            marked.fill(false);
+            for row in xs {
+                let groups = row[first * GROUP..last * GROUP].chunks_exact(GROUP);
+                for (mark, group) in marked.iter_mut().zip(groups) {
+                    *mark |= E::any_nonzero4(group);
+                }
+            }
+            let mut listed = 0;
+            for (g, &mark) in (first..).zip(marked.iter()) {
+                live[listed] = g as u16;
+                listed += usize::from(mark);
+            }
+            for &g in &live[..listed] {
+                products(usize::from(g) * GROUP, &mut acc, GROUP);
             }
         }
-        let mut listed = 0;
-        for (g, &mark) in (first..).zip(marked.iter()) {
-            live[listed] = g as u16;
-            listed += usize::from(mark);
-        }
-        for &g in &live[..listed] {
-            products(usize::from(g) * GROUP, &mut acc, GROUP);
-        }
+        products(whole_groups * GROUP, &mut acc, k - whole_groups * GROUP);
+    } else {
+        products(0, &mut acc, k);
     }
-    products(whole_groups * GROUP, &mut acc, k - whole_groups * GROUP);
     for (a, row) in acc.iter().zip(out.chunks_exact_mut(n)) {
         store(row, n, a[0], a[1]);
     }
