@@ -13,7 +13,8 @@
 //!
 //! Files are written with [`write_atomically`] (temporary file, fsync, rename, fsync of the
 //! folder): a crash at any instant leaves every `ckpt-*.safetensors` complete. The newest
-//! `keep` checkpoints are kept, older ones are removed after the new one is in place.
+//! `keep` checkpoints are kept: older ones are removed before each write and again after the
+//! new one is in place, so however often runs are killed the folder holds at most `keep + 1`.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -374,16 +375,27 @@ impl Checkpointer {
     }
 
     /// Writes `trainer`'s state now, then removes checkpoints beyond the newest `keep`.
+    ///
+    /// Surplus checkpoints are also removed *before* the write: a run killed between a write
+    /// and its pruning leaves `keep + 1`, and without this each further such kill of a resumed
+    /// run would leave one more. With it the folder never holds more than `keep + 1`.
     pub fn write(&mut self, trainer: &Trainer) -> Result<PathBuf, CheckpointError> {
+        self.prune()?;
         let path = checkpoint_path(&self.dir, trainer.steps_done());
         let bytes = Checkpoint::capture(trainer, &self.config).to_bytes();
         write_atomically(&path, &bytes).map_err(io_err(&path))?;
         self.written += 1;
+        self.prune()?;
+        Ok(path)
+    }
+
+    /// Removes checkpoints beyond the newest `keep`.
+    fn prune(&self) -> Result<(), CheckpointError> {
         let all = list_checkpoints(&self.dir)?;
         for (_, old) in all.iter().rev().skip(self.keep) {
             std::fs::remove_file(old).map_err(io_err(old))?;
         }
-        Ok(path)
+        Ok(())
     }
 }
 
@@ -555,5 +567,36 @@ mod tests {
             load_latest(empty.path()),
             Err(CheckpointError::NoCheckpoint { .. })
         ));
+    }
+
+    #[test]
+    fn surplus_left_by_killed_runs_is_pruned_before_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = data();
+        let mut t = trainer();
+        // What runs killed between a write and its pruning leave: more than `keep`.
+        let mut hoarder = Checkpointer::new(dir.path(), 1, "cfg").unwrap().keep(10);
+        for _ in 0..4 {
+            let stats = t.step(&data);
+            hoarder.on_step(&t, &stats).unwrap();
+        }
+        assert_eq!(list_checkpoints(dir.path()).unwrap().len(), 4);
+        // The next write fails (a folder squats on its temporary file's name); the surplus is
+        // gone anyway, so a kill at any point of a write leaves at most `keep + 1`.
+        t.step(&data);
+        let squatter = format!(
+            ".ckpt-{:012}.safetensors.tmp.{}",
+            t.steps_done(),
+            std::process::id()
+        );
+        std::fs::create_dir(dir.path().join(squatter)).unwrap();
+        let mut resumed = Checkpointer::new(dir.path(), 1, "cfg").unwrap();
+        assert!(resumed.write(&t).is_err());
+        let left: Vec<u64> = list_checkpoints(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(left, [3, 4]);
     }
 }
