@@ -452,3 +452,61 @@ fn output_into_a_closed_pipe_ends_without_a_panic() {
         out.status
     );
 }
+
+/// `softnet bench --json` carries every key the performance issue names, each a measured,
+/// finite, positive number (the machine's FMA ceiling included); the table names the targets
+/// and each rate's fraction of that ceiling.
+#[test]
+fn bench_reports_every_tracked_number_and_the_machines_ceiling() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    write_data_dir(&data, 1000, 200);
+    let bench = |extra: &[&str]| {
+        let mut cmd = softnet();
+        cmd.args([
+            "bench",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--no-mlp",
+            "--data",
+        ])
+        .arg(&data)
+        .args(extra);
+        String::from_utf8(run_ok(&mut cmd).stdout).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&bench(&["--json"])).unwrap();
+    for key in [
+        "reference_run_s",
+        "train_only_s",
+        "process_s",
+        "load_s",
+        "infer_1_us",
+        "infer_10k_ms",
+        "peak_rss_mb",
+        "mlp_infer_1_us",
+        "fma_peak_gflops",
+        "fma_peak_1t_gflops",
+    ] {
+        let value = json[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key}: {json}"));
+        assert!(value.is_finite() && value > 0.0, "{key} = {value}");
+    }
+    assert!(json["mlp_epoch_s"].is_null(), "--no-mlp: {json}");
+    assert_eq!(json["threads"], 1);
+    // 2000 steps of 100 rows take longer than 200 of them: the run really trains.
+    assert!(json["reference_run_s"].as_f64() > json["infer_10k_ms"].as_f64().map(|ms| ms / 1e3));
+    let table = bench(&[]);
+    assert!(table.contains("this machine's f32 FMA peak"), "{table}");
+    for line in ["reference run: 2000 steps", "2000 training steps alone"] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("{table}"));
+        // The measured time and the target, both in milliseconds.
+        assert_eq!(row.matches(" ms").count(), 2, "{row}");
+    }
+    assert_eq!(table.matches("% of peak").count(), 2, "{table}");
+}

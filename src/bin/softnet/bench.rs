@@ -94,6 +94,45 @@ fn single_image_us(mnist: &Mnist, model: &Model, repeats: u32) -> f64 {
     median(samples)
 }
 
+/// Independent multiply-add chains per thread in [`fma_peak_gflops`]: enough to cover the
+/// FMA latency on both FMA pipes (4 cycles x 2 pipes) with room to spare.
+const PEAK_CHAINS: usize = 12;
+
+/// The f32 multiply-add rate `threads` threads reach together, in GFLOP/s: each runs
+/// [`PEAK_CHAINS`] independent chains of eight-lane FMAs from registers, with no memory
+/// traffic. It is the ceiling of every dense-equivalent rate below, measured in the same run,
+/// because the rate a virtual machine's cores deliver changes with what else the host runs.
+fn fma_peak_gflops(threads: usize) -> f64 {
+    use wide::f32x8;
+    const ITERATIONS: u64 = 2_000_000;
+    let spin = || {
+        let mut acc = [f32x8::splat(1.0); PEAK_CHAINS];
+        let (scale, shift) = (f32x8::splat(0.999_999), f32x8::splat(1e-7));
+        for _ in 0..ITERATIONS {
+            for a in &mut acc {
+                *a = a.mul_add(scale, shift);
+            }
+        }
+        acc.iter().fold(0.0, |s, a| s + a.reduce_add())
+    };
+    let samples = (0..3)
+        .map(|_| {
+            let (seconds, _) = time(|| {
+                std::thread::scope(|s| {
+                    let workers: Vec<_> = (0..threads).map(|_| s.spawn(spin)).collect();
+                    workers
+                        .into_iter()
+                        .map(|w| w.join().expect("the FMA loop does not panic"))
+                        .sum::<f32>()
+                })
+            });
+            let flops = (threads as u64 * ITERATIONS * PEAK_CHAINS as u64 * 16) as f64;
+            flops / seconds / 1e9
+        })
+        .collect();
+    median(samples)
+}
+
 /// Peak resident memory of this process so far, in MB (Linux; 0 elsewhere).
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -130,6 +169,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mnist = mnist?;
     let softmax = Architecture::softmax_regression();
     let threads = args.threads;
+    let threads_used = Trainer::new(
+        Model::softmax_regression(),
+        Optimizer::sgd(0.1),
+        1,
+        1,
+        BatchOrder::Sequential,
+        threads,
+    )
+    .threads();
+    // Before and after the measurements: the ceiling moves while they run.
+    let fma_before = fma_peak_gflops(threads_used);
+    let fma_1t = fma_peak_gflops(1);
     // One warm-up run each, so page faults and thread start-up are not measured.
     training_run(&mnist, &softmax, 200, 100, threads);
     let reference_run_s = median(
@@ -165,31 +216,36 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let mlp_1_us = single_image_us(&mnist, &Model::he_normal(mlp.clone(), 1), repeats);
     let process_s = whole_process_s(&args, repeats.min(5))?;
+    let fma_after = fma_peak_gflops(threads_used);
+    let fma_peak = (fma_before + fma_after) / 2.0;
     let train_flops = 2000.0 * 100.0 * 4.0 * softmax.forward_macs() as f64;
     let eval_flops = 20.0 * mnist.test.len() as f64 * 2.0 * softmax.forward_macs() as f64;
-    let threads_used = Trainer::new(
-        Model::softmax_regression(),
-        Optimizer::sgd(0.1),
-        1,
-        1,
-        BatchOrder::Sequential,
-        threads,
-    )
-    .threads();
     if args.json {
         let mlp = mlp_epoch_s.map_or("null".to_string(), |s| format!("{s:.6}"));
         println!(
             "{{\"reference_run_s\":{reference_run_s:.6},\"train_only_s\":{train_only_s:.6},\"process_s\":{process_s:.6},\
              \"load_s\":{load_s:.6},\"infer_1_us\":{infer_1_us:.4},\"infer_10k_ms\":{infer_10k_ms:.4},\
              \"peak_rss_mb\":{peak:.1},\"mlp_epoch_s\":{mlp},\"mlp_infer_1_us\":{mlp_1_us:.4},\
+             \"fma_peak_gflops\":{fma_peak:.1},\"fma_peak_1t_gflops\":{fma_1t:.1},\
              \"threads\":{threads_used},\"repeats\":{repeats}}}"
         );
         return Ok(());
     }
-    println!("softnet bench: medians of {repeats} runs on {threads_used} thread(s)\n");
-    println!("{:<52} {:>12} {:>12}", "measurement", "measured", "target");
+    println!("softnet bench: medians of {repeats} runs on {threads_used} thread(s)");
+    println!(
+        "this machine's f32 FMA peak: {fma_1t:.0} GFLOP/s on 1 thread, {fma_before:.0} then \
+         {fma_after:.0} GFLOP/s on {threads_used} (before and after the runs)\n"
+    );
+    let rate = |flops: f64, seconds: f64| {
+        let gflops = flops / seconds / 1e9;
+        format!(
+            "{gflops:.1} GFLOP/s, {:.0}% of peak",
+            100.0 * gflops / fma_peak
+        )
+    };
+    println!("{:<52} {:>28} {:>10}", "measurement", "measured", "target");
     let row = |name: &str, measured: String, target: &str| {
-        println!("{name:<52} {measured:>12} {target:>12}")
+        println!("{name:<52} {measured:>28} {target:>10}")
     };
     row(
         "reference run: 2000 steps + 20 evaluations",
@@ -198,10 +254,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     row(
         "  dense-equivalent rate",
-        format!(
-            "{:.1} GFLOP/s",
-            (train_flops + eval_flops) / reference_run_s / 1e9
-        ),
+        rate(train_flops + eval_flops, reference_run_s),
         "",
     );
     row(
@@ -226,7 +279,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     row(
         "  dense-equivalent rate",
-        format!("{:.1} GFLOP/s", train_flops / train_only_s / 1e9),
+        rate(train_flops, train_only_s),
         "",
     );
     row(
@@ -255,11 +308,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let first_layer = mlp.input * mlp.hidden[0];
         let macs_per_example = 3 * mlp.forward_macs() - first_layer;
         let flops = 600.0 * 100.0 * 2.0 * macs_per_example as f64;
-        row(
-            "  dense-equivalent rate",
-            format!("{:.1} GFLOP/s", flops / s / 1e9),
-            "",
-        );
+        row("  dense-equivalent rate", rate(flops, s), "");
     }
     row(
         "inference, one image, 784-256-10",
