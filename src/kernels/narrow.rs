@@ -12,7 +12,7 @@
 //!   Measured against the two-vector layout on `[100, 784]ᵀ·[100, 10]`: 20 µs instead of
 //!   46 µs (`benches/kernels.rs`).
 
-use wide::{f32x8, i32x8, u16x8, u8x16};
+use wide::{f32x8, i32x8, u16x8, u32x8, u8x16};
 
 use crate::data::batch::PIXEL_TO_UNIT;
 
@@ -33,6 +33,12 @@ pub trait Element: Copy + Send + Sync {
     /// them are zero. Asked only when [`Element::SKIPS_ZEROS`].
     fn any_nonzero4(_group: &[Self]) -> bool {
         true
+    }
+    /// Bit `i` is set when group `i` of the eight groups of four inputs at `at` is not all
+    /// zero in some row of `rows`. Asked only when [`Element::SKIPS_ZEROS`].
+    #[inline(always)]
+    fn live_groups8<const R: usize>(_rows: &[&[Self]; R], _at: usize) -> u32 {
+        0xff
     }
 }
 
@@ -70,7 +76,39 @@ impl Element for u8 {
     fn any_nonzero4(group: &[u8]) -> bool {
         u32::from_ne_bytes(group[..4].try_into().expect("4 pixels")) != 0
     }
+
+    /// The rows' 32 bytes ORed together, then one compare of eight u32 lanes with zero.
+    #[inline(always)]
+    fn live_groups8<const R: usize>(rows: &[&[u8]; R], at: usize) -> u32 {
+        let lanes = |row: &[u8]| {
+            let bytes = &row[at..at + 32];
+            u32x8::new(std::array::from_fn(|i| {
+                u32::from_ne_bytes(bytes[4 * i..4 * i + 4].try_into().expect("4 pixels"))
+            }))
+        };
+        let any = rows.iter().fold(u32x8::ZERO, |acc, row| acc | lanes(row));
+        !any.simd_eq(u32x8::ZERO).to_bitmask() & 0xff
+    }
 }
+
+/// `SET_BITS[m]` lists the set bits of the byte `m`, lowest first (the rest are 0): where
+/// the live groups of a batch of eight go in the list, without branches.
+static SET_BITS: [[u8; 8]; 256] = {
+    let mut table = [[0u8; 8]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut bit, mut n) = (0, 0);
+        while bit < 8 {
+            if m & (1 << bit) != 0 {
+                table[m][n] = bit as u8;
+                n += 1;
+            }
+            bit += 1;
+        }
+        m += 1;
+    }
+    table
+};
 
 /// Inputs per zero test in [`matmul`]'s row blocks.
 const GROUP: usize = 4;
@@ -147,22 +185,25 @@ fn row_block<E: Element, const R: usize>(
         // Groups of GROUP inputs that are zero in all R rows add exactly nothing: mark the
         // others row by row, list them (both without branches), then multiply the listed
         // ones.
-        let mut live = [0u16; GROUPS_PER_PASS];
-        let mut marked = [false; GROUPS_PER_PASS];
+        // Eight slots of slack: each batch of eight groups writes all eight positions.
+        let mut live = [0u16; GROUPS_PER_PASS + 8];
         for first in (0..whole_groups).step_by(GROUPS_PER_PASS) {
             let last = whole_groups.min(first + GROUPS_PER_PASS);
-            let marked = &mut marked[..last - first];
-            marked.fill(false);
-            for row in xs {
-                let groups = row[first * GROUP..last * GROUP].chunks_exact(GROUP);
-                for (mark, group) in marked.iter_mut().zip(groups) {
-                    *mark |= E::any_nonzero4(group);
-                }
-            }
             let mut listed = 0;
-            for (g, &mark) in (first..).zip(marked.iter()) {
+            let mut g = first;
+            while g + 8 <= last {
+                let mask = E::live_groups8(&xs, g * GROUP);
+                let at = &SET_BITS[mask as usize];
+                for (slot, &bit) in live[listed..listed + 8].iter_mut().zip(at) {
+                    *slot = g as u16 + u16::from(bit);
+                }
+                listed += mask.count_ones() as usize;
+                g += 8;
+            }
+            for g in g..last {
                 live[listed] = g as u16;
-                listed += usize::from(mark);
+                let group = |row: &&[E]| E::any_nonzero4(&row[g * GROUP..(g + 1) * GROUP]);
+                listed += usize::from(xs.iter().any(group));
             }
             for &g in &live[..listed] {
                 products(usize::from(g) * GROUP, &mut acc, GROUP);
