@@ -183,6 +183,12 @@ def main():
                 line += f"{v:>12.4g}{v / softnet[k]:>7.1f}x"
         print(line)
     print("(ratio = other / softnet: above 1 means softnet is faster)")
+    if softnet.get("fma_peak_gflops"):
+        # The host's load moves this from minute to minute: read the times against it.
+        print(
+            f"machine's f32 FMA ceiling during softnet's run: {softnet['fma_peak_gflops']:.0f} GFLOP/s "
+            f"on {softnet['threads']} thread(s), {softnet['fma_peak_1t_gflops']:.0f} on one"
+        )
 
 
 if __name__ == "__main__":
