@@ -182,9 +182,8 @@ fn row_block<E: Element, const R: usize>(
         }
     };
     if E::SKIPS_ZEROS {
-        // Groups of GROUP inputs that are zero in all R rows add exactly nothing: mark the
-        // others row by row, list them (both without branches), then multiply the listed
-        // ones.
+        // Groups of GROUP inputs that are zero in all R rows add exactly nothing: list the
+        // others (eight groups per test, without branches), then multiply the listed ones.
         // Eight slots of slack: each batch of eight groups writes all eight positions.
         let mut live = [0u16; GROUPS_PER_PASS + 8];
         for first in (0..whole_groups).step_by(GROUPS_PER_PASS) {
@@ -195,18 +194,19 @@ fn row_block<E: Element, const R: usize>(
                 let mask = E::live_groups8(&xs, g * GROUP);
                 let at = &SET_BITS[mask as usize];
                 for (slot, &bit) in live[listed..listed + 8].iter_mut().zip(at) {
-                    *slot = g as u16 + u16::from(bit);
+                    *slot = (g - first) as u16 + u16::from(bit);
                 }
                 listed += mask.count_ones() as usize;
                 g += 8;
             }
             for g in g..last {
-                live[listed] = g as u16;
+                live[listed] = (g - first) as u16;
                 let group = |row: &&[E]| E::any_nonzero4(&row[g * GROUP..(g + 1) * GROUP]);
                 listed += usize::from(xs.iter().any(group));
             }
+            // Listed relative to the pass, so rows of any length fit in u16 entries.
             for &g in &live[..listed] {
-                products(usize::from(g) * GROUP, &mut acc, GROUP);
+                products((first + usize::from(g)) * GROUP, &mut acc, GROUP);
             }
         }
         products(whole_groups * GROUP, &mut acc, k - whole_groups * GROUP);

@@ -255,6 +255,22 @@ fn narrow_pixel_rows_longer_than_one_listing_pass_match_their_f32_values() {
 }
 
 #[test]
+fn narrow_pixel_rows_of_more_than_65536_groups_match_their_f32_values() {
+    use softnet::kernels::narrow;
+    // Group numbers past u16::MAX: lists must not wrap and read the wrong weights.
+    let (rows, k, n) = (5, 4 * 65_536 + 4 * 700 + 2, 10);
+    let px: Vec<u8> = (0..rows * k)
+        .map(|i| if i % 977 < 5 { (i % 253) as u8 + 1 } else { 0 })
+        .collect();
+    let unit: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
+    let w: Vec<f32> = (0..k * n).map(|i| (i % 19) as f32 * 0.01 - 0.09).collect();
+    let (mut from_px, mut from_unit) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+    narrow::matmul(rows, k, n, &px[..], &w, &mut from_px);
+    narrow::matmul(rows, k, n, &unit[..], &w, &mut from_unit);
+    assert_eq!(from_px, from_unit);
+}
+
+#[test]
 fn gemm_regression_k_crossing_the_block_depth() {
     // A k just past KC exercises the accumulate-into-C path of the second depth block.
     check_gemm(7, 17, 257, true, false, false, 5);
