@@ -112,6 +112,16 @@ pub trait Operand: Copy {
             }
         }
     }
+    /// Writes the depths `p < k` where row 0 is not zero (bits, so `-0.0` counts as not
+    /// zero) to `listed`, in order, and returns how many; `listed` holds `k + 8` entries.
+    fn list_live_in_row0(&self, k: usize, listed: &mut [u16]) -> usize {
+        let mut count = 0;
+        for p in 0..k {
+            listed[count] = p as u16;
+            count += usize::from(self.at(0, p).to_bits() != 0);
+        }
+        count
+    }
     /// The largest index a `rows x cols` view touches, plus one (0 for an empty view).
     fn extent(&self, rows: usize, cols: usize) -> usize {
         let (rs, cs) = self.strides();
@@ -203,6 +213,31 @@ impl Operand for PixelRef<'_> {
                 }
             }
         }
+    }
+    /// Eight pixels per test when the row is contiguous (a single image): its zero bytes
+    /// are found with integer arithmetic and the rest listed through a table.
+    fn list_live_in_row0(&self, k: usize, listed: &mut [u16]) -> usize {
+        if self.col_stride != 1 {
+            let mut count = 0;
+            for p in 0..k {
+                listed[count] = p as u16;
+                count += usize::from(self.data[p * self.col_stride] != 0);
+            }
+            return count;
+        }
+        let row = &self.data[..k];
+        let mut count = 0;
+        let mut words = row.chunks_exact(8);
+        for (at, word) in (0..).step_by(8).zip(&mut words) {
+            let word = u64::from_le_bytes(word.try_into().expect("8 pixels"));
+            count = super::list_set_bits(super::nonzero_bytes(word), at, listed, count);
+        }
+        let tail_at = k - words.remainder().len();
+        for (p, &v) in (tail_at..).zip(words.remainder()) {
+            listed[count] = p as u16;
+            count += usize::from(v != 0);
+        }
+        count
     }
     #[inline(always)]
     fn at(&self, i: usize, j: usize) -> f32 {
@@ -454,14 +489,11 @@ fn row_times_matrix<A: Operand>(
 ) {
     const W: usize = 8; // vectors per block: 64 columns
     const MAX_LISTED: usize = 4096;
-    let mut listed = [0u16; MAX_LISTED];
+    // Eight slots of slack for listings that write eight at a time.
+    let mut listed = [0u16; MAX_LISTED + 8];
     // The depths where `a` is not zero, or None (every depth) past MAX_LISTED.
     let live: Option<&[u16]> = (k <= MAX_LISTED).then(|| {
-        let mut count = 0;
-        for p in 0..k {
-            listed[count] = p as u16;
-            count += usize::from(a.at(0, p).to_bits() != 0);
-        }
+        let count = a.list_live_in_row0(k, &mut listed);
         &listed[..count]
     });
     let for_each_depth = |f: &mut dyn FnMut(usize)| match live {

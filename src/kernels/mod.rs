@@ -18,3 +18,85 @@ pub use elementwise::{
     scaled_add, softmax_cross_entropy, sum_into,
 };
 pub use gemm::{gemm, GemmWorkspace, MatRef, Operand, PixelRef};
+
+/// `SET_BITS[m]` lists the set bits of the byte `m`, lowest first (the rest are 0).
+static SET_BITS: [[u8; 8]; 256] = {
+    let mut table = [[0u8; 8]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut bit, mut n) = (0, 0);
+        while bit < 8 {
+            if m & (1 << bit) != 0 {
+                table[m][n] = bit as u8;
+                n += 1;
+            }
+            bit += 1;
+        }
+        m += 1;
+    }
+    table
+};
+
+/// Writes `base + i` for each set bit `i` of the byte `mask`, lowest first, to
+/// `list[count..]` and returns the new count, without branches: all eight slots from `count`
+/// are written (`list` needs them), the ones past the new count with junk.
+#[inline(always)]
+pub(crate) fn list_set_bits(mask: u32, base: u16, list: &mut [u16], count: usize) -> usize {
+    let bits = &SET_BITS[(mask & 0xff) as usize];
+    for (slot, &bit) in list[count..count + 8].iter_mut().zip(bits) {
+        *slot = base + u16::from(bit);
+    }
+    count + (mask & 0xff).count_ones() as usize
+}
+
+/// Bit `i` is set when byte `i` (little-endian) of `word` is not zero.
+#[inline(always)]
+pub(crate) fn nonzero_bytes(word: u64) -> u32 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    // Bit 7 of each byte: set when its low seven bits carry into it or it was set already.
+    let high = (((word & LOW7) + LOW7) | word) & !LOW7;
+    // Moves bit 8i to bit 56 + i; the partial products land on distinct bits, so no carries.
+    ((high >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonzero_bytes_marks_exactly_the_nonzero_bytes() {
+        let scalar = |w: u64| -> u32 {
+            (0..8)
+                .filter(|i| (w >> (8 * i)) & 0xff != 0)
+                .map(|i| 1 << i)
+                .sum()
+        };
+        for byte in 0..=255u64 {
+            for at in 0..8 {
+                let w = byte << (8 * at);
+                assert_eq!(nonzero_bytes(w), scalar(w), "{w:#x}");
+            }
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Clear a random half of the bytes, so zeros and non-zeros mix.
+            let keep = (0..8)
+                .filter(|i| (state >> (56 + i)) & 1 == 1)
+                .fold(0u64, |m, i| m | 0xff << (8 * i));
+            let w = state & keep;
+            assert_eq!(nonzero_bytes(w), scalar(w), "{w:#x}");
+        }
+    }
+
+    #[test]
+    fn set_bits_are_listed_in_order_from_the_base() {
+        let mut list = [0u16; 12];
+        let count = list_set_bits(0b1010_0101, 100, &mut list, 1);
+        assert_eq!(count, 5);
+        assert_eq!(&list[1..5], &[100, 102, 105, 107]);
+        assert_eq!(list_set_bits(0, 7, &mut list, 3), 3);
+    }
+}

@@ -91,25 +91,6 @@ impl Element for u8 {
     }
 }
 
-/// `SET_BITS[m]` lists the set bits of the byte `m`, lowest first (the rest are 0): where
-/// the live groups of a batch of eight go in the list, without branches.
-static SET_BITS: [[u8; 8]; 256] = {
-    let mut table = [[0u8; 8]; 256];
-    let mut m = 0;
-    while m < 256 {
-        let (mut bit, mut n) = (0, 0);
-        while bit < 8 {
-            if m & (1 << bit) != 0 {
-                table[m][n] = bit as u8;
-                n += 1;
-            }
-            bit += 1;
-        }
-        m += 1;
-    }
-    table
-};
-
 /// Inputs per zero test in [`matmul`]'s row blocks.
 const GROUP: usize = 4;
 /// Groups [`matmul`] lists at a time (longer rows take several passes).
@@ -192,11 +173,7 @@ fn row_block<E: Element, const R: usize>(
             let mut g = first;
             while g + 8 <= last {
                 let mask = E::live_groups8(&xs, g * GROUP);
-                let at = &SET_BITS[mask as usize];
-                for (slot, &bit) in live[listed..listed + 8].iter_mut().zip(at) {
-                    *slot = (g - first) as u16 + u16::from(bit);
-                }
-                listed += mask.count_ones() as usize;
+                listed = super::list_set_bits(mask, (g - first) as u16, &mut live, listed);
                 g += 8;
             }
             for g in g..last {

@@ -271,6 +271,54 @@ fn narrow_pixel_rows_of_more_than_65536_groups_match_their_f32_values() {
 }
 
 #[test]
+fn one_pixel_row_through_a_wide_layer_is_its_f32_values_in_order() {
+    // Row lengths around the eight-pixel words, and an image's; bytes include 0x80 and 0x01,
+    // the edge cases of the word-at-a-time zero test.
+    for k in (0..=40).chain([783, 784, 785]) {
+        for pattern in 0..4u64 {
+            let px: Vec<u8> = (0..k as u64)
+                .map(|i| match (i * 2654435761 + pattern * 97) % 7 {
+                    0 => 0x80,
+                    1 => 0x01,
+                    2 => ((i * 31 + pattern) % 256) as u8,
+                    _ => 0,
+                })
+                .collect();
+            let unit: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
+            let n = 70;
+            let b: Vec<f32> = (0..k * n).map(|i| (i % 23) as f32 * 0.01 - 0.1).collect();
+            let (mut got, mut want) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+            let mut ws = GemmWorkspace::new();
+            let bm = MatRef::row_major(&b, n);
+            kernels::gemm(
+                1,
+                n,
+                k,
+                PixelRef::row_major(&px, k),
+                bm,
+                &mut got,
+                n,
+                false,
+                &mut ws,
+            );
+            kernels::gemm(
+                1,
+                n,
+                k,
+                MatRef::row_major(&unit, k),
+                bm,
+                &mut want,
+                n,
+                false,
+                &mut ws,
+            );
+            assert_eq!(got, want, "k = {k}, pattern {pattern}");
+            assert_eq!(want, in_order_fma_sum(1, n, k, &unit, &b), "k = {k}");
+        }
+    }
+}
+
+#[test]
 fn gemm_regression_k_crossing_the_block_depth() {
     // A k just past KC exercises the accumulate-into-C path of the second depth block.
     check_gemm(7, 17, 257, true, false, false, 5);
