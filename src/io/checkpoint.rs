@@ -531,6 +531,15 @@ mod tests {
         );
     }
 
+    /// The update counts of the checkpoints in `dir`, oldest first.
+    fn checkpoint_steps(dir: &Path) -> Vec<u64> {
+        list_checkpoints(dir)
+            .unwrap()
+            .into_iter()
+            .map(|(steps, _)| steps)
+            .collect()
+    }
+
     #[test]
     fn writes_every_n_keeps_the_newest_and_lists_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -548,12 +557,7 @@ mod tests {
             c.on_step(&t, &stats).unwrap();
         }
         assert_eq!(c.written(), 3);
-        let names: Vec<u64> = list_checkpoints(dir.path())
-            .unwrap()
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect();
-        assert_eq!(names, [10, 15]);
+        assert_eq!(checkpoint_steps(dir.path()), [10, 15]);
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             2,
@@ -592,11 +596,6 @@ mod tests {
         std::fs::create_dir(dir.path().join(squatter)).unwrap();
         let mut resumed = Checkpointer::new(dir.path(), 1, "cfg").unwrap();
         assert!(resumed.write(&t).is_err());
-        let left: Vec<u64> = list_checkpoints(dir.path())
-            .unwrap()
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect();
-        assert_eq!(left, [3, 4]);
+        assert_eq!(checkpoint_steps(dir.path()), [3, 4]);
     }
 }

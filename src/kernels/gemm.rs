@@ -115,12 +115,7 @@ pub trait Operand: Copy {
     /// Writes the depths `p < k` where row 0 is not zero (bits, so `-0.0` counts as not
     /// zero) to `listed`, in order, and returns how many; `listed` holds `k + 8` entries.
     fn list_live_in_row0(&self, k: usize, listed: &mut [u16]) -> usize {
-        let mut count = 0;
-        for p in 0..k {
-            listed[count] = p as u16;
-            count += usize::from(self.at(0, p).to_bits() != 0);
-        }
-        count
+        list_where(0..k, listed, 0, |p| self.at(0, p).to_bits() != 0)
     }
     /// The largest index a `rows x cols` view touches, plus one (0 for an empty view).
     fn extent(&self, rows: usize, cols: usize) -> usize {
@@ -218,12 +213,7 @@ impl Operand for PixelRef<'_> {
     /// are found with integer arithmetic and the rest listed through a table.
     fn list_live_in_row0(&self, k: usize, listed: &mut [u16]) -> usize {
         if self.col_stride != 1 {
-            let mut count = 0;
-            for p in 0..k {
-                listed[count] = p as u16;
-                count += usize::from(self.data[p * self.col_stride] != 0);
-            }
-            return count;
+            return list_where(0..k, listed, 0, |p| self.data[p * self.col_stride] != 0);
         }
         let row = &self.data[..k];
         let mut count = 0;
@@ -233,11 +223,7 @@ impl Operand for PixelRef<'_> {
             count = super::list_set_bits(super::nonzero_bytes(word), at, listed, count);
         }
         let tail_at = k - words.remainder().len();
-        for (p, &v) in (tail_at..).zip(words.remainder()) {
-            listed[count] = p as u16;
-            count += usize::from(v != 0);
-        }
-        count
+        list_where(tail_at..k, listed, count, |p| row[p] != 0)
     }
     #[inline(always)]
     fn at(&self, i: usize, j: usize) -> f32 {
@@ -250,6 +236,22 @@ impl Operand for PixelRef<'_> {
     fn strides(&self) -> (usize, usize) {
         (self.row_stride, self.col_stride)
     }
+}
+
+/// Appends the depths of `depths` where `live` holds to `listed` from `count`, in order and
+/// without branches; returns the new count.
+#[inline(always)]
+fn list_where(
+    depths: std::ops::Range<usize>,
+    listed: &mut [u16],
+    mut count: usize,
+    live: impl Fn(usize) -> bool,
+) -> usize {
+    for p in depths {
+        listed[count] = p as u16;
+        count += usize::from(live(p));
+    }
+    count
 }
 
 /// Packing buffers for [`gemm`], allocated once and reused by every call.

@@ -239,35 +239,43 @@ proptest! {
 
 #[test]
 fn narrow_pixel_rows_longer_than_one_listing_pass_match_their_f32_values() {
-    use softnet::kernels::narrow;
     // 2103 inputs: two passes of 512 groups of four, a third partial one and a 3-input tail.
     let (rows, k, n) = (6, 2103, 10);
     let px: Vec<u8> = (0..rows * k)
         .map(|i| if (i / 7) % 3 == 0 { (i % 251) as u8 } else { 0 })
         .collect();
-    let unit: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
     let w: Vec<f32> = (0..k * n).map(|i| (i % 17) as f32 * 0.01 - 0.08).collect();
-    let (mut from_px, mut from_unit) = (vec![0.0; rows * n], vec![0.0; rows * n]);
-    narrow::matmul(rows, k, n, &px[..], &w, &mut from_px);
-    narrow::matmul(rows, k, n, &unit[..], &w, &mut from_unit);
-    assert_eq!(from_px, from_unit);
+    let from_px = narrow_pixels_equal_their_f32_values(rows, k, n, &px, &w);
     assert!(from_px.iter().any(|&v| v != 0.0));
+}
+
+/// `narrow::matmul` on pixels, asserted bit-identical to the same product on their f32
+/// values (`p / 255`), which multiplies every input.
+fn narrow_pixels_equal_their_f32_values(
+    rows: usize,
+    k: usize,
+    n: usize,
+    px: &[u8],
+    w: &[f32],
+) -> Vec<f32> {
+    use softnet::kernels::narrow;
+    let unit: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
+    let (mut from_px, mut from_unit) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+    narrow::matmul(rows, k, n, px, w, &mut from_px);
+    narrow::matmul(rows, k, n, &unit[..], w, &mut from_unit);
+    assert_eq!(from_px, from_unit);
+    from_px
 }
 
 #[test]
 fn narrow_pixel_rows_of_more_than_65536_groups_match_their_f32_values() {
-    use softnet::kernels::narrow;
     // Group numbers past u16::MAX: lists must not wrap and read the wrong weights.
     let (rows, k, n) = (5, 4 * 65_536 + 4 * 700 + 2, 10);
     let px: Vec<u8> = (0..rows * k)
         .map(|i| if i % 977 < 5 { (i % 253) as u8 + 1 } else { 0 })
         .collect();
-    let unit: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
     let w: Vec<f32> = (0..k * n).map(|i| (i % 19) as f32 * 0.01 - 0.09).collect();
-    let (mut from_px, mut from_unit) = (vec![0.0; rows * n], vec![0.0; rows * n]);
-    narrow::matmul(rows, k, n, &px[..], &w, &mut from_px);
-    narrow::matmul(rows, k, n, &unit[..], &w, &mut from_unit);
-    assert_eq!(from_px, from_unit);
+    narrow_pixels_equal_their_f32_values(rows, k, n, &px, &w);
 }
 
 #[test]
