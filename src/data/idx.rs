@@ -145,7 +145,7 @@ fn inflate(gz: &[u8], limit: u64) -> Result<Vec<u8>, IdxErrorKind> {
         .and_then(|at| gz.get(at..))
         .map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize)
         .unwrap_or(0);
-    let mut out = Vec::with_capacity(hinted.min(gz.len().saturating_mul(16)));
+    let mut out = super::buffer::large_buffer(hinted.min(gz.len().saturating_mul(16)));
     flate2::read::MultiGzDecoder::new(gz)
         .take(limit.saturating_add(1))
         .read_to_end(&mut out)

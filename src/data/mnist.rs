@@ -98,7 +98,7 @@ impl Dataset {
     /// Reads an images file and a labels file from disk.
     pub fn load(images_path: &Path, labels_path: &Path) -> Result<Self, IdxError> {
         let read = |path: &Path| {
-            std::fs::read(path).map_err(|e| IdxError {
+            super::buffer::read_file(path).map_err(|e| IdxError {
                 path: path.to_path_buf(),
                 kind: IdxErrorKind::Io(e.to_string()),
             })

@@ -1,6 +1,7 @@
 //! Data: IDX bytes → [`Dataset`] (u8 pixels and labels) → batches of f32 in reused buffers.
 
 pub mod batch;
+mod buffer;
 pub mod idx;
 pub mod mnist;
 
