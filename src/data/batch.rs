@@ -4,7 +4,7 @@
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::mnist::{Dataset, PIXELS};
+use super::mnist::{Rows, PIXELS};
 /// Converts u8 pixels to `v / 255` in f32 (the SIMD kernel, exact as the division).
 pub use crate::kernels::narrow::pixels_to_unit;
 
@@ -74,6 +74,21 @@ impl Batcher {
         self.permute();
     }
 
+    /// The examples of the next batch of `batch`, when they are one contiguous run: in
+    /// file order, short of the epoch's end.
+    pub fn next_range(&self, batch: usize) -> Option<std::ops::Range<usize>> {
+        if self.order != BatchOrder::Sequential {
+            return None;
+        }
+        let examples = self.permutation.len();
+        let start = if self.position == examples {
+            0
+        } else {
+            self.position
+        };
+        (start + batch <= examples).then_some(start..start + batch)
+    }
+
     /// Fills `out` with the indices of the next batch.
     pub fn next_indices(&mut self, out: &mut [u32]) {
         for slot in out.iter_mut() {
@@ -109,7 +124,7 @@ impl Batcher {
 /// Gathers examples `indices` of `data`: their pixels into `pixels`, the same scaled to
 /// [0, 1] into `images` (both `indices.len() x 784`) and labels into `labels`.
 pub fn gather(
-    data: &Dataset,
+    data: Rows<'_>,
     indices: &[u32],
     pixels: &mut [u8],
     images: &mut [f32],
@@ -145,7 +160,7 @@ pub fn gather(
         let i = indices[r] as usize;
         pixel_row.copy_from_slice(data.image(i));
         pixels_to_unit(pixel_row, row);
-        *label = data.labels()[i];
+        *label = data.label(i);
     }
 }
 

@@ -22,6 +22,17 @@ pub(crate) fn large_buffer(capacity: usize) -> Vec<u8> {
     buffer
 }
 
+/// `len` zero bytes in a buffer marked as [`large_buffer`]'s is. The zeros cost nothing
+/// up front: a buffer this large comes straight from the kernel (`calloc` over `mmap`), and
+/// its pages are cleared when first written.
+pub(crate) fn large_zeroed(len: usize) -> Vec<u8> {
+    let buffer = vec![0u8; len];
+    if len >= 2 * HUGE_PAGE {
+        advise_huge_pages(&buffer);
+    }
+    buffer
+}
+
 #[cfg(target_os = "linux")]
 fn advise_huge_pages(buffer: &Vec<u8>) {
     let start = buffer.as_ptr() as usize;
@@ -102,6 +113,10 @@ mod tests {
             "{:?}",
             flags_at(middle)
         );
+        let zeroed = large_zeroed(16 * HUGE_PAGE);
+        assert!(zeroed.iter().all(|&b| b == 0));
+        let middle = zeroed.as_ptr() as usize + 8 * HUGE_PAGE;
+        assert!(flags_at(middle).iter().any(|f| f == "hg"));
         let plain: Vec<u8> = Vec::with_capacity(16 * HUGE_PAGE);
         let middle = plain.as_ptr() as usize + 8 * HUGE_PAGE;
         assert!(!flags_at(middle).iter().any(|f| f == "hg"));

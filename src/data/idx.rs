@@ -122,6 +122,74 @@ pub fn parse_labels(bytes: &[u8], classes: usize) -> Result<&[u8], IdxErrorKind>
     Ok(labels)
 }
 
+/// Length of an images file's header: the magic number and three dimensions.
+pub const IMAGES_HEADER_LEN: usize = 16;
+
+/// The dimensions `[count, rows, cols]` in the first [`IMAGES_HEADER_LEN`] bytes of an
+/// images file, if they are an images header whose data fits in [`MAX_INFLATED_BYTES`].
+/// Says nothing of the data that follows; [`parse_images`] checks that.
+pub fn images_header(prefix: &[u8]) -> Option<[usize; 3]> {
+    if read_u32(prefix, 0)? != IMAGES_MAGIC {
+        return None;
+    }
+    let dims = [
+        read_u32(prefix, 4)?,
+        read_u32(prefix, 8)?,
+        read_u32(prefix, 12)?,
+    ];
+    let data_len = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))?;
+    if data_len > MAX_INFLATED_BYTES - IMAGES_HEADER_LEN as u64 {
+        return None;
+    }
+    Some(dims.map(|d| d as usize))
+}
+
+/// Inflates gzip'd images whose header (checked by the caller) promises exactly
+/// `pixels.len()` pixels: the header is skipped, `pixels` filled in order and each piece of
+/// `piece_len` bytes handed to `arrived` as soon as it is whole. True when the stream held
+/// exactly those bytes; false on any error, early end or trailing data (where
+/// [`decompress_if_gzip`] and [`parse_images`] give the precise error).
+#[cfg(feature = "gz")]
+pub fn inflate_images_in_pieces<'a>(
+    gz: &[u8],
+    pixels: &'a mut [u8],
+    piece_len: usize,
+    mut arrived: impl FnMut(&'a [u8]),
+) -> bool {
+    use std::io::Read;
+    let mut decoder = flate2::read::MultiGzDecoder::new(gz);
+    if decoder.read_exact(&mut [0u8; IMAGES_HEADER_LEN]).is_err() {
+        return false;
+    }
+    // Called with `pixels` itself (not a reborrow), so the pieces live as long as it does.
+    for piece in <[u8]>::chunks_mut(pixels, piece_len.max(1)) {
+        if decoder.read_exact(piece).is_err() {
+            return false;
+        }
+        arrived(piece);
+    }
+    matches!(decoder.read(&mut [0u8; 1]), Ok(0))
+}
+
+/// The first `len` inflated bytes of a gzip stream, if it has that many.
+#[cfg(feature = "gz")]
+pub fn decompress_prefix(gz: &[u8], len: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut prefix = vec![0u8; len];
+    flate2::read::MultiGzDecoder::new(gz)
+        .read_exact(&mut prefix)
+        .ok()?;
+    Some(prefix)
+}
+
+/// Without the `gz` feature nothing inflates.
+#[cfg(not(feature = "gz"))]
+pub fn decompress_prefix(_gz: &[u8], _len: usize) -> Option<Vec<u8>> {
+    None
+}
+
 /// Returns the file's contents, inflated if it starts with the gzip magic (whatever its name).
 ///
 /// The output grows with the data actually inflated: a header that claims a huge size

@@ -21,8 +21,8 @@ pub const FILE_NAMES: [&str; 4] = [
 ];
 
 /// Labelled images kept as u8 pixels (row-major, `len() x PIXELS`); converted to f32 only
-/// batch by batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// batch by batch. Equal when their pixels and labels are.
+#[derive(Debug, Clone, Eq)]
 pub struct Dataset {
     // The whole decompressed images file; the pixels start after its header, so loading
     // copies nothing.
@@ -97,16 +97,10 @@ impl Dataset {
 
     /// Reads an images file and a labels file from disk.
     pub fn load(images_path: &Path, labels_path: &Path) -> Result<Self, IdxError> {
-        let read = |path: &Path| {
-            super::buffer::read_file(path).map_err(|e| IdxError {
-                path: path.to_path_buf(),
-                kind: IdxErrorKind::Io(e.to_string()),
-            })
-        };
         Self::from_idx(
-            read(images_path)?,
+            read_idx_file(images_path)?,
             images_path,
-            read(labels_path)?,
+            read_idx_file(labels_path)?,
             labels_path,
         )
     }
@@ -143,6 +137,13 @@ impl Dataset {
             self.pixels()[..n * PIXELS].to_vec(),
             self.labels[..n].to_vec(),
         )
+    }
+}
+
+impl PartialEq for Dataset {
+    /// Whether the pixels and labels are equal (however the file's header was kept).
+    fn eq(&self, other: &Self) -> bool {
+        self.pixels() == other.pixels() && self.labels == other.labels
     }
 }
 
@@ -194,6 +195,11 @@ impl Mnist {
     /// Loads the four files from `dir`, decoding them in parallel (inflating the training
     /// images dominates the load time).
     pub fn load(dir: &Path) -> Result<Mnist, DataError> {
+        Self::open(dir)?.load()
+    }
+
+    /// Reads the four files from `dir` without decoding them yet: see [`PendingMnist`].
+    pub fn open(dir: &Path) -> Result<PendingMnist, DataError> {
         let paths: Vec<PathBuf> = FILE_NAMES
             .iter()
             .map(|name| {
@@ -202,17 +208,254 @@ impl Mnist {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let (train, test) = std::thread::scope(|s| {
-            let test = s.spawn(|| Dataset::load(&paths[2], &paths[3]));
-            let train = Dataset::load(&paths[0], &paths[1]);
-            (
-                train,
-                test.join().expect("the test-set loader does not panic"),
-            )
+        let files = paths
+            .iter()
+            .map(|path| read_idx_file(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let arriving_labels = labels_if_images_can_arrive(&files[0], &files[1]);
+        Ok(PendingMnist {
+            paths,
+            files,
+            arriving_labels,
+        })
+    }
+}
+
+fn read_idx_file(path: &Path) -> Result<Vec<u8>, IdxError> {
+    super::buffer::read_file(path).map_err(|e| IdxError {
+        path: path.to_path_buf(),
+        kind: IdxErrorKind::Io(e.to_string()),
+    })
+}
+
+/// The training labels, when the images can be handed out as they inflate: a gzip'd
+/// images file whose header describes 28x28 images, as many as the labels file (valid)
+/// holds. Anything else loads whole, through [`Dataset::from_idx`] and its errors.
+fn labels_if_images_can_arrive(images: &[u8], labels: &[u8]) -> Option<Vec<u8>> {
+    if !cfg!(feature = "gz") || !images.starts_with(&idx::GZIP_MAGIC) {
+        return None;
+    }
+    let header = idx::decompress_prefix(images, idx::IMAGES_HEADER_LEN)?;
+    let [count, rows, cols] = idx::images_header(&header)?;
+    let labels = idx::decompress_if_gzip(labels.to_vec()).ok()?;
+    let labels = idx::parse_labels(&labels, CLASSES).ok()?;
+    ((rows, cols) == (SIDE, SIDE) && labels.len() == count).then(|| labels.to_vec())
+}
+
+/// The four MNIST files, read but not yet decoded, from [`Mnist::open`].
+///
+/// [`PendingMnist::load_while`] inflates the training images on a thread of their own and
+/// hands them out in file order as they arrive, so that a run taking its batches in that
+/// order can start long before the 47 MB are inflated; [`PendingMnist::load`] just waits.
+#[derive(Debug)]
+pub struct PendingMnist {
+    paths: Vec<PathBuf>,
+    files: Vec<Vec<u8>>,
+    arriving_labels: Option<Vec<u8>>,
+}
+
+impl PendingMnist {
+    /// Number of training examples, when the images will arrive while they inflate (the
+    /// files are gzip'd, and their headers and the training labels are sound); `None` when
+    /// [`PendingMnist::load_while`] can only hand them out once all are loaded.
+    pub fn train_len(&self) -> Option<usize> {
+        self.arriving_labels.as_ref().map(Vec::len)
+    }
+
+    /// Decodes everything (the training images on a thread of their own, the rest here).
+    pub fn load(self) -> Result<Mnist, DataError> {
+        Ok(self.load_while(1, |_, _| ())?.0)
+    }
+
+    /// Decodes everything, running `work` as soon as the test set is decoded, while the
+    /// training images still inflate: [`Arriving::rows`] hands them out in pieces of
+    /// `rows_per_piece` examples as they arrive. Returns the data, whole, with the result
+    /// of `work`.
+    ///
+    /// The errors are those of [`Mnist::load`] (the images that already arrived were
+    /// sound, but a file corrupt further on still fails). When the test set does not load,
+    /// `work` is not run.
+    pub fn load_while<R>(
+        self,
+        rows_per_piece: usize,
+        work: impl FnOnce(&mut Arriving<'_>, &Dataset) -> R,
+    ) -> Result<(Mnist, R), DataError> {
+        let PendingMnist {
+            paths,
+            files,
+            arriving_labels,
+        } = self;
+        let [train_images, train_labels, test_images, test_labels]: [Vec<u8>; 4] =
+            files.try_into().expect("four files were read");
+        let labels = arriving_labels.unwrap_or_default();
+        let mut pixels = match labels.len() {
+            0 => Vec::new(),
+            count => super::buffer::large_zeroed(count * PIXELS),
+        };
+        let rows_per_piece = rows_per_piece.max(1);
+        let (inflated, test, result) = std::thread::scope(|s| {
+            let (arrive, arrivals) = std::sync::mpsc::channel();
+            let inflating = (!labels.is_empty()).then(|| {
+                let (gz, out) = (&train_images[..], pixels.as_mut_slice());
+                s.spawn(move || {
+                    inflate_arriving(gz, out, rows_per_piece * PIXELS, |piece| {
+                        // A `work` that has returned no longer listens; inflating goes on.
+                        let _ = arrive.send(piece);
+                    })
+                })
+            });
+            let test = Dataset::from_idx(test_images, &paths[2], test_labels, &paths[3]);
+            let result = test.as_ref().ok().map(|test| {
+                let mut arriving = Arriving {
+                    arrivals,
+                    pieces: Vec::new(),
+                    rows_per_piece,
+                    labels: &labels,
+                };
+                work(&mut arriving, test)
+            });
+            let inflated = inflating
+                .is_some_and(|thread| thread.join().expect("the inflating thread does not panic"));
+            (inflated, test, result)
         });
-        Ok(Mnist {
+        let train = if inflated {
+            Ok(Dataset {
+                image_bytes: pixels,
+                pixels_at: 0,
+                labels,
+            })
+        } else {
+            // Not gzip, or something wrong in the stream: the whole-file path decodes it and
+            // names the exact fault.
+            Dataset::from_idx(train_images, &paths[0], train_labels, &paths[1])
+        };
+        let mnist = Mnist {
             train: train?,
             test: test?,
+        };
+        Ok((mnist, result.expect("work ran: the test set loaded")))
+    }
+}
+
+#[cfg(feature = "gz")]
+fn inflate_arriving<'a>(
+    gz: &[u8],
+    pixels: &'a mut [u8],
+    piece_len: usize,
+    arrived: impl FnMut(&'a [u8]),
+) -> bool {
+    idx::inflate_images_in_pieces(gz, pixels, piece_len, arrived)
+}
+
+#[cfg(not(feature = "gz"))]
+fn inflate_arriving<'a>(
+    _gz: &[u8],
+    _pixels: &'a mut [u8],
+    _piece_len: usize,
+    _arrived: impl FnMut(&'a [u8]),
+) -> bool {
+    false
+}
+
+/// Examples `first..first + len` of a dataset, borrowed: what a training step reads.
+/// Examples keep their dataset's numbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rows<'a> {
+    first: usize,
+    pixels: &'a [u8],
+    labels: &'a [u8],
+}
+
+impl<'a> Rows<'a> {
+    /// The number of the first example.
+    pub fn first(&self) -> usize {
+        self.first
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The pixels of example `i` (numbered as in the whole dataset).
+    ///
+    /// # Panics
+    /// If example `i` is not among these.
+    pub fn image(&self, i: usize) -> &'a [u8] {
+        let at = self.position(i);
+        &self.pixels[at * PIXELS..(at + 1) * PIXELS]
+    }
+
+    /// The label of example `i` (numbered as in the whole dataset).
+    ///
+    /// # Panics
+    /// If example `i` is not among these.
+    pub fn label(&self, i: usize) -> u8 {
+        self.labels[self.position(i)]
+    }
+
+    fn position(&self, i: usize) -> usize {
+        match i.checked_sub(self.first) {
+            Some(at) if at < self.len() => at,
+            _ => panic!(
+                "example {i} is not among examples {}..{}",
+                self.first,
+                self.first + self.len()
+            ),
+        }
+    }
+}
+
+impl<'a> From<&'a Dataset> for Rows<'a> {
+    fn from(data: &'a Dataset) -> Self {
+        Rows {
+            first: 0,
+            pixels: data.pixels(),
+            labels: data.labels(),
+        }
+    }
+}
+
+/// Training examples handed out as they are inflated ([`PendingMnist::load_while`]).
+#[derive(Debug)]
+pub struct Arriving<'a> {
+    arrivals: std::sync::mpsc::Receiver<&'a [u8]>,
+    pieces: Vec<&'a [u8]>,
+    rows_per_piece: usize,
+    labels: &'a [u8],
+}
+
+impl<'a> Arriving<'a> {
+    /// Whether every example has arrived (the whole data then comes from `load_while`).
+    pub fn all_arrived(&mut self) -> bool {
+        while let Ok(piece) = self.arrivals.try_recv() {
+            self.pieces.push(piece);
+        }
+        self.pieces.len() * self.rows_per_piece >= self.labels.len()
+    }
+
+    /// Examples `range`, waiting until they are inflated. `None` when they do not all lie
+    /// in one piece (pieces hold `rows_per_piece` examples, the last one fewer), lie beyond
+    /// the data, or inflating stopped before them (the error comes from `load_while`).
+    pub fn rows(&mut self, range: std::ops::Range<usize>) -> Option<Rows<'a>> {
+        let piece = range.start / self.rows_per_piece;
+        let last = range.end.checked_sub(1)? / self.rows_per_piece;
+        if range.is_empty() || last != piece || range.end > self.labels.len() {
+            return None;
+        }
+        while self.pieces.len() <= piece {
+            self.pieces.push(self.arrivals.recv().ok()?);
+        }
+        let at = range.start - piece * self.rows_per_piece;
+        Some(Rows {
+            first: range.start,
+            pixels: &self.pieces[piece][at * PIXELS..(at + range.len()) * PIXELS],
+            labels: &self.labels[range],
         })
     }
 }

@@ -6,4 +6,7 @@ pub mod idx;
 pub mod mnist;
 
 pub use batch::{BatchOrder, Batcher};
-pub use mnist::{locate_data_dir, Dataset, Mnist, CLASSES, FILE_NAMES, PIXELS, SIDE};
+pub use mnist::{
+    locate_data_dir, Arriving, Dataset, Mnist, PendingMnist, Rows, CLASSES, FILE_NAMES, PIXELS,
+    SIDE,
+};

@@ -12,11 +12,12 @@ pub mod run;
 pub use eval::{evaluate, EvalResult, Evaluator};
 pub use parallel::Pool;
 pub use run::{
-    observe_initial, run, EvalEvent, Observer, OnNan, RunConfig, RunSummary, Silent, TrainError,
+    observe_initial, run, run_while_loading, EvalEvent, Observer, OnNan, RunConfig, RunSummary,
+    Silent, TrainError,
 };
 
 use crate::data::batch::{gather, Batcher};
-use crate::data::{BatchOrder, Dataset, PIXELS};
+use crate::data::{BatchOrder, Rows, PIXELS};
 use crate::kernels;
 use crate::nn::{Input, Model, Workspace};
 use crate::optim::Optimizer;
@@ -198,12 +199,12 @@ impl Trainer {
     /// One update, refusing a non-finite loss (or one above [`DIVERGED_LOSS`]): with [`OnNan::Stop`] an error names the
     /// step and the parameters stay as they were; with [`OnNan::Skip`] the update is not
     /// applied and `None` is returned.
-    pub fn step_guarded(
+    pub fn step_guarded<'a>(
         &mut self,
-        data: &Dataset,
+        data: impl Into<Rows<'a>>,
         on_nan: OnNan,
     ) -> Result<Option<StepStats>, TrainError> {
-        let stats = self.compute_gradients(data);
+        let stats = self.compute_gradients(data.into());
         if stats.loss.is_finite() && stats.loss <= DIVERGED_LOSS {
             self.apply_gradients();
             return Ok(Some(stats));
@@ -222,13 +223,24 @@ impl Trainer {
 
     /// One update on the next batch of `data`: forward, loss, backward per shard (in
     /// parallel), gradients summed in shard order, one optimiser step.
-    pub fn step(&mut self, data: &Dataset) -> StepStats {
-        let stats = self.compute_gradients(data);
+    ///
+    /// # Panics
+    /// If `data` does not hold the batch's examples (a whole [`Dataset`](crate::data::Dataset)
+    /// always does; for a part, see [`Trainer::next_rows`]).
+    pub fn step<'a>(&mut self, data: impl Into<Rows<'a>>) -> StepStats {
+        let stats = self.compute_gradients(data.into());
         self.apply_gradients();
         stats
     }
 
-    fn compute_gradients(&mut self, data: &Dataset) -> StepStats {
+    /// The examples the next step reads, when they are one contiguous run (batches in file
+    /// order, short of an epoch's end): a step can then take just those
+    /// [`Rows`], for instance while the rest of the data is still loading.
+    pub fn next_rows(&self) -> Option<std::ops::Range<usize>> {
+        self.batcher.next_range(self.batch)
+    }
+
+    fn compute_gradients(&mut self, data: Rows<'_>) -> StepStats {
         for shard in &mut self.shards {
             self.batcher.next_indices(&mut shard.indices);
         }

@@ -1,7 +1,8 @@
 //! A whole training run: steps, periodic evaluation, a divergence guard, observers.
 
 use super::{EvalResult, Evaluator, StepStats, Trainer};
-use crate::data::Mnist;
+use crate::data::{Dataset, Mnist, PendingMnist, Rows};
+use crate::error::DataError;
 use crate::nn::Model;
 
 /// What to do when a step's loss is NaN or infinite.
@@ -37,6 +38,9 @@ pub enum TrainError {
         /// The loss seen.
         loss: f64,
     },
+    /// The data did not load ([`run_while_loading`]).
+    #[error(transparent)]
+    Data(#[from] DataError),
     /// An observer (logging, checkpoints) failed.
     #[error("{0}")]
     Observer(String),
@@ -145,60 +149,155 @@ pub fn run(
     evaluator: &mut Evaluator,
     observer: &mut (dyn Observer + Send),
 ) -> Result<RunSummary, TrainError> {
-    trainer.in_pool(|trainer| run_here(trainer, mnist, config, evaluator, observer))
+    trainer.in_pool(|trainer| {
+        let progress = Progress::default();
+        run_rest(progress, trainer, mnist, config, evaluator, observer)
+    })
 }
 
-fn run_here(
+/// The rest of a run from `progress`, on the whole data.
+fn run_rest(
+    mut progress: Progress,
     trainer: &mut Trainer,
     mnist: &Mnist,
     config: &RunConfig,
     evaluator: &mut Evaluator,
     observer: &mut (dyn Observer + Send),
 ) -> Result<RunSummary, TrainError> {
-    let mut history = Vec::new();
-    let (mut loss_sum, mut correct, mut seen, mut skipped) = (0.0f64, 0usize, 0usize, 0u64);
-    let mut last_eval = None;
     while trainer.steps_done() < config.steps {
-        let stats = trainer.step_guarded(&mnist.train, config.on_nan)?;
-        match stats {
+        let ctx = Context {
+            test: &mnist.test,
+            config,
+            evaluator: &mut *evaluator,
+            observer: &mut *observer,
+        };
+        progress.step(trainer, (&mnist.train).into(), ctx)?;
+    }
+    Ok(progress.finish(trainer, &mnist.test, evaluator))
+}
+
+/// [`run`] on data still loading: the steps start on the first batches of training images
+/// while the rest are inflated on another thread, instead of after. Returns the data, once
+/// whole, with the summary; the trained weights, the history and the observers' calls are
+/// exactly [`run`]'s.
+///
+/// Only batches in file order ([`BatchOrder::Sequential`](crate::data::BatchOrder)) can
+/// start early; with others the run starts once the data is loaded. Evaluations run on
+/// the trainer's threads.
+pub fn run_while_loading(
+    trainer: &mut Trainer,
+    data: PendingMnist,
+    config: &RunConfig,
+    observer: &mut (dyn Observer + Send),
+) -> Result<(Mnist, RunSummary), TrainError> {
+    // Pieces of whole batches (about 1,000 examples, 0.8 MB), so no batch straddles two.
+    let batch = trainer.batch_size();
+    let rows_per_piece = batch * 1000usize.div_ceil(batch);
+    let mut progress = Progress::default();
+    let (mnist, early) = data.load_while(rows_per_piece, |arriving, test| {
+        let mut evaluator =
+            Evaluator::with_pool(trainer.model(), test.len(), trainer.pool().clone());
+        let steps = trainer.in_pool(|trainer| {
+            // Once all have arrived, the whole data is a join away.
+            while trainer.steps_done() < config.steps && !arriving.all_arrived() {
+                let Some(rows) = trainer.next_rows().and_then(|r| arriving.rows(r)) else {
+                    break;
+                };
+                let ctx = Context {
+                    test,
+                    config,
+                    evaluator: &mut evaluator,
+                    observer: &mut *observer,
+                };
+                progress.step(trainer, rows, ctx)?;
+            }
+            Ok::<_, TrainError>(())
+        });
+        steps.map(|()| evaluator)
+    })?;
+    let mut evaluator = early?;
+    let summary = trainer
+        .in_pool(|trainer| run_rest(progress, trainer, &mnist, config, &mut evaluator, observer))?;
+    Ok((mnist, summary))
+}
+
+/// What a step needs besides its training examples.
+struct Context<'a, 'o> {
+    test: &'a Dataset,
+    config: &'a RunConfig,
+    evaluator: &'a mut Evaluator,
+    observer: &'a mut (dyn Observer + Send + 'o),
+}
+
+/// Where a run stands between steps.
+#[derive(Debug, Default)]
+struct Progress {
+    history: Vec<(u64, f64, f64)>,
+    /// Training loss summed, examples right and seen since the last evaluation.
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    skipped: u64,
+    last_eval: Option<EvalResult>,
+}
+
+impl Progress {
+    /// One update on `rows`, then the evaluation on the test set if one is due.
+    fn step(
+        &mut self,
+        trainer: &mut Trainer,
+        rows: Rows<'_>,
+        ctx: Context<'_, '_>,
+    ) -> Result<(), TrainError> {
+        let Context {
+            test: test_set,
+            config,
+            evaluator,
+            observer,
+        } = ctx;
+        match trainer.step_guarded(rows, config.on_nan)? {
             Some(stats) => {
-                loss_sum += stats.loss;
-                correct += stats.correct;
-                seen += trainer.batch_size();
+                self.loss_sum += stats.loss;
+                self.correct += stats.correct;
+                self.seen += trainer.batch_size();
                 observer
                     .on_step(trainer, &stats)
                     .map_err(TrainError::Observer)?;
             }
-            None => skipped += 1,
+            None => self.skipped += 1,
         }
         let step = trainer.steps_done();
         let due = config.eval_every > 0 && step % config.eval_every == 0;
         if due || step == config.steps {
-            let test = evaluator.evaluate(trainer.model(), &mnist.test);
-            let batches = (seen / trainer.batch_size()).max(1);
+            let test = evaluator.evaluate(trainer.model(), test_set);
+            let batches = (self.seen / trainer.batch_size()).max(1);
             let event = EvalEvent {
                 step,
                 model: trainer.model(),
-                train_loss: loss_sum / batches as f64,
-                train_accuracy: correct as f64 / seen.max(1) as f64,
+                train_loss: self.loss_sum / batches as f64,
+                train_accuracy: self.correct as f64 / self.seen.max(1) as f64,
                 test: &test,
-                test_logits: evaluator.logits(mnist.test.len()),
+                test_logits: evaluator.logits(test_set.len()),
             };
             if due {
-                history.push((step, test.loss, test.accuracy));
+                self.history.push((step, test.loss, test.accuracy));
             }
             observer.on_eval(&event).map_err(TrainError::Observer)?;
-            (loss_sum, correct, seen) = (0.0, 0, 0);
-            last_eval = Some(test);
+            (self.loss_sum, self.correct, self.seen) = (0.0, 0, 0);
+            self.last_eval = Some(test);
+        }
+        Ok(())
+    }
+
+    fn finish(self, trainer: &Trainer, test: &Dataset, evaluator: &mut Evaluator) -> RunSummary {
+        let test = match self.last_eval {
+            Some(t) => t,
+            None => evaluator.evaluate(trainer.model(), test),
+        };
+        RunSummary {
+            test,
+            history: self.history,
+            skipped: self.skipped,
         }
     }
-    let test = match last_eval {
-        Some(t) => t,
-        None => evaluator.evaluate(trainer.model(), &mnist.test),
-    };
-    Ok(RunSummary {
-        test,
-        history,
-        skipped,
-    })
 }

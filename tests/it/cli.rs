@@ -1,11 +1,11 @@
 //! The `softnet` binary on bad input: each case, its exit code (2 usage, 1 runtime) and the
 //! key part of its error message. No case may panic, hang or succeed.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::common::synthetic;
+pub use crate::common::{gzip, idx_images, idx_labels};
 
 /// The built binary.
 pub fn softnet() -> Command {
@@ -15,7 +15,6 @@ pub fn softnet() -> Command {
     cmd
 }
 
-/// IDX images file bytes (magic 0x803) of `count` 28x28 images.
 /// Runs `cmd` and returns its output, failing the test with its stderr if it failed.
 pub fn run_ok(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().expect("the command starts");
@@ -25,23 +24,6 @@ pub fn run_ok(cmd: &mut Command) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-pub fn idx_images(pixels: &[u8], count: u32) -> Vec<u8> {
-    let mut f = vec![0, 0, 8, 3];
-    for d in [count, 28, 28] {
-        f.extend_from_slice(&d.to_be_bytes());
-    }
-    f.extend_from_slice(pixels);
-    f
-}
-
-/// IDX labels file bytes (magic 0x801).
-pub fn idx_labels(labels: &[u8]) -> Vec<u8> {
-    let mut f = vec![0, 0, 8, 1];
-    f.extend_from_slice(&(labels.len() as u32).to_be_bytes());
-    f.extend_from_slice(labels);
-    f
 }
 
 /// The four raw IDX files of a small learnable dataset (`train` + `test` examples) in `dir`.
@@ -60,12 +42,6 @@ pub fn write_data_dir(dir: &Path, train: usize, test: usize) {
         )
         .unwrap();
     }
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
 }
 
 fn run(cmd: &mut Command) -> (i32, String) {

@@ -54,3 +54,30 @@ pub fn synthetic(n: usize, seed: u64) -> Dataset {
 pub fn npy(path: &std::path::Path) -> softnet::io::npy::NpyArray {
     softnet::io::npy::read_npy(path).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// IDX images file bytes (magic 0x803) of `count` 28x28 images.
+pub fn idx_images(pixels: &[u8], count: u32) -> Vec<u8> {
+    let mut f = vec![0, 0, 8, 3];
+    for d in [count, 28, 28] {
+        f.extend_from_slice(&d.to_be_bytes());
+    }
+    f.extend_from_slice(pixels);
+    f
+}
+
+/// IDX labels file bytes (magic 0x801).
+pub fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut f = vec![0, 0, 8, 1];
+    f.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+    f.extend_from_slice(labels);
+    f
+}
+
+/// `bytes` gzip'd (fast level).
+#[cfg(feature = "gz")]
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}

@@ -1,10 +1,11 @@
 //! Malformed IDX inputs: each gives its own typed error naming the file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use softnet::data::{locate_data_dir, Dataset, Mnist};
 use softnet::error::{DataError, IdxErrorKind};
+
+use crate::common::gzip as gz;
 
 fn images(count: u32, data: usize) -> Vec<u8> {
     let mut f = vec![0, 0, 8, 3];
@@ -20,12 +21,6 @@ fn labels(values: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&(values.len() as u32).to_be_bytes());
     f.extend_from_slice(values);
     f
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
 }
 
 fn load(img: Vec<u8>, lab: Vec<u8>) -> Result<Dataset, softnet::error::IdxError> {

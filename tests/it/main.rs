@@ -1,5 +1,7 @@
 //! Integration tests, one binary (see STYLE.md): modules by subject.
 
+#[cfg(feature = "gz")]
+mod arriving;
 #[cfg(feature = "cli")]
 mod cli;
 mod common;

@@ -71,12 +71,18 @@ pub struct DataArgs {
 impl DataArgs {
     /// Loads the dataset from the folder these flags point to.
     pub fn load(&self) -> anyhow::Result<softnet::data::Mnist> {
+        Ok(self.open()?.load()?)
+    }
+
+    /// Reads the four files from the folder these flags point to, leaving the decoding to
+    /// the caller (see [`softnet::data::PendingMnist`]).
+    pub fn open(&self) -> anyhow::Result<softnet::data::PendingMnist> {
         let dir = softnet::data::locate_data_dir(self.data.as_deref())?;
         #[cfg(feature = "download")]
         if self.verify {
             softnet::download::verify_dir(&dir)?;
         }
-        Ok(softnet::data::Mnist::load(&dir)?)
+        Ok(softnet::data::Mnist::open(&dir)?)
     }
 }
 

@@ -272,12 +272,28 @@ fn load_init(model: &mut Model, dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The data of a run: loaded, or with the training images still to inflate while it trains.
+enum Data {
+    Loaded(softnet::data::Mnist),
+    Arriving(softnet::data::PendingMnist),
+}
+
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     if let Some(path) = &args.save {
         check_writable(path)?;
     }
-    let mnist = args.data.load()?;
+    let pending = args.data.open()?;
+    // Batches in file order can start while the training images inflate; otherwise (and
+    // when the TensorBoard logs need the training set from step 0) everything loads first.
+    let overlapped = matches!(args.order, Order::Sequential) && args.logdir.is_none();
+    let (train_len, data) = match pending.train_len() {
+        Some(len) if overlapped => (len, Data::Arriving(pending)),
+        _ => {
+            let mnist = pending.load()?;
+            (mnist.train.len(), Data::Loaded(mnist))
+        }
+    };
     let loaded = started.elapsed();
     let model = build_model(&args)?;
     let kind = match args.optimizer {
@@ -292,7 +308,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         },
     };
     let steps = match args.epochs {
-        Some(e) => (e * mnist.train.len() as u64).div_ceil(args.batch as u64),
+        Some(e) => (e * train_len as u64).div_ceil(args.batch as u64),
         None => args.steps,
     };
     let mut optimizer = Optimizer::new(kind, args.lr, model.params().len());
@@ -309,16 +325,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         Order::Sequential => BatchOrder::Sequential,
         Order::Shuffle => BatchOrder::Shuffle { seed: args.seed },
     };
-    let mut trainer = Trainer::new(
-        model,
-        optimizer,
-        mnist.train.len(),
-        args.batch,
-        order,
-        args.threads,
-    );
-    let mut evaluator =
-        Evaluator::with_pool(trainer.model(), mnist.test.len(), trainer.pool().clone());
+    let mut trainer = Trainer::new(model, optimizer, train_len, args.batch, order, args.threads);
     let checkpointer = checkpoints(&args, &mut trainer, steps)?;
     let bar = if std::io::stderr().is_terminal() && !args.quiet {
         let bar = indicatif::ProgressBar::new(steps);
@@ -352,29 +359,48 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let train_started = Instant::now();
     observers.0.bar.set_position(trainer.steps_done());
-    if observers.1.is_some() {
-        // The logs start from the initial weights, as the tutorial's do.
-        softnet::train::observe_initial(&trainer, &mnist, &mut evaluator, &mut observers)?;
-    }
-    let mut observer = softnet::io::checkpoint::Checkpointed {
-        inner: &mut observers,
-        checkpointer,
+    let timing = match data {
+        Data::Loaded(_) => "load {load} s, train+eval {train} s",
+        Data::Arriving(_) => {
+            "files read in {load} s, then inflating overlapped with train+eval: {train} s"
+        }
     };
-    let summary =
-        softnet::train::run(&mut trainer, &mnist, &config, &mut evaluator, &mut observer)?;
+    let summary = match data {
+        Data::Loaded(mnist) => {
+            let mut evaluator =
+                Evaluator::with_pool(trainer.model(), mnist.test.len(), trainer.pool().clone());
+            if observers.1.is_some() {
+                // The logs start from the initial weights, as the tutorial's do.
+                softnet::train::observe_initial(&trainer, &mnist, &mut evaluator, &mut observers)?;
+            }
+            let mut observer = softnet::io::checkpoint::Checkpointed {
+                inner: &mut observers,
+                checkpointer,
+            };
+            softnet::train::run(&mut trainer, &mnist, &config, &mut evaluator, &mut observer)?
+        }
+        Data::Arriving(pending) => {
+            let mut observer = softnet::io::checkpoint::Checkpointed {
+                inner: &mut observers,
+                checkpointer,
+            };
+            softnet::train::run_while_loading(&mut trainer, pending, &config, &mut observer)?.1
+        }
+    };
     let trained = train_started.elapsed();
     observers.0.bar.finish_and_clear();
     println!("Accuracy: {:.4}", summary.test.accuracy);
     if !args.quiet {
         eprintln!(
-            "{} ({} parameters), {} updates of {} on {} thread(s): load {:.3} s, train+eval {:.3} s",
+            "{} ({} parameters), {} updates of {} on {} thread(s): {}",
             trainer.model().architecture().describe(),
             trainer.model().params().len(),
             steps,
             args.batch,
             trainer.threads(),
-            loaded.as_secs_f64(),
-            trained.as_secs_f64()
+            timing
+                .replace("{load}", &format!("{:.3}", loaded.as_secs_f64()))
+                .replace("{train}", &format!("{:.3}", trained.as_secs_f64()))
         );
     }
     if let Some(path) = &args.save {
