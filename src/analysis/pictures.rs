@@ -1,5 +1,5 @@
 //! Pictures of a model and a dataset, and the one-page HTML report: the glue between
-//! [`inspect`](super::inspect) (which runs the model) and [`render`](crate::render) (which
+//! [`inspect`] (which runs the model) and [`render`](crate::render) (which
 //! draws slices). Each `softnet` picture subcommand is one call here.
 
 use thiserror::Error;

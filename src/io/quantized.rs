@@ -5,7 +5,7 @@
 //! | tensor | dtype | shape | meaning |
 //! |---|---|---|---|
 //! | `<weight path>` (`variables/Weight`, `layer1/weight`, …) | I8 | `[fan_in, fan_out]` | `q[i][j] = round(w[i][j] / scale[j])`, in `-127..=127` |
-//! | `<weight path>_scale` | F32 | `[fan_out]` | `scale[j] = max_i |w[i][j]| / 127`, finite and > 0 |
+//! | `<weight path>_scale` | F32 | `[fan_out]` | `scale[j] = max_i \|w[i][j]\| / 127`, finite and > 0 |
 //! | `<bias path>` | F32 | `[fan_out]` | the bias, unquantized |
 //!
 //! The metadata holds [`QUANTIZATION_KEY`] = [`QUANTIZATION_INT8`] beside the architecture and

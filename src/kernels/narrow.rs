@@ -1,6 +1,6 @@
 //! Products with a narrow side of at most 16 columns (the 10 classes), without packing.
 //!
-//! For `x[rows, k]·W[k, 10]` the blocked [`gemm`](super::gemm) spends more time packing `x`
+//! For `x[rows, k]·W[k, 10]` the blocked [`gemm`](mod@super::gemm) spends more time packing `x`
 //! than multiplying: each input value meets only 10 weights. These kernels read the input
 //! where it lies (u8 pixels as exact `v / 255`, or f32), with no packing and no transposes,
 //! and each output is a plain left-to-right sum.
@@ -215,7 +215,7 @@ fn unit_lanes(v: u16x8) -> f32x8 {
     divide_by_255(f32x8::from_i32x8(i32x8::from_u16x8(v)))
 }
 
-/// Eight pixels as `value / 255` in f32 lanes (see [`divide_by_255`]).
+/// Eight pixels as `value / 255` in f32 lanes (see `divide_by_255`).
 #[inline(always)]
 pub fn pixels_to_unit8(bytes: &[u8]) -> f32x8 {
     let mut lanes = [0u8; 16];
@@ -224,7 +224,7 @@ pub fn pixels_to_unit8(bytes: &[u8]) -> f32x8 {
 }
 
 /// Converts u8 pixels to `value / 255` in f32 (the same values as
-/// [`PIXEL_TO_UNIT`](crate::data::batch::PIXEL_TO_UNIT)), eight at a time.
+/// [`PIXEL_TO_UNIT`]), eight at a time.
 pub fn pixels_to_unit(pixels: &[u8], out: &mut [f32]) {
     assert_eq!(pixels.len(), out.len(), "pixel and output lengths differ");
     let mut oc = out.chunks_exact_mut(16);

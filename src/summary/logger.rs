@@ -126,7 +126,7 @@ impl TensorBoardLogger {
     }
 
     /// Draws the first 2-D parameter in `params` (the first layer's weight, `[pixels, units]`)
-    /// as greyscale images, one per column (the first [`MAX_WEIGHT_IMAGES`]), into the train run
+    /// as greyscale images, one per column (the first `MAX_WEIGHT_IMAGES`, 10), into the train run
     /// under `<path>/images/image/<k>`; each column is scaled from its min..max to 0..255
     /// (a constant column is mid-grey). The row count must be a square (784 = 28x28).
     /// Does nothing if no parameter is 2-D. Flushes the train run.
