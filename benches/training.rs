@@ -1,20 +1,24 @@
 //! Training and inference on real MNIST when `../shared` (or `$MNIST_DIR`) has it, else on
-//! synthetic data of the same shape: one step, the full reference run, single-image latency.
+//! synthetic data of the same shape: one step, the full reference run, single-image latency;
+//! and, on real MNIST only, loading the gzip'd files and the reference run started from them.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use softnet::data::{BatchOrder, Dataset, Mnist, PIXELS};
 use softnet::nn::{Architecture, Input, Model, Workspace};
 use softnet::optim::Optimizer;
-use softnet::train::{run, Evaluator, RunConfig, Silent, Trainer};
+use softnet::train::{run, run_while_loading, Evaluator, RunConfig, Silent, Trainer};
 use std::hint::black_box;
 
-fn mnist() -> Mnist {
-    let dir = std::env::var_os("MNIST_DIR")
+fn mnist_dir() -> std::path::PathBuf {
+    std::env::var_os("MNIST_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist")
-        });
-    Mnist::load(&dir).unwrap_or_else(|_| {
+        })
+}
+
+fn mnist() -> Mnist {
+    Mnist::load(&mnist_dir()).unwrap_or_else(|_| {
         let synth = |n: usize| {
             let pixels = (0..n * PIXELS).map(|i| (i * 7 % 256) as u8).collect();
             Dataset::new(pixels, (0..n).map(|i| (i % 10) as u8).collect())
@@ -82,6 +86,45 @@ fn reference_run(c: &mut Criterion) {
     group.finish();
 }
 
+/// From the gzip'd files: loading them, and the reference run started while they load (what
+/// `softnet train --order sequential` does). Real MNIST only.
+fn from_files(c: &mut Criterion) {
+    let dir = mnist_dir();
+    if Mnist::open(&dir).is_err() {
+        eprintln!("from files: no MNIST files in {}, skipped", dir.display());
+        return;
+    }
+    let mut group = c.benchmark_group("from the gz files");
+    group.sample_size(10);
+    group.bench_function("load all four", |b| {
+        b.iter(|| black_box(Mnist::load(&dir).unwrap().train.len()))
+    });
+    group.bench_function("reference run started while loading", |b| {
+        b.iter(|| {
+            let pending = Mnist::open(&dir).unwrap();
+            let mut trainer = Trainer::new(
+                Model::softmax_regression(),
+                Optimizer::sgd(0.1),
+                pending
+                    .train_len()
+                    .expect("gzip'd files arrive as they inflate"),
+                100,
+                BatchOrder::Sequential,
+                None,
+            );
+            let config = RunConfig {
+                steps: 2000,
+                eval_every: 100,
+                on_nan: Default::default(),
+            };
+            let (_, summary) =
+                run_while_loading(&mut trainer, pending, &config, &mut Silent).unwrap();
+            black_box(summary.test.correct)
+        })
+    });
+    group.finish();
+}
+
 fn inference(c: &mut Criterion) {
     let data = mnist();
     let mut group = c.benchmark_group("inference");
@@ -105,5 +148,5 @@ fn inference(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, steps, reference_run, inference);
+criterion_group!(benches, steps, reference_run, from_files, inference);
 criterion_main!(benches);

@@ -264,7 +264,9 @@ impl PendingMnist {
 
     /// Decodes everything (the training images on a thread of their own, the rest here).
     pub fn load(self) -> Result<Mnist, DataError> {
-        Ok(self.load_while(1, |_, _| ())?.0)
+        // One piece: nobody takes the images early, and every piece costs a call into the
+        // inflater and a message.
+        Ok(self.load_while(usize::MAX, |_, _| ())?.0)
     }
 
     /// Decodes everything, running `work` as soon as the test set is decoded, while the
@@ -298,7 +300,7 @@ impl PendingMnist {
             let inflating = (!labels.is_empty()).then(|| {
                 let (gz, out) = (&train_images[..], pixels.as_mut_slice());
                 s.spawn(move || {
-                    inflate_arriving(gz, out, rows_per_piece * PIXELS, |piece| {
+                    inflate_arriving(gz, out, rows_per_piece.saturating_mul(PIXELS), |piece| {
                         // A `work` that has returned no longer listens; inflating goes on.
                         let _ = arrive.send(piece);
                     })
