@@ -6,7 +6,7 @@ use std::path::Path;
 
 use softnet::data::{BatchOrder, Dataset, Mnist, FILE_NAMES, PIXELS};
 use softnet::nn::Model;
-use softnet::optim::Optimizer;
+use softnet::optim::{Optimizer, OptimizerKind};
 use softnet::train::{
     run, run_while_loading, EvalEvent, Evaluator, Observer, OnNan, RunConfig, StepStats, Trainer,
 };
@@ -203,4 +203,70 @@ fn the_reference_run_started_while_loading_is_the_reference_run() {
     };
     let accuracy = assert_same_as_loading_first(&dir, BatchOrder::Sequential, &config);
     assert!((accuracy - 0.9148).abs() <= 3e-4, "accuracy {accuracy}");
+}
+
+#[test]
+fn a_resumed_run_started_while_loading_continues_as_the_uninterrupted_run() {
+    // Real MNIST where it is (60 pieces, so the resumed run waits for the one it starts
+    // in), else a small synthetic set.
+    let temp = tempfile::tempdir().unwrap();
+    let real = shared_dir().join("data/mnist");
+    let dir = if real.is_dir() {
+        real
+    } else {
+        let (train, test) = (synthetic(2500, 7), synthetic(300, 8));
+        write_files(temp.path(), &gz(&images_file(&train)), &train, &test);
+        temp.path().to_path_buf()
+    };
+    let mnist = Mnist::load(&dir).unwrap();
+    let config = RunConfig {
+        steps: 70,
+        eval_every: 10,
+        on_nan: OnNan::Stop,
+    };
+    let trainer = || {
+        Trainer::new(
+            Model::softmax_regression(),
+            Optimizer::new(OptimizerKind::Momentum { momentum: 0.9 }, 0.05, 7850),
+            mnist.train.len(),
+            100,
+            BatchOrder::Sequential,
+            Some(2),
+        )
+    };
+    let mut straight = trainer();
+    for _ in 0..37 {
+        straight.step(&mnist.train);
+    }
+    // Resumed in the middle of a piece (example 3,700; of the second epoch, example 1,200,
+    // with the synthetic set), with momentum state.
+    let mut resumed = trainer();
+    resumed.restore(
+        straight.model().params(),
+        straight.optimizer().clone(),
+        straight.batch_position(),
+        straight.steps_done(),
+    );
+    let mut evaluator = Evaluator::new(straight.model(), mnist.test.len(), Some(2));
+    let straight_summary = run(
+        &mut straight,
+        &mnist,
+        &config,
+        &mut evaluator,
+        &mut Record::default(),
+    )
+    .unwrap();
+    let pending = Mnist::open(&dir).unwrap();
+    let (_, resumed_summary) =
+        run_while_loading(&mut resumed, pending, &config, &mut Record::default()).unwrap();
+    let bits = |t: &Trainer| {
+        t.model()
+            .params()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bits(&resumed), bits(&straight));
+    assert_eq!(resumed_summary.history, straight_summary.history);
+    assert_eq!(resumed_summary.history.first().map(|h| h.0), Some(40));
 }
