@@ -173,6 +173,17 @@ pub fn inflate_images_in_pieces<'a>(
     matches!(decoder.read(&mut [0u8; 1]), Ok(0))
 }
 
+/// Without the `gz` feature nothing inflates.
+#[cfg(not(feature = "gz"))]
+pub fn inflate_images_in_pieces<'a>(
+    _gz: &[u8],
+    _pixels: &'a mut [u8],
+    _piece_len: usize,
+    _arrived: impl FnMut(&'a [u8]),
+) -> bool {
+    false
+}
+
 /// The first `len` inflated bytes of a gzip stream, if it has that many.
 #[cfg(feature = "gz")]
 pub fn decompress_prefix(gz: &[u8], len: usize) -> Option<Vec<u8>> {

@@ -232,7 +232,7 @@ fn read_idx_file(path: &Path) -> Result<Vec<u8>, IdxError> {
 /// images file whose header describes 28x28 images, as many as the labels file (valid)
 /// holds. Anything else loads whole, through [`Dataset::from_idx`] and its errors.
 fn labels_if_images_can_arrive(images: &[u8], labels: &[u8]) -> Option<Vec<u8>> {
-    if !cfg!(feature = "gz") || !images.starts_with(&idx::GZIP_MAGIC) {
+    if !images.starts_with(&idx::GZIP_MAGIC) {
         return None;
     }
     let header = idx::decompress_prefix(images, idx::IMAGES_HEADER_LEN)?;
@@ -300,10 +300,15 @@ impl PendingMnist {
             let inflating = (!labels.is_empty()).then(|| {
                 let (gz, out) = (&train_images[..], pixels.as_mut_slice());
                 s.spawn(move || {
-                    inflate_arriving(gz, out, rows_per_piece.saturating_mul(PIXELS), |piece| {
-                        // A `work` that has returned no longer listens; inflating goes on.
-                        let _ = arrive.send(piece);
-                    })
+                    idx::inflate_images_in_pieces(
+                        gz,
+                        out,
+                        rows_per_piece.saturating_mul(PIXELS),
+                        |piece| {
+                            // A `work` that has returned no longer listens; inflating goes on.
+                            let _ = arrive.send(piece);
+                        },
+                    )
                 })
             });
             let test = Dataset::from_idx(test_images, &paths[2], test_labels, &paths[3]);
@@ -337,26 +342,6 @@ impl PendingMnist {
         };
         Ok((mnist, result.expect("work ran: the test set loaded")))
     }
-}
-
-#[cfg(feature = "gz")]
-fn inflate_arriving<'a>(
-    gz: &[u8],
-    pixels: &'a mut [u8],
-    piece_len: usize,
-    arrived: impl FnMut(&'a [u8]),
-) -> bool {
-    idx::inflate_images_in_pieces(gz, pixels, piece_len, arrived)
-}
-
-#[cfg(not(feature = "gz"))]
-fn inflate_arriving<'a>(
-    _gz: &[u8],
-    _pixels: &'a mut [u8],
-    _piece_len: usize,
-    _arrived: impl FnMut(&'a [u8]),
-) -> bool {
-    false
 }
 
 /// Examples `first..first + len` of a dataset, borrowed: what a training step reads.

@@ -11,7 +11,7 @@ use softnet::train::{
     run, run_while_loading, EvalEvent, Evaluator, Observer, OnNan, RunConfig, StepStats, Trainer,
 };
 
-use crate::common::{gzip as gz, idx_images, idx_labels, shared_dir, synthetic};
+use crate::common::{gzip as gz, idx_images, idx_labels, real_mnist_dir, synthetic};
 
 fn images_file(data: &Dataset) -> Vec<u8> {
     idx_images(data.pixels(), data.len() as u32)
@@ -116,6 +116,15 @@ fn damaged_training_images_fail_as_loading_them_whole_does() {
     assert!(failures >= cases.len() / 2, "only {failures} cases failed");
 }
 
+fn param_bits(trainer: &Trainer) -> Vec<u32> {
+    trainer
+        .model()
+        .params()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
 /// Every step's loss and every evaluation, as bits.
 #[derive(Debug, Default, PartialEq)]
 struct Record(Vec<(u64, u64)>);
@@ -157,14 +166,7 @@ fn assert_same_as_loading_first(dir: &Path, order: BatchOrder, config: &RunConfi
     let late_summary = run(&mut late, &mnist, config, &mut evaluator, &mut late_record).unwrap();
 
     assert_eq!(mnist.train, Mnist::load(dir).unwrap().train);
-    let bits = |t: &Trainer| {
-        t.model()
-            .params()
-            .iter()
-            .map(|v| v.to_bits())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(bits(&early), bits(&late));
+    assert_eq!(param_bits(&early), param_bits(&late));
     assert_eq!(early.steps_done(), config.steps);
     assert_eq!(early_summary.history, late_summary.history);
     assert_eq!(early_summary.test, late_summary.test);
@@ -191,11 +193,9 @@ fn a_run_started_while_loading_trains_what_a_run_after_loading_does() {
 
 #[test]
 fn the_reference_run_started_while_loading_is_the_reference_run() {
-    let dir = shared_dir().join("data/mnist");
-    if !dir.is_dir() {
-        eprintln!("skipping: {} is absent", dir.display());
+    let Some(dir) = real_mnist_dir() else {
         return;
-    }
+    };
     let config = RunConfig {
         steps: 2000,
         eval_every: 100,
@@ -210,14 +210,11 @@ fn a_resumed_run_started_while_loading_continues_as_the_uninterrupted_run() {
     // Real MNIST where it is (60 pieces, so the resumed run waits for the one it starts
     // in), else a small synthetic set.
     let temp = tempfile::tempdir().unwrap();
-    let real = shared_dir().join("data/mnist");
-    let dir = if real.is_dir() {
-        real
-    } else {
+    let dir = real_mnist_dir().unwrap_or_else(|| {
         let (train, test) = (synthetic(2500, 7), synthetic(300, 8));
         write_files(temp.path(), &gz(&images_file(&train)), &train, &test);
         temp.path().to_path_buf()
-    };
+    });
     let mnist = Mnist::load(&dir).unwrap();
     let config = RunConfig {
         steps: 70,
@@ -259,14 +256,7 @@ fn a_resumed_run_started_while_loading_continues_as_the_uninterrupted_run() {
     let pending = Mnist::open(&dir).unwrap();
     let (_, resumed_summary) =
         run_while_loading(&mut resumed, pending, &config, &mut Record::default()).unwrap();
-    let bits = |t: &Trainer| {
-        t.model()
-            .params()
-            .iter()
-            .map(|v| v.to_bits())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(bits(&resumed), bits(&straight));
+    assert_eq!(param_bits(&resumed), param_bits(&straight));
     assert_eq!(resumed_summary.history, straight_summary.history);
     assert_eq!(resumed_summary.history.first().map(|h| h.0), Some(40));
 }

@@ -9,13 +9,19 @@ pub fn shared_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
 }
 
-/// The real MNIST files, or None (with a note) where `../shared` is absent.
-pub fn real_mnist() -> Option<Mnist> {
+/// The folder of the real MNIST files, or None (with a note) where `../shared` is absent.
+pub fn real_mnist_dir() -> Option<PathBuf> {
     let dir = shared_dir().join("data/mnist");
     if !dir.is_dir() {
         eprintln!("skipping: {} is absent", dir.display());
         return None;
     }
+    Some(dir)
+}
+
+/// The real MNIST files, or None (with a note) where `../shared` is absent.
+pub fn real_mnist() -> Option<Mnist> {
+    let dir = real_mnist_dir()?;
     Some(Mnist::load(&dir).expect("the shared MNIST files load"))
 }
 

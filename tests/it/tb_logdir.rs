@@ -1,7 +1,7 @@
 //! `softnet train --logdir`: the library path (observer + `observe_initial` + `run`) on
 //! synthetic data, and the binary itself on real MNIST when `../shared` is present.
 
-use crate::common::{shared_dir, synthetic};
+use crate::common::{real_mnist_dir, synthetic};
 use prost::Message;
 use softnet::data::{BatchOrder, Mnist};
 use softnet::nn::Model;
@@ -134,11 +134,9 @@ fn logdir_holds_train_and_test_runs_from_step_zero() {
 #[cfg(feature = "cli")]
 #[test]
 fn softnet_train_logdir_writes_what_it_prints() {
-    let data = shared_dir().join("data/mnist");
-    if !data.is_dir() {
-        eprintln!("skipping: {} is absent", data.display());
+    let Some(data) = real_mnist_dir() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let logdir = dir.path().join("run");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_softnet"))

@@ -359,12 +359,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let train_started = Instant::now();
     observers.0.bar.set_position(trainer.steps_done());
-    let timing = match data {
-        Data::Loaded(_) => "load {load} s, train+eval {train} s",
-        Data::Arriving(_) => {
-            "files read in {load} s, then inflating overlapped with train+eval: {train} s"
-        }
-    };
+    let load_overlapped = matches!(data, Data::Arriving(_));
     let summary = match data {
         Data::Loaded(mnist) => {
             let mut evaluator =
@@ -398,9 +393,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             steps,
             args.batch,
             trainer.threads(),
-            timing
-                .replace("{load}", &format!("{:.3}", loaded.as_secs_f64()))
-                .replace("{train}", &format!("{:.3}", trained.as_secs_f64()))
+            if load_overlapped {
+                format!(
+                    "files read in {:.3} s, then inflating overlapped with train+eval: {:.3} s",
+                    loaded.as_secs_f64(),
+                    trained.as_secs_f64()
+                )
+            } else {
+                format!(
+                    "load {:.3} s, train+eval {:.3} s",
+                    loaded.as_secs_f64(),
+                    trained.as_secs_f64()
+                )
+            }
         );
     }
     if let Some(path) = &args.save {
