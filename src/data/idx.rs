@@ -210,7 +210,12 @@ pub fn decompress_if_gzip(bytes: Vec<u8>) -> Result<Vec<u8>, IdxErrorKind> {
     if !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
-    inflate(&bytes, MAX_INFLATED_BYTES)
+    inflate_gzip(&bytes)
+}
+
+/// Inflates gzip'd bytes (every member), at most [`MAX_INFLATED_BYTES`] of them.
+pub fn inflate_gzip(gz: &[u8]) -> Result<Vec<u8>, IdxErrorKind> {
+    inflate(gz, MAX_INFLATED_BYTES)
 }
 
 #[cfg(feature = "gz")]

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::buffer::FileBytes;
 use super::idx;
 use crate::error::{DataError, IdxError, IdxErrorKind};
 
@@ -62,12 +63,27 @@ impl Dataset {
         labels: Vec<u8>,
         labels_path: &Path,
     ) -> Result<Self, IdxError> {
+        Self::from_files(
+            FileBytes::Read(images),
+            images_path,
+            FileBytes::Read(labels),
+            labels_path,
+        )
+    }
+
+    /// [`Dataset::from_idx`] on files mapped or read.
+    fn from_files(
+        images: FileBytes,
+        images_path: &Path,
+        labels: FileBytes,
+        labels_path: &Path,
+    ) -> Result<Self, IdxError> {
         let at = |path: &Path| {
             let path = path.to_path_buf();
             move |kind| IdxError { path, kind }
         };
-        let image_bytes = idx::decompress_if_gzip(images).map_err(at(images_path))?;
-        let label_bytes = idx::decompress_if_gzip(labels).map_err(at(labels_path))?;
+        let image_bytes = decoded(images).map_err(at(images_path))?;
+        let label_bytes = decoded(labels).map_err(at(labels_path))?;
         let parsed = idx::parse_images(&image_bytes).map_err(at(images_path))?;
         if (parsed.rows, parsed.cols) != (SIDE, SIDE) {
             return Err(at(images_path)(IdxErrorKind::WrongImageShape {
@@ -97,7 +113,7 @@ impl Dataset {
 
     /// Reads an images file and a labels file from disk.
     pub fn load(images_path: &Path, labels_path: &Path) -> Result<Self, IdxError> {
-        Self::from_idx(
+        Self::from_files(
             read_idx_file(images_path)?,
             images_path,
             read_idx_file(labels_path)?,
@@ -221,11 +237,20 @@ impl Mnist {
     }
 }
 
-fn read_idx_file(path: &Path) -> Result<Vec<u8>, IdxError> {
-    super::buffer::read_file(path).map_err(|e| IdxError {
+fn read_idx_file(path: &Path) -> Result<FileBytes, IdxError> {
+    super::buffer::map_file(path).map_err(|e| IdxError {
         path: path.to_path_buf(),
         kind: IdxErrorKind::Io(e.to_string()),
     })
+}
+
+/// A file's IDX bytes: inflated if gzip'd, else as they are (in a buffer of their own).
+fn decoded(bytes: FileBytes) -> Result<Vec<u8>, IdxErrorKind> {
+    match bytes {
+        FileBytes::Read(bytes) => idx::decompress_if_gzip(bytes),
+        mapped if mapped.starts_with(&idx::GZIP_MAGIC) => idx::inflate_gzip(&mapped),
+        mapped => Ok(mapped.into_vec()),
+    }
 }
 
 /// The training labels, when the images can be handed out as they inflate: a gzip'd
@@ -250,7 +275,7 @@ fn labels_if_images_can_arrive(images: &[u8], labels: &[u8]) -> Option<Vec<u8>> 
 #[derive(Debug)]
 pub struct PendingMnist {
     paths: Vec<PathBuf>,
-    files: Vec<Vec<u8>>,
+    files: Vec<FileBytes>,
     arriving_labels: Option<Vec<u8>>,
 }
 
@@ -287,7 +312,7 @@ impl PendingMnist {
             files,
             arriving_labels,
         } = self;
-        let [train_images, train_labels, test_images, test_labels]: [Vec<u8>; 4] =
+        let [train_images, train_labels, test_images, test_labels]: [FileBytes; 4] =
             files.try_into().expect("four files were read");
         let labels = arriving_labels.unwrap_or_default();
         let mut pixels = match labels.len() {
@@ -311,7 +336,7 @@ impl PendingMnist {
                     )
                 })
             });
-            let test = Dataset::from_idx(test_images, &paths[2], test_labels, &paths[3]);
+            let test = Dataset::from_files(test_images, &paths[2], test_labels, &paths[3]);
             let result = test.as_ref().ok().map(|test| {
                 let mut arriving = Arriving {
                     arrivals,
@@ -334,7 +359,7 @@ impl PendingMnist {
         } else {
             // Not gzip, or something wrong in the stream: the whole-file path decodes it and
             // names the exact fault.
-            Dataset::from_idx(train_images, &paths[0], train_labels, &paths[1])
+            Dataset::from_files(train_images, &paths[0], train_labels, &paths[1])
         };
         let mnist = Mnist {
             train: train?,
