@@ -2,7 +2,7 @@
 //! synthetic data of the same shape: one step, the full reference run, single-image latency;
 //! and, on real MNIST only, loading the gzip'd files and the reference run started from them.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use softnet::data::{BatchOrder, Dataset, Mnist, PIXELS};
 use softnet::nn::{Architecture, Input, Model, Workspace};
 use softnet::optim::Optimizer;
@@ -145,6 +145,49 @@ fn inference(c: &mut Criterion) {
     group.bench_function("10000 test images 784-10 (logits, loss, accuracy)", |b| {
         b.iter(|| black_box(evaluator.evaluate(&model, &data.test).correct))
     });
+    // Images the evaluator has not seen: it multiplies their pixels (and lists them if they
+    // come again).
+    let unseen = || Dataset::new(data.test.pixels().to_vec(), data.test.labels().to_vec());
+    group.bench_function("10000 unseen images 784-10", |b| {
+        b.iter_batched(
+            unseen,
+            |images| black_box(evaluator.evaluate(&model, &images).correct),
+            BatchSize::LargeInput,
+        )
+    });
+    // The products alone, on the test set's pixels.
+    {
+        use softnet::kernels::listed::{self, NonZeroRows, PackedWeights};
+        use softnet::kernels::narrow;
+        let (n, pixels) = (data.test.len(), data.test.pixels());
+        let trained = Model::he_normal(Architecture::softmax_regression(), 1);
+        let w = &trained.params()[..PIXELS * 10];
+        let mut out = vec![0.0f32; n * 10];
+        group.bench_function(
+            "10000 test images x·W, narrow (zero groups skipped)",
+            |b| {
+                b.iter(|| {
+                    narrow::matmul(n, PIXELS, 10, pixels, w, &mut out);
+                    black_box(out[0])
+                })
+            },
+        );
+        let mut listed_rows = NonZeroRows::new();
+        group.bench_function("10000 test images, listing their non-zero pixels", |b| {
+            b.iter(|| {
+                listed_rows.list(pixels, n, PIXELS);
+                black_box(listed_rows.entries())
+            })
+        });
+        let mut packed = PackedWeights::new();
+        packed.pack(w, PIXELS, 10);
+        group.bench_function("10000 test images x·W, listed (lists made once)", |b| {
+            b.iter(|| {
+                listed::matmul(&listed_rows, &packed, &mut out);
+                black_box(out[0])
+            })
+        });
+    }
     group.finish();
 }
 

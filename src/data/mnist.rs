@@ -23,8 +23,13 @@ pub const FILE_NAMES: [&str; 4] = [
 
 /// Labelled images kept as u8 pixels (row-major, `len() x PIXELS`); converted to f32 only
 /// batch by batch. Equal when their pixels and labels are.
+///
+/// A dataset never changes once made, so [`Dataset::id`] names its content: what is
+/// derived from it once (such as an evaluator's lists of non-zero pixels) can be kept.
 #[derive(Debug, Clone, Eq)]
 pub struct Dataset {
+    // Unique to each dataset made; clones share it, as they share the content.
+    id: u64,
     // The whole decompressed images file; the pixels start after its header, so loading
     // copies nothing.
     image_bytes: Vec<u8>,
@@ -49,6 +54,7 @@ impl Dataset {
             "labels must be below 10"
         );
         Dataset {
+            id: next_dataset_id(),
             image_bytes: pixels,
             pixels_at: 0,
             labels,
@@ -105,6 +111,7 @@ impl Dataset {
             }));
         }
         Ok(Dataset {
+            id: next_dataset_id(),
             image_bytes,
             pixels_at,
             labels,
@@ -124,6 +131,12 @@ impl Dataset {
     /// Number of examples.
     pub fn len(&self) -> usize {
         self.labels.len()
+    }
+
+    /// A number that no other dataset made in this process has (clones share it, as they
+    /// share the content).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Whether there are no examples.
@@ -154,6 +167,12 @@ impl Dataset {
             self.labels[..n].to_vec(),
         )
     }
+}
+
+/// A fresh [`Dataset::id`].
+fn next_dataset_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl PartialEq for Dataset {
@@ -352,6 +371,7 @@ impl PendingMnist {
         });
         let train = if inflated {
             Ok(Dataset {
+                id: next_dataset_id(),
                 image_bytes: pixels,
                 pixels_at: 0,
                 labels,

@@ -10,6 +10,7 @@
 
 pub mod elementwise;
 pub mod gemm;
+pub mod listed;
 pub mod naive;
 pub mod narrow;
 

@@ -5,6 +5,7 @@ use std::ops::Range;
 use super::graph::scope;
 use super::init::fill_normal;
 use super::workspace::Workspace;
+use crate::kernels::listed::{self, NonZeroRows, PackedWeights};
 use crate::kernels::{self, gemm, narrow, GemmWorkspace, MatRef, PixelRef};
 
 /// A batch of inputs, `[rows, input]` row-major: f32 features, or u8 pixels that the first
@@ -25,6 +26,16 @@ pub enum Input<'a> {
         /// `pixels[i] / 255`.
         unit: &'a [f32],
     },
+    /// Pixels with their non-zero inputs listed ([`NonZeroRows::list`] on the same
+    /// pixels), for rows multiplied again and again, such as a test set evaluated during
+    /// training: a narrow first layer multiplies only the listed inputs, other layers read
+    /// the pixels. Results are bit for bit those of the pixels alone (for finite weights).
+    Listed {
+        /// The pixels.
+        pixels: &'a [u8],
+        /// Their non-zero inputs.
+        listed: &'a NonZeroRows,
+    },
 }
 
 impl Input<'_> {
@@ -34,6 +45,7 @@ impl Input<'_> {
             Input::Unit(x) => x.len(),
             Input::Pixels(x) => x.len(),
             Input::PixelsAndUnit { unit, .. } => unit.len(),
+            Input::Listed { pixels, .. } => pixels.len(),
         }
     }
 
@@ -43,8 +55,15 @@ impl Input<'_> {
     }
 }
 
+/// Whether a layer of `n` outputs takes the narrow kernels (the classes), not the blocked
+/// gemm.
+fn is_narrow(n: usize) -> bool {
+    (narrow::MIN_WIDTH..=narrow::MAX_WIDTH).contains(&n)
+}
+
 /// `out[rows, n] = X·W` for an input `X[rows, k]`: the narrow kernels for 9 to 16 outputs
 /// (the classes), the blocked gemm otherwise.
+#[allow(clippy::too_many_arguments)]
 fn input_times_weight(
     input: Input<'_>,
     rows: usize,
@@ -53,18 +72,34 @@ fn input_times_weight(
     w: &[f32],
     out: &mut [f32],
     ws: &mut GemmWorkspace,
+    packed: &mut PackedWeights,
 ) {
-    let narrow = (narrow::MIN_WIDTH..=narrow::MAX_WIDTH).contains(&n);
+    let narrow = is_narrow(n);
     let wm = MatRef::row_major(w, n);
     match input {
+        Input::Listed { listed: x, .. } if narrow => {
+            assert_eq!(
+                (x.rows(), x.k()),
+                (rows, k),
+                "listed rows are not {rows}x{k}"
+            );
+            packed.pack(w, k, n);
+            listed::matmul(x, packed, out)
+        }
         Input::Unit(x) if narrow => narrow::matmul(rows, k, n, x, w, out),
-        Input::Pixels(x) | Input::PixelsAndUnit { pixels: x, .. } if narrow => {
+        Input::Pixels(x)
+        | Input::PixelsAndUnit { pixels: x, .. }
+        | Input::Listed { pixels: x, .. }
+            if narrow =>
+        {
             narrow::matmul(rows, k, n, x, w, out)
         }
         Input::Unit(x) | Input::PixelsAndUnit { unit: x, .. } => {
             gemm(rows, n, k, MatRef::row_major(x, k), wm, out, n, false, ws)
         }
-        Input::Pixels(x) => gemm(rows, n, k, PixelRef::row_major(x, k), wm, out, n, false, ws),
+        Input::Pixels(x) | Input::Listed { pixels: x, .. } => {
+            gemm(rows, n, k, PixelRef::row_major(x, k), wm, out, n, false, ws)
+        }
     }
 }
 
@@ -84,7 +119,9 @@ fn input_t_times_grad(
         Input::Unit(x) | Input::PixelsAndUnit { unit: x, .. } if narrow => {
             narrow::matmul_tn(rows, k, n, x, d, dw)
         }
-        Input::Pixels(x) if narrow => narrow::matmul_tn(rows, k, n, x, d, dw),
+        Input::Pixels(x) | Input::Listed { pixels: x, .. } if narrow => {
+            narrow::matmul_tn(rows, k, n, x, d, dw)
+        }
         Input::Unit(x) | Input::PixelsAndUnit { unit: x, .. } => gemm(
             k,
             n,
@@ -96,7 +133,7 @@ fn input_t_times_grad(
             false,
             ws,
         ),
-        Input::Pixels(x) => gemm(
+        Input::Pixels(x) | Input::Listed { pixels: x, .. } => gemm(
             k,
             n,
             rows,
@@ -299,6 +336,12 @@ impl Model {
         &self.layers
     }
 
+    /// Whether [`Input::Listed`] makes passes faster: the first layer is narrow (the
+    /// classes, as in softmax regression), so its product runs over the listed inputs.
+    pub fn reads_listed_inputs(&self) -> bool {
+        self.layers.first().is_some_and(|l| is_narrow(l.fan_out))
+    }
+
     /// All parameters, `[W1, b1, W2, b2, …]`.
     pub fn params(&self) -> &[f32] {
         &self.params
@@ -405,6 +448,7 @@ impl Model {
                 weight,
                 out,
                 &mut ws.gemm,
+                &mut ws.packed,
             );
             kernels::add_bias_rows(out, &self.params[layer.bias.clone()]);
             if i != last {

@@ -460,6 +460,7 @@ fn bench_reports_every_tracked_number_and_the_machines_ceiling() {
         "load_s",
         "infer_1_us",
         "infer_10k_ms",
+        "infer_10k_first_ms",
         "peak_rss_mb",
         "mlp_infer_1_us",
         "fma_peak_gflops",

@@ -412,3 +412,78 @@ proptest! {
         prop_assert_eq!(&dw_px, &dw);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Listed rows give the in-order sum over all inputs (zeros add nothing to it for finite
+    /// weights), bit for bit, for any width up to 16, blocks of four rows cut short, rows
+    /// not a multiple of the 32-byte windows, and lists relisted into used memory; for the
+    /// classes' widths, exactly what `narrow::matmul` gives on the pixels.
+    #[test]
+    fn listed_rows_give_the_in_order_sum(rows in 0usize..14, k in prop_oneof![0usize..=70, Just(784)], n in 1usize..=16, pixels in sparse_pixels(14 * 784), seed in any::<u64>()) {
+        use softnet::kernels::listed::{self, NonZeroRows, PackedWeights};
+        use softnet::kernels::narrow;
+        let px = &pixels[..rows * k];
+        let unit: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i as u64).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 250.0 - 2.0)
+            .collect();
+        let mut x = NonZeroRows::new();
+        // Listed over other rows first: relisting must replace every trace of them.
+        x.list(&pixels, 14 * 784 / 33, 33);
+        x.list(px, rows, k);
+        prop_assert_eq!((x.rows(), x.k()), (rows, k));
+        prop_assert_eq!(x.entries() % 4, 0);
+        let longest_per_block: usize = px
+            .chunks(4 * k.max(1))
+            .map(|block| block.chunks(k.max(1)).map(|r| r.iter().filter(|&&p| p != 0).count()).max().unwrap_or(0))
+            .sum();
+        prop_assert_eq!(x.entries(), 4 * longest_per_block * usize::from(k > 0));
+        let mut packed = PackedWeights::new();
+        packed.pack(&[1.0; 16 * 80], 80, 16);
+        packed.pack(&w, k, n);
+        let mut got = vec![f32::NAN; rows * n];
+        listed::matmul(&x, &packed, &mut got);
+        prop_assert_eq!(&got, &in_order_fma_sum(rows, n, k, &unit, &w));
+        if (narrow::MIN_WIDTH..=narrow::MAX_WIDTH).contains(&n) {
+            let mut from_narrow = vec![f32::NAN; rows * n];
+            narrow::matmul(rows, k, n, px, &w, &mut from_narrow);
+            prop_assert_eq!(&got, &from_narrow);
+        }
+    }
+}
+
+#[test]
+fn listed_rows_skip_every_zero_input_even_against_infinite_weights() {
+    use softnet::kernels::listed::{self, NonZeroRows, PackedWeights};
+    // Row 0 is zero where the weights are infinite, row 1 is not: only row 1 meets them.
+    let (k, n) = (40, 3);
+    let mut px = vec![0u8; 5 * k];
+    px[3] = 255;
+    px[k + 7] = 51;
+    px[4 * k + 39] = 1;
+    let mut w = vec![0.5f32; k * n];
+    w[7 * n..8 * n].fill(f32::INFINITY);
+    let mut x = NonZeroRows::new();
+    x.list(&px, 5, k);
+    let mut packed = PackedWeights::new();
+    packed.pack(&w, k, n);
+    let mut out = vec![f32::NAN; 5 * n];
+    listed::matmul(&x, &packed, &mut out);
+    assert_eq!(&out[..n], &[0.5; 3]);
+    assert_eq!(&out[n..2 * n], &[f32::INFINITY; 3]);
+    assert_eq!(&out[2 * n..4 * n], &[0.0; 6]);
+    assert_eq!(&out[4 * n..], &[0.5 / 255.0; 3]);
+}
+
+#[test]
+#[should_panic(expected = "weights packed for 10 inputs, rows listed with 12")]
+fn listed_rows_refuse_weights_packed_for_another_length() {
+    use softnet::kernels::listed::{self, NonZeroRows, PackedWeights};
+    let mut x = NonZeroRows::new();
+    x.list(&[1; 24], 2, 12);
+    let mut packed = PackedWeights::new();
+    packed.pack(&[0.0; 100], 10, 10);
+    listed::matmul(&x, &packed, &mut [0.0; 20]);
+}

@@ -237,3 +237,53 @@ fn a_huge_learning_rate_stops_with_the_step_that_diverged() {
     assert_eq!(step, t.steps_done() + 1);
     assert!(step >= 2);
 }
+
+#[test]
+fn evaluations_over_listed_pixels_are_those_over_the_pixels() {
+    use softnet::data::Dataset;
+    // Mostly zero pixels, as MNIST's; 1,234 rows: neither chunks of 500 nor blocks of four
+    // come out even.
+    let sparse = |seed| {
+        let d = synthetic(1234, seed);
+        let px = d
+            .pixels()
+            .iter()
+            .map(|&p| if p < 48 { 0 } else { p })
+            .collect();
+        Dataset::new(px, d.labels().to_vec())
+    };
+    let (a, b) = (sparse(1), sparse(2));
+    assert_eq!(a.clone().id(), a.id());
+    assert_ne!(a.id(), b.id());
+    let mut model = Model::he_normal(Architecture::softmax_regression(), 11);
+    assert!(model.reads_listed_inputs());
+    assert!(!Model::he_normal(Architecture::mlp(&[64]), 1).reads_listed_inputs());
+    let mut evaluator = Evaluator::new(&model, 1234, Some(2));
+    let mut ws = Workspace::inference(&model, 1234);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    // Once (not worth listing), twice in a row (listed), other data of the same size once and
+    // twice (listed anew), a clone of the first, the first again; new weights every time.
+    for (round, data) in [&a, &a, &b, &b, &a.clone(), &a, &a].into_iter().enumerate() {
+        let got = evaluator.evaluate(&model, data);
+        let want = model
+            .inference(Input::Pixels(data.pixels()), data.len(), &mut ws)
+            .to_vec();
+        assert_eq!(
+            bits(evaluator.logits(data.len())),
+            bits(&want),
+            "round {round}"
+        );
+        let correct = want
+            .chunks(10)
+            .zip(data.labels())
+            .filter(|(row, &label)| {
+                softnet::kernels::elementwise::argmax(row) == usize::from(label)
+            })
+            .count();
+        assert_eq!(got.correct, correct, "round {round}");
+        assert!(correct > 0 && correct < 1234);
+        for (i, p) in model.params_mut().iter_mut().enumerate() {
+            *p += ((i * 7 + round) % 13) as f32 * 1e-3 - 6e-3;
+        }
+    }
+}
