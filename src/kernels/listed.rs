@@ -11,6 +11,9 @@
 //! out by [`PackedWeights::pack`]. Each output is the same left-to-right chain of
 //! multiply-adds over the row's non-zero inputs that `narrow::matmul` computes: the results
 //! are bit for bit the same for finite weights.
+//!
+//! The lists and the packed weights own their memory: making them allocates when they
+//! grow; the product never does.
 
 use wide::{f32x8, u8x32};
 
