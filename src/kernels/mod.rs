@@ -3,7 +3,9 @@
 //! Kernels know nothing of layers or datasets: they take slices, dimensions and strides (and
 //! a [`GemmWorkspace`] for packing), never allocate, and never return `Result`. Shapes are
 //! checked with `assert!` at this public edge. Every kernel has a naive twin in [`naive`],
-//! the specification and the oracle of the property tests.
+//! the specification and the oracle of the property tests. The one exception to "never
+//! allocate" is made ahead of the products: [`listed`]'s lists and packed weights own
+//! memory, which they reuse, so that [`listed::matmul`] itself does not.
 //!
 //! SIMD comes from `wide` (f32x8, AVX2 + FMA when the crate is built with
 //! `target-cpu=native`, as `.cargo/config.toml` does; portable lanes otherwise).
