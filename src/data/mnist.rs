@@ -265,10 +265,10 @@ fn read_idx_file(path: &Path) -> Result<FileBytes, IdxError> {
 
 /// A file's IDX bytes: inflated if gzip'd, else as they are (in a buffer of their own).
 fn decoded(bytes: FileBytes) -> Result<Vec<u8>, IdxErrorKind> {
-    match bytes {
-        FileBytes::Read(bytes) => idx::decompress_if_gzip(bytes),
-        mapped if mapped.starts_with(&idx::GZIP_MAGIC) => idx::inflate_gzip(&mapped),
-        mapped => Ok(mapped.into_vec()),
+    if bytes.starts_with(&idx::GZIP_MAGIC) {
+        idx::inflate_gzip(&bytes)
+    } else {
+        Ok(bytes.into_vec())
     }
 }
 

@@ -125,14 +125,19 @@ impl NonZeroRows {
     }
 }
 
+/// Bit `i` is set when byte `i` of the 32-byte `window` is not zero.
+#[inline(always)]
+fn nonzero_mask(window: &[u8]) -> u32 {
+    let bytes = u8x32::new(window.try_into().expect("32 bytes"));
+    !bytes.simd_eq(u8x32::ZERO).to_bitmask()
+}
+
 /// Number of non-zero bytes in `row`.
 fn count_nonzero(row: &[u8]) -> usize {
     let mut windows = row.chunks_exact(32);
-    let mut count = 0;
-    for window in &mut windows {
-        let bytes = u8x32::new(window.try_into().expect("32 bytes"));
-        count += (!bytes.simd_eq(u8x32::ZERO).to_bitmask()).count_ones() as usize;
-    }
+    let count: usize = (&mut windows)
+        .map(|window| nonzero_mask(window).count_ones() as usize)
+        .sum();
     count + windows.remainder().iter().filter(|&&b| b != 0).count()
 }
 
@@ -143,8 +148,7 @@ fn list_nonzero(row: &[u8], list: &mut [u16]) -> usize {
     let mut windows = row.chunks_exact(32);
     let (mut count, mut at) = (0, 0u16);
     for window in &mut windows {
-        let bytes = u8x32::new(window.try_into().expect("32 bytes"));
-        let nonzero = !bytes.simd_eq(u8x32::ZERO).to_bitmask();
+        let nonzero = nonzero_mask(window);
         for byte in 0..4 {
             count = super::list_set_bits(nonzero >> (8 * byte), at + 8 * byte as u16, list, count);
         }
