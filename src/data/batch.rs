@@ -155,7 +155,7 @@ pub fn gather(
         // places ahead already on its way from memory, the misses overlap instead of
         // stalling each row in turn.
         if let Some(&ahead) = indices.get(r + PREFETCH_ROWS_AHEAD) {
-            prefetch(data.image(ahead as usize));
+            crate::kernels::prefetch(data.image(ahead as usize));
         }
         let i = indices[r] as usize;
         pixel_row.copy_from_slice(data.image(i));
@@ -166,25 +166,6 @@ pub fn gather(
 
 /// How many rows ahead [`gather`] asks for its pixels.
 const PREFETCH_ROWS_AHEAD: usize = 4;
-
-/// Asks the CPU to start loading `bytes` into its caches, without waiting for them.
-#[inline(always)]
-fn prefetch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        const LINE: usize = 64;
-        let start = bytes.as_ptr();
-        for offset in (0..bytes.len()).step_by(LINE) {
-            // SAFETY: SSE, which `_mm_prefetch` needs, is part of every x86_64 CPU; a
-            // prefetch only hints the cache and never faults (and the address lies inside
-            // `bytes` anyway).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset).cast()) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
-}
 
 #[cfg(test)]
 mod tests {

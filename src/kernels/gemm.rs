@@ -5,7 +5,11 @@
 //! `MR x NR` register-tiled microkernel runs over the packed panels. Packing buffers live in
 //! a [`GemmWorkspace`] the caller creates once, so a multiply never allocates.
 
+use std::ops::Range;
+
 use wide::f32x8;
+
+use super::prefetch;
 
 /// Rows of the microkernel tile.
 pub const MR: usize = 4;
@@ -259,7 +263,8 @@ fn list_where(
 pub struct GemmWorkspace {
     packed_a: Vec<f32>, // [MC / MR][KC][MR]
     packed_b: Vec<f32>, // [NC / NR][KC][NR]
-    /// Per A panel, the depths `p` where some of its MR values is not zero.
+    /// Per A panel, the depths `p` where some of its MR values is not zero (a single
+    /// row's, all of them, when A has one row).
     live_depths: Vec<u16>, // [MC / MR][KC]
     /// Per A panel, how many of `live_depths` are listed.
     live_counts: Vec<usize>, // [MC / MR]
@@ -331,7 +336,7 @@ pub fn gemm<A: Operand>(
         return;
     }
     if m == 1 && b.col_stride == 1 {
-        row_times_matrix(k, n, a, b, &mut c[..n], accumulate);
+        row_times_matrix(k, n, a, b, &mut c[..n], accumulate, &mut ws.live_depths);
         return;
     }
     // LOOP 5: split n into NC-wide column blocks.
@@ -481,6 +486,7 @@ fn store_tile(tile: &[[f32x8; 2]; MR], mr: usize, nr: usize, c: &mut [f32], ldc:
 ///
 /// Rows of B that meet a zero of `a` are skipped, as in [`gemm`]: an MNIST image has about
 /// 150 non-zero pixels of 784, so a 784x256 layer reads 150 KB of weights instead of 800 KB.
+/// The depths are listed into `listed` (when it holds `k + 8`; otherwise every depth runs).
 fn row_times_matrix<A: Operand>(
     k: usize,
     n: usize,
@@ -488,24 +494,37 @@ fn row_times_matrix<A: Operand>(
     b: MatRef<'_>,
     c: &mut [f32],
     accumulate: bool,
+    listed: &mut [u16],
 ) {
-    const W: usize = 8; // vectors per block: 64 columns
-    const MAX_LISTED: usize = 4096;
-    // Eight slots of slack for listings that write eight at a time.
-    let mut listed = [0u16; MAX_LISTED + 8];
-    // The depths where `a` is not zero, or None (every depth) past MAX_LISTED.
-    let live: Option<&[u16]> = (k <= MAX_LISTED).then(|| {
-        let count = a.list_live_in_row0(k, &mut listed);
+    // Vectors per block: 64 columns.
+    const W: usize = 8;
+    // The depths where `a` is not zero (eight slots of slack: listing writes eight at a
+    // time), or None (every depth) when they might not fit.
+    let live: Option<&[u16]> = (k + 8 <= listed.len()).then(|| {
+        let count = a.list_live_in_row0(k, listed);
         &listed[..count]
     });
-    let for_each_depth = |f: &mut dyn FnMut(usize)| match live {
-        Some(depths) => depths.iter().for_each(|&p| f(usize::from(p))),
+    // The listed rows of B lie scattered over a matrix larger than L2, where the hardware
+    // sees no stream to fetch ahead: a few depths ahead, the block's columns are asked for.
+    // Measured on a 784-256-10 model, 2000 test images one at a time: 5.80 to 5.53 us an
+    // image (medians of 10 interleaved runs; faster in 8). Whole rows at once were slower.
+    const DEPTHS_AHEAD: usize = 8;
+    let for_each_depth = |cols: Range<usize>, f: &mut dyn FnMut(usize)| match live {
+        Some(depths) => {
+            for (i, &p) in depths.iter().enumerate() {
+                if let Some(&ahead) = depths.get(i + DEPTHS_AHEAD) {
+                    let start = usize::from(ahead) * b.row_stride;
+                    prefetch(&b.data[start + cols.start..start + cols.end]);
+                }
+                f(usize::from(p));
+            }
+        }
         None => (0..k).for_each(f),
     };
     let mut j = 0;
     while j + 8 * W <= n {
         let mut acc = [f32x8::ZERO; W];
-        for_each_depth(&mut |p| {
+        for_each_depth(j..j + 8 * W, &mut |p| {
             let x = f32x8::splat(a.at(0, p));
             let row = &b.data[p * b.row_stride + j..][..8 * W];
             for (v, chunk) in acc.iter_mut().zip(row.chunks_exact(8)) {
@@ -521,7 +540,9 @@ fn row_times_matrix<A: Operand>(
     }
     for (col, out) in c.iter_mut().enumerate().take(n).skip(j) {
         let mut sum = 0.0f32;
-        for_each_depth(&mut |p| sum = a.at(0, p).mul_add(b.data[p * b.row_stride + col], sum));
+        for_each_depth(0..0, &mut |p| {
+            sum = a.at(0, p).mul_add(b.data[p * b.row_stride + col], sum)
+        });
         *out = if accumulate { *out + sum } else { sum };
     }
 }

@@ -52,6 +52,26 @@ pub(crate) fn list_set_bits(mask: u32, base: u16, list: &mut [u16], count: usize
     count + (mask & 0xff).count_ones() as usize
 }
 
+/// Asks the CPU to start loading `values` into its caches, without waiting for them: for
+/// reads the hardware cannot see coming (rows picked by an index), issued a few rows ahead.
+#[inline(always)]
+pub(crate) fn prefetch<T>(values: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        const LINE: usize = 64;
+        let start = values.as_ptr().cast::<u8>();
+        for offset in (0..std::mem::size_of_val(values)).step_by(LINE) {
+            // SAFETY: SSE, which `_mm_prefetch` needs, is part of every x86_64 CPU; a
+            // prefetch only hints the cache and never faults (and the address lies inside
+            // `values` anyway).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset).cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
+}
+
 /// Bit `i` is set when byte `i` (little-endian) of `word` is not zero.
 #[inline(always)]
 pub(crate) fn nonzero_bytes(word: u64) -> u32 {

@@ -280,9 +280,10 @@ fn narrow_pixel_rows_of_more_than_65536_groups_match_their_f32_values() {
 
 #[test]
 fn one_pixel_row_through_a_wide_layer_is_its_f32_values_in_order() {
-    // Row lengths around the eight-pixel words, and an image's; bytes include 0x80 and 0x01,
+    // Row lengths around the eight-pixel words, an image's, and the longest row the
+    // workspace lists (6136; a longer one runs every depth); bytes include 0x80 and 0x01,
     // the edge cases of the word-at-a-time zero test.
-    for k in (0..=40).chain([783, 784, 785]) {
+    for k in (0..=40).chain([783, 784, 785, 6136, 6137]) {
         for pattern in 0..4u64 {
             let px: Vec<u8> = (0..k as u64)
                 .map(|i| match (i * 2654435761 + pattern * 97) % 7 {
