@@ -207,15 +207,33 @@ impl PackedWeights {
         self.k = k;
         self.n = n;
         self.rows.clear();
-        // Lanes built in registers: eight stores into an array read back as one vector would
-        // wait for the stores, row after row.
+        let w = &w[..k * n];
+        // Lanes past `n` are zeroed by ANDing with a mask. Building the lanes one by one
+        // (eight stores into an array read back as one vector would wait for the stores)
+        // cost about 10 ns a row.
+        let keep = |first: usize| {
+            f32x8::new(std::array::from_fn(|j| {
+                f32::from_bits(if first + j < n { u32::MAX } else { 0 })
+            }))
+        };
+        let (keep_lo, keep_hi) = (keep(0), keep(8));
         let lane = |row: &[f32], j: usize| row.get(j).copied().unwrap_or(0.0);
-        self.rows.extend(w[..k * n].chunks_exact(n).map(|row| {
-            [
-                f32x8::new(std::array::from_fn(|j| lane(row, j))),
-                f32x8::new(std::array::from_fn(|j| lane(row, 8 + j))),
-            ]
-        }));
+        self.rows
+            .extend((0..k).map(|r| match w.get(r * n..r * n + 16) {
+                // Sixteen values from the row's start on, reaching into the next rows.
+                Some(from_row) => [
+                    f32x8::new(from_row[..8].try_into().expect("8 lanes")) & keep_lo,
+                    f32x8::new(from_row[8..].try_into().expect("8 lanes")) & keep_hi,
+                ],
+                // The last rows, which the sixteen would run past the end from.
+                None => {
+                    let row = &w[r * n..(r + 1) * n];
+                    [
+                        f32x8::new(std::array::from_fn(|j| lane(row, j))),
+                        f32x8::new(std::array::from_fn(|j| lane(row, 8 + j))),
+                    ]
+                }
+            }));
         self.rows.push([f32x8::ZERO; 2]);
     }
 }
