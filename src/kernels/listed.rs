@@ -280,7 +280,7 @@ pub fn matmul(x: &NonZeroRows, w: &PackedWeights, out: &mut [f32]) {
                     a[1].as_array()[j - 8]
                 }
             });
-            row.copy_from_slice(&lanes[..n]);
+            super::copy_short::<10>(row, &lanes);
         }
     }
 }

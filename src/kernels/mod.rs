@@ -72,6 +72,19 @@ pub(crate) fn prefetch<T>(values: &[T]) {
     let _ = values;
 }
 
+/// `dst.copy_from_slice(&src[..dst.len()])` for a row's last few outputs, with `COMMON`
+/// values (what the ten classes leave) copied by fixed-size stores: a copy whose length is
+/// known only at run time is a call to `memcpy`, which costs more than the stores
+/// themselves, once per row of every product.
+#[inline(always)]
+pub(crate) fn copy_short<const COMMON: usize>(dst: &mut [f32], src: &[f32]) {
+    if dst.len() == COMMON {
+        dst.copy_from_slice(&src[..COMMON]);
+    } else {
+        dst.copy_from_slice(&src[..dst.len()]);
+    }
+}
+
 /// Bit `i` is set when byte `i` (little-endian) of `word` is not zero.
 #[inline(always)]
 pub(crate) fn nonzero_bytes(word: u64) -> u32 {

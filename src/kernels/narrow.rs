@@ -105,7 +105,7 @@ fn load(s: &[f32]) -> f32x8 {
 #[inline(always)]
 fn store(out: &mut [f32], n: usize, lo: f32x8, hi: f32x8) {
     out[..8].copy_from_slice(lo.as_array());
-    out[8..n].copy_from_slice(&hi.as_array()[16 - n..]);
+    super::copy_short::<2>(&mut out[8..n], &hi.as_array()[16 - n..]);
 }
 
 /// `out[rows, n] = x[rows, k] · w[k, n]` for `9 <= n <= 16` (row-major, `out` overwritten).
