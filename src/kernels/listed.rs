@@ -217,23 +217,19 @@ impl PackedWeights {
             }))
         };
         let (keep_lo, keep_hi) = (keep(0), keep(8));
-        let lane = |row: &[f32], j: usize| row.get(j).copied().unwrap_or(0.0);
-        self.rows
-            .extend((0..k).map(|r| match w.get(r * n..r * n + 16) {
-                // Sixteen values from the row's start on, reaching into the next rows.
-                Some(from_row) => [
-                    f32x8::new(from_row[..8].try_into().expect("8 lanes")) & keep_lo,
-                    f32x8::new(from_row[8..].try_into().expect("8 lanes")) & keep_hi,
-                ],
-                // The last rows, which the sixteen would run past the end from.
-                None => {
-                    let row = &w[r * n..(r + 1) * n];
-                    [
-                        f32x8::new(std::array::from_fn(|j| lane(row, j))),
-                        f32x8::new(std::array::from_fn(|j| lane(row, 8 + j))),
-                    ]
-                }
-            }));
+        self.rows.extend((0..k).map(|r| {
+            // Sixteen values from the row's start on, reaching into the next rows; the last
+            // rows, which the sixteen would run past the end from, are copied out first.
+            let mut padded = [0.0f32; 16];
+            let from_row = w.get(r * n..r * n + 16).unwrap_or_else(|| {
+                padded[..n].copy_from_slice(&w[r * n..(r + 1) * n]);
+                &padded
+            });
+            [
+                f32x8::new(from_row[..8].try_into().expect("8 lanes")) & keep_lo,
+                f32x8::new(from_row[8..].try_into().expect("8 lanes")) & keep_hi,
+            ]
+        }));
         self.rows.push([f32x8::ZERO; 2]);
     }
 }

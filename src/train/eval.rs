@@ -118,12 +118,13 @@ impl Evaluator {
             if relist {
                 chunk.listed.list(pixels, rows, PIXELS);
             }
-            let input = match listing {
-                true => Input::Listed {
+            let input = if listing {
+                Input::Listed {
                     pixels,
                     listed: &chunk.listed,
-                },
-                false => Input::Pixels(pixels),
+                }
+            } else {
+                Input::Pixels(pixels)
             };
             let logits = model.inference(input, rows, &mut chunk.ws);
             logits_out.copy_from_slice(logits);
