@@ -18,13 +18,15 @@
 //! The lists and the packed weights own their memory: making them allocates when they
 //! grow; the product never does.
 
-use wide::{f32x8, u8x32};
+use wide::{f32x16, u8x32};
 
 use crate::data::batch::PIXEL_TO_UNIT;
 
 /// Rows multiplied together, their lists interleaved: four independent chains of
 /// multiply-adds hide each one's latency.
 const BLOCK: usize = 4;
+// `matmul` reads a step's four 16-bit positions as one word.
+const _: () = assert!(BLOCK == 4);
 
 /// The non-zero inputs of u8 rows (pixels read as `value / 255`), listed for [`matmul`].
 #[derive(Debug, Clone, Default)]
@@ -179,11 +181,12 @@ fn list_nonzero(row: &[u8], list: &mut [u16]) -> usize {
     count
 }
 
-/// A weight matrix `w[k, n]` laid out for [`matmul`]: each row as two aligned vectors of
-/// eight (columns past `n` zero), and one more row of zeros, which padded entries meet.
+/// A weight matrix `w[k, n]` laid out for [`matmul`]: each row as one aligned vector of
+/// sixteen (columns past `n` zero; one AVX-512 register, or two AVX2 ones), and one more
+/// row of zeros, which padded entries meet.
 #[derive(Debug, Clone, Default)]
 pub struct PackedWeights {
-    rows: Vec<[f32x8; 2]>,
+    rows: Vec<f32x16>,
     k: usize,
     n: usize,
 }
@@ -209,14 +212,11 @@ impl PackedWeights {
         self.rows.clear();
         let w = &w[..k * n];
         // Lanes past `n` are zeroed by ANDing with a mask. Building the lanes one by one
-        // (eight stores into an array read back as one vector would wait for the stores)
-        // cost about 10 ns a row.
-        let keep = |first: usize| {
-            f32x8::new(std::array::from_fn(|j| {
-                f32::from_bits(if first + j < n { u32::MAX } else { 0 })
-            }))
-        };
-        let (keep_lo, keep_hi) = (keep(0), keep(8));
+        // (stores into an array read back as one vector would wait for the stores) cost
+        // about 10 ns a row.
+        let keep = f32x16::new(std::array::from_fn(|j| {
+            f32::from_bits(if j < n { u32::MAX } else { 0 })
+        }));
         self.rows.extend((0..k).map(|r| {
             // Sixteen values from the row's start on, reaching into the next rows; the last
             // rows, which the sixteen would run past the end from, are copied out first.
@@ -225,12 +225,9 @@ impl PackedWeights {
                 padded[..n].copy_from_slice(&w[r * n..(r + 1) * n]);
                 &padded
             });
-            [
-                f32x8::new(from_row[..8].try_into().expect("8 lanes")) & keep_lo,
-                f32x8::new(from_row[8..].try_into().expect("8 lanes")) & keep_hi,
-            ]
+            f32x16::new(from_row.try_into().expect("16 lanes")) & keep
         }));
-        self.rows.push([f32x8::ZERO; 2]);
+        self.rows.push(f32x16::ZERO);
     }
 }
 
@@ -254,29 +251,26 @@ pub fn matmul(x: &NonZeroRows, w: &PackedWeights, out: &mut [f32]) {
     );
     for (span, block) in x.starts.windows(2).zip(x.order.chunks(BLOCK)) {
         let (positions, values) = (&x.positions[span[0]..span[1]], &x.values[span[0]..span[1]]);
-        let mut acc = [[f32x8::ZERO; 2]; BLOCK];
+        let mut acc = [f32x16::ZERO; BLOCK];
         for (ps, vs) in positions
             .chunks_exact(BLOCK)
             .zip(values.chunks_exact(BLOCK))
         {
-            for i in 0..BLOCK {
-                let wrow = &w.rows[usize::from(ps[i])];
-                let xb = f32x8::splat(vs[i]);
-                acc[i][0] = xb.mul_add(wrow[0], acc[i][0]);
-                acc[i][1] = xb.mul_add(wrow[1], acc[i][1]);
+            // The step's four positions read as one word, not four loads: loads, not
+            // multiply-adds, bound this loop.
+            let step = u64::from(ps[0])
+                | u64::from(ps[1]) << 16
+                | u64::from(ps[2]) << 32
+                | u64::from(ps[3]) << 48;
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let wrow = w.rows[usize::from((step >> (16 * i)) as u16)];
+                *acc = f32x16::splat(vs[i]).mul_add(wrow, *acc);
             }
         }
         for (a, &r) in acc.iter().zip(block) {
             let r = r as usize;
             let row = &mut out[r * n..(r + 1) * n];
-            let lanes: [f32; 16] = std::array::from_fn(|j| {
-                if j < 8 {
-                    a[0].as_array()[j]
-                } else {
-                    a[1].as_array()[j - 8]
-                }
-            });
-            super::copy_short::<10>(row, &lanes);
+            super::copy_short::<10>(row, a.as_array());
         }
     }
 }
