@@ -174,6 +174,108 @@ pub fn softmax_cross_entropy(
     loss
 }
 
+/// What an evaluation needs of `logits` (`[rows, classes]`, row-major): the sum over rows
+/// of the cross-entropy, bit for bit what [`softmax_cross_entropy`] returns, and each row's
+/// [`argmax`] in `predictions`, without the gradient.
+///
+/// Ten classes are too narrow for vectors along a row, so rows go eight at a time with a
+/// row in each lane (a class to a vector): the same maximum, exponentials and sum as the
+/// row-by-row kernel, lane by lane, then the logarithm and the loss row by row, in order.
+///
+/// ```
+/// # use softnet::kernels::elementwise::{argmax_rows, cross_entropy_and_argmax, softmax_cross_entropy};
+/// let logits = [0.5, 2.0, -1.0, 3.0, 3.0, 0.0];
+/// let mut predictions = [9; 2];
+/// let loss = cross_entropy_and_argmax(&logits, &[1, 2], 3, &mut predictions);
+/// let mut grad = [0.0; 6];
+/// assert_eq!(loss, softmax_cross_entropy(&logits, &[1, 2], 3, 1.0, &mut grad));
+/// assert_eq!(predictions, [1, 0]);
+/// ```
+pub fn cross_entropy_and_argmax(
+    logits: &[f32],
+    labels: &[u8],
+    classes: usize,
+    predictions: &mut [usize],
+) -> f64 {
+    assert!(classes > 0, "softmax over zero classes");
+    assert_eq!(
+        logits.len(),
+        labels.len() * classes,
+        "logits are not labels x classes"
+    );
+    assert_eq!(
+        predictions.len(),
+        labels.len(),
+        "predictions and labels differ in number"
+    );
+    // The most classes the lanes take; wider rows go row by row.
+    const MAX_CLASSES: usize = 16;
+    let mut loss = 0.0f64;
+    let lane_rows = if classes <= MAX_CLASSES {
+        labels.len() / LANES * LANES
+    } else {
+        0
+    };
+    let (z_lanes, z_rest) = logits.split_at(lane_rows * classes);
+    for ((z, group_labels), group_predictions) in z_lanes
+        .chunks_exact(LANES * classes)
+        .zip(labels.chunks_exact(LANES))
+        .zip(predictions.chunks_exact_mut(LANES))
+    {
+        let mut columns = [f32x8::ZERO; MAX_CLASSES];
+        for (j, column) in columns[..classes].iter_mut().enumerate() {
+            *column = f32x8::new(std::array::from_fn(|lane| z[lane * classes + j]));
+        }
+        let columns = &columns[..classes];
+        let (mut best, mut best_index) = (columns[0], f32x8::ZERO);
+        let mut max = f32x8::splat(f32::NEG_INFINITY).max(columns[0]);
+        for (j, &column) in columns.iter().enumerate().skip(1) {
+            // `>`, as `argmax` compares: the first of equals wins and NaN never does.
+            let wins = column.simd_gt(best);
+            best = wins.select(column, best);
+            best_index = wins.select(f32x8::splat(j as f32), best_index);
+            max = max.max(column);
+        }
+        let mut sum = (columns[0] - max).exp();
+        for &column in &columns[1..] {
+            sum += (column - max).exp();
+        }
+        let (max, sum) = (max.as_array(), sum.as_array());
+        for lane in 0..LANES {
+            let label = usize::from(group_labels[lane]);
+            loss += f64::from(sum[lane].ln() - (z[lane * classes + label] - max[lane]));
+            group_predictions[lane] = best_index.as_array()[lane] as usize;
+        }
+    }
+    for ((z, &label), prediction) in z_rest
+        .chunks_exact(classes)
+        .zip(&labels[lane_rows..])
+        .zip(&mut predictions[lane_rows..])
+    {
+        *prediction = argmax(z);
+        loss += f64::from(row_cross_entropy(z, usize::from(label)));
+    }
+    loss
+}
+
+/// One row's `log Σ exp(z - max) - (z_label - max)`, rounded step by step as
+/// [`softmax_cross_entropy`] rounds it (the exponentials are the same SIMD ones, eight at a
+/// time), for rows the lanes do not take.
+fn row_cross_entropy(z: &[f32], label: usize) -> f32 {
+    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = -0.0f32;
+    for chunk in z.chunks(LANES) {
+        let mut lanes = [0.0f32; LANES];
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = v - max;
+        }
+        for &e in &f32x8::new(lanes).exp().as_array()[..chunk.len()] {
+            sum += e;
+        }
+    }
+    sum.ln() - (z[label] - max)
+}
+
 /// Row-wise softmax of `logits` (`[rows, classes]`) into `probs`.
 pub fn softmax_rows(logits: &[f32], classes: usize, probs: &mut [f32]) {
     assert!(classes > 0, "softmax over zero classes");

@@ -29,7 +29,6 @@ struct Chunk {
     ws: Workspace,
     /// The non-zero pixels of this chunk of the dataset last listed.
     listed: NonZeroRows,
-    scratch: Vec<f32>,
     predictions: Vec<usize>,
     loss: f64,
 }
@@ -71,7 +70,6 @@ impl Evaluator {
                 .map(|_| Chunk {
                     ws: Workspace::inference(model, CHUNK_ROWS),
                     listed: NonZeroRows::new(),
-                    scratch: vec![0.0; CHUNK_ROWS * classes],
                     predictions: vec![0; CHUNK_ROWS],
                     loss: 0.0,
                 })
@@ -128,14 +126,12 @@ impl Evaluator {
             };
             let logits = model.inference(input, rows, &mut chunk.ws);
             logits_out.copy_from_slice(logits);
-            chunk.loss = kernels::softmax_cross_entropy(
+            chunk.loss = kernels::elementwise::cross_entropy_and_argmax(
                 logits_out,
                 labels,
                 classes,
-                1.0,
-                &mut chunk.scratch[..rows * classes],
+                &mut chunk.predictions[..rows],
             );
-            kernels::argmax_rows(logits_out, classes, &mut chunk.predictions[..rows]);
         });
         let mut confusion = vec![vec![0usize; classes]; classes];
         let mut loss = 0.0;

@@ -173,6 +173,35 @@ proptest! {
     }
 }
 
+/// Logits with the values that test comparisons: ties, infinities, NaN, signed zeros.
+fn logit() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        6 => -30.0f32..30.0,
+        1 => prop::sample::select(vec![0.0f32, -0.0, 1.0, 1.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 88.0, -104.0]),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn cross_entropy_and_argmax_are_the_training_loss_and_argmax_bit_for_bit(
+        rows in 0usize..40,
+        classes in prop_oneof![1usize..=17, Just(10), Just(33)],
+        v in prop::collection::vec(logit(), 40 * 33),
+        labels in prop::collection::vec(any::<u8>(), 40),
+    ) {
+        let z = &v[..rows * classes];
+        let labels: Vec<u8> = labels[..rows].iter().map(|&l| (usize::from(l) % classes) as u8).collect();
+        let mut predictions = vec![usize::MAX; rows];
+        let loss = kernels::elementwise::cross_entropy_and_argmax(z, &labels, classes, &mut predictions);
+        let mut grad = vec![0.0; z.len()];
+        let want = kernels::softmax_cross_entropy(z, &labels, classes, 1.0, &mut grad);
+        prop_assert_eq!(loss.to_bits(), want.to_bits(), "{} vs {}", loss, want);
+        let mut want_predictions = vec![0; rows];
+        kernels::argmax_rows(z, classes, &mut want_predictions);
+        prop_assert_eq!(predictions, want_predictions);
+    }
+}
+
 #[test]
 fn softmax_cross_entropy_is_finite_for_huge_logits() {
     let z = [1e4f32, -1e4, 0.0, 1e4, 1e4, -1e4];
