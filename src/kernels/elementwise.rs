@@ -109,11 +109,16 @@ pub fn argmax_rows(m: &[f32], cols: usize, out: &mut [usize]) {
 /// Index of the largest value (the first on ties); NaN never wins.
 #[inline]
 pub fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
+    let Some(&first) = row.first() else {
+        return 0;
+    };
+    // Selects, not branches: which value wins is data, and a mispredicted branch a row
+    // cost more than the whole row.
+    let (mut best, mut best_value) = (0, first);
     for (j, &v) in row.iter().enumerate().skip(1) {
-        if v > row[best] {
-            best = j;
-        }
+        let wins = v > best_value;
+        best = if wins { j } else { best };
+        best_value = if wins { v } else { best_value };
     }
     best
 }
