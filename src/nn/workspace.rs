@@ -1,7 +1,6 @@
 //! Buffers for the forward and backward passes, sized once for a model and a row count.
 
 use super::model::Model;
-use crate::kernels::listed::PackedWeights;
 use crate::kernels::GemmWorkspace;
 
 /// Activations, gradient ping-pong buffers and packing space for up to `rows` examples.
@@ -17,7 +16,6 @@ pub struct Workspace {
     pub(crate) grad_b: Vec<f32>,
     pub(crate) gemm: GemmWorkspace,
     // The first layer's weights laid out for listed inputs (empty until some are given).
-    pub(crate) packed: PackedWeights,
     // Whether the gradient buffers exist (false for `Workspace::inference`).
     pub(crate) trainable: bool,
 }
@@ -37,7 +35,6 @@ impl Workspace {
             grad_a: Vec::new(),
             grad_b: Vec::new(),
             gemm: GemmWorkspace::new(),
-            packed: PackedWeights::new(),
             trainable: false,
         }
     }

@@ -282,8 +282,21 @@ fn evaluations_over_listed_pixels_are_those_over_the_pixels() {
             .count();
         assert_eq!(got.correct, correct, "round {round}");
         assert!(correct > 0 && correct < 1234);
-        for (i, p) in model.params_mut().iter_mut().enumerate() {
+        // New weights through both ways parameters change: the arena, or one by its path.
+        let mut params = model.params().to_vec();
+        for (i, p) in params.iter_mut().enumerate() {
             *p += ((i * 7 + round) % 13) as f32 * 1e-3 - 6e-3;
+        }
+        if round % 2 == 0 {
+            model.params_mut().copy_from_slice(&params);
+        } else {
+            let mut weight_path = String::new();
+            model.visit_params(|p| {
+                if weight_path.is_empty() {
+                    weight_path = p.path.to_string();
+                }
+            });
+            assert!(model.set_param(&weight_path, &params[..784 * 10]));
         }
     }
 }
