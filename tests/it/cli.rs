@@ -429,6 +429,57 @@ fn output_into_a_closed_pipe_ends_without_a_panic() {
     );
 }
 
+/// `softnet bench --scaling --json` gives the throughput curve over the thread counts asked
+/// for (each a measured, positive rate, the first the baseline of the speedups) and checks
+/// that every thread count trained the same weights.
+#[test]
+fn bench_scaling_reports_the_curve_and_thread_invariance() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    write_data_dir(&data, 1000, 200);
+    let mut cmd = softnet();
+    cmd.args([
+        "bench",
+        "--scaling",
+        "--json",
+        "--scaling-threads",
+        "1,2,3",
+        "--scaling-steps",
+        "2",
+        "--repeats",
+        "1",
+        "--data",
+    ])
+    .arg(&data);
+    let out = String::from_utf8(run_ok(&mut cmd).stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["identical_results"], true, "{json}");
+    let points = json["scaling"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{json}"));
+    let threads: Vec<_> = points.iter().map(|p| p["threads"].as_u64()).collect();
+    assert_eq!(threads, [Some(1), Some(2), Some(3)]);
+    for point in points {
+        for key in [
+            "mlp_samples_per_s",
+            "softmax_samples_per_s",
+            "mlp_speedup",
+            "softmax_speedup",
+        ] {
+            let value = point[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key}: {json}"));
+            assert!(value.is_finite() && value > 0.0, "{key} = {value}");
+        }
+    }
+    assert_eq!(points[0]["mlp_speedup"].as_f64(), Some(1.0));
+    assert_eq!(points[0]["softmax_speedup"].as_f64(), Some(1.0));
+    let mut zero = softnet();
+    zero.args(["bench", "--scaling", "--scaling-threads", "0", "--data"])
+        .arg(&data);
+    assert_eq!(zero.output().unwrap().status.code(), Some(2));
+}
+
 /// `softnet bench --json` carries every key the performance issue names, each a measured,
 /// finite, positive number (the machine's FMA ceiling included); the table names the targets
 /// and each rate's fraction of that ceiling.
