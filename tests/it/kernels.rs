@@ -12,7 +12,7 @@ fn matrix(len: usize) -> impl Strategy<Value = Vec<f32>> {
     prop::collection::vec(-2.0f32..2.0, len)
 }
 
-/// Sizes around the tile edges (MR = 6, NR = 16, KC = 256) and small ones.
+/// Sizes around the tile edges (MR = 4 or 8, NR = 16, KC = 256) and small ones.
 fn dim() -> impl Strategy<Value = usize> {
     prop_oneof![
         0usize..=3,
