@@ -45,13 +45,13 @@ pub struct NonZeroRows {
     positions: Vec<u16>,
     /// The inputs' pixels, in the same order (0 where padded), read as
     /// `PIXEL_TO_UNIT[pixel]`: a byte, not the four of its value, halves the lists' memory
-    /// (4.6 MB instead of 9.1 for the test set) and took the product from 0.70-0.72 to 0.65 ns an
-    /// entry (medians of 16 interleaved rounds).
-    values: Vec<u8>,
+    /// (4.6 MB instead of 9.1 for the test set) and took the product from 0.70-0.72 to
+    /// 0.65 ns an entry (medians of 16 interleaved rounds).
+    listed_pixels: Vec<u8>,
     /// One row's list, and a block's interleaved entries, while a block is made.
     row_list: Vec<u16>,
     block_positions: Vec<u16>,
-    block_values: Vec<u8>,
+    block_pixels: Vec<u8>,
 }
 
 impl NonZeroRows {
@@ -102,32 +102,32 @@ impl NonZeroRows {
         let entries = self.starts[self.starts.len() - 1];
         self.positions.clear();
         self.positions.reserve_exact(entries);
-        self.values.clear();
-        self.values.reserve_exact(entries);
+        self.listed_pixels.clear();
+        self.listed_pixels.reserve_exact(entries);
         // Each row's list has eight slots of slack: listing writes eight at a time.
         let stride = k + 8;
         self.row_list.resize(stride, 0);
         // A block's entries are interleaved here, in cache, then appended whole.
         self.block_positions.resize(BLOCK * k, 0);
-        self.block_values.resize(BLOCK * k, 0);
+        self.block_pixels.resize(BLOCK * k, 0);
         for (span, block) in self.starts.windows(2).zip(self.order.chunks(BLOCK)) {
             let len = span[1] - span[0];
-            let (positions, values) = (
+            let (positions, block_pixels) = (
                 &mut self.block_positions[..len],
-                &mut self.block_values[..len],
+                &mut self.block_pixels[..len],
             );
             positions.fill(k as u16);
-            values.fill(0);
+            block_pixels.fill(0);
             for (i, &r) in block.iter().enumerate() {
                 let pixels = row(r);
                 let listed = list_nonzero(pixels, &mut self.row_list);
                 for (step, &p) in self.row_list[..listed].iter().enumerate() {
                     positions[step * BLOCK + i] = p;
-                    values[step * BLOCK + i] = pixels[usize::from(p)];
+                    block_pixels[step * BLOCK + i] = pixels[usize::from(p)];
                 }
             }
             self.positions.extend_from_slice(positions);
-            self.values.extend_from_slice(values);
+            self.listed_pixels.extend_from_slice(block_pixels);
         }
     }
 
@@ -253,11 +253,14 @@ pub fn matmul(x: &NonZeroRows, w: &PackedWeights, out: &mut [f32]) {
         x.rows
     );
     for (span, block) in x.starts.windows(2).zip(x.order.chunks(BLOCK)) {
-        let (positions, values) = (&x.positions[span[0]..span[1]], &x.values[span[0]..span[1]]);
+        let (positions, pixels) = (
+            &x.positions[span[0]..span[1]],
+            &x.listed_pixels[span[0]..span[1]],
+        );
         let mut acc = [f32x16::ZERO; BLOCK];
-        for (ps, vs) in positions
+        for (ps, px) in positions
             .chunks_exact(BLOCK)
-            .zip(values.chunks_exact(BLOCK))
+            .zip(pixels.chunks_exact(BLOCK))
         {
             // The step's four positions, and its four pixels, read as one word each, not
             // four loads: loads, not multiply-adds, bound this loop.
@@ -265,13 +268,13 @@ pub fn matmul(x: &NonZeroRows, w: &PackedWeights, out: &mut [f32]) {
                 | u64::from(ps[1]) << 16
                 | u64::from(ps[2]) << 32
                 | u64::from(ps[3]) << 48;
-            let pixels = u32::from(vs[0])
-                | u32::from(vs[1]) << 8
-                | u32::from(vs[2]) << 16
-                | u32::from(vs[3]) << 24;
+            let step_pixels = u32::from(px[0])
+                | u32::from(px[1]) << 8
+                | u32::from(px[2]) << 16
+                | u32::from(px[3]) << 24;
             for (i, acc) in acc.iter_mut().enumerate() {
                 let wrow = w.rows[usize::from((step >> (16 * i)) as u16)];
-                let value = PIXEL_TO_UNIT[usize::from((pixels >> (8 * i)) as u8)];
+                let value = PIXEL_TO_UNIT[usize::from((step_pixels >> (8 * i)) as u8)];
                 *acc = f32x16::splat(value).mul_add(wrow, *acc);
             }
         }
