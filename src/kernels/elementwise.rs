@@ -123,6 +123,16 @@ pub fn argmax(row: &[f32]) -> usize {
     best
 }
 
+/// Panics unless `logits` holds one row of `classes > 0` values for each label.
+fn assert_labelled_logits(logits: &[f32], labels: &[u8], classes: usize) {
+    assert!(classes > 0, "softmax over zero classes");
+    assert_eq!(
+        logits.len(),
+        labels.len() * classes,
+        "logits are not labels x classes"
+    );
+}
+
 /// Fused, numerically stable softmax + cross-entropy over the rows of `logits`
 /// (`[rows, classes]`, row-major).
 ///
@@ -137,12 +147,7 @@ pub fn softmax_cross_entropy(
     scale: f32,
     grad: &mut [f32],
 ) -> f64 {
-    assert!(classes > 0, "softmax over zero classes");
-    assert_eq!(
-        logits.len(),
-        labels.len() * classes,
-        "logits are not labels x classes"
-    );
+    assert_labelled_logits(logits, labels, classes);
     assert_eq!(
         grad.len(),
         logits.len(),
@@ -202,12 +207,7 @@ pub fn cross_entropy_and_argmax(
     classes: usize,
     predictions: &mut [usize],
 ) -> f64 {
-    assert!(classes > 0, "softmax over zero classes");
-    assert_eq!(
-        logits.len(),
-        labels.len() * classes,
-        "logits are not labels x classes"
-    );
+    assert_labelled_logits(logits, labels, classes);
     assert_eq!(
         predictions.len(),
         labels.len(),

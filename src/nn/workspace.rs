@@ -15,7 +15,6 @@ pub struct Workspace {
     pub(crate) grad_a: Vec<f32>,
     pub(crate) grad_b: Vec<f32>,
     pub(crate) gemm: GemmWorkspace,
-    // The first layer's weights laid out for listed inputs (empty until some are given).
     // Whether the gradient buffers exist (false for `Workspace::inference`).
     pub(crate) trainable: bool,
 }

@@ -64,7 +64,7 @@ fn training_run(
 }
 
 /// Seconds of `steps` updates of `arch` with batches of `batch` (sequential), evaluating
-/// every `eval_every` updates, and the trained model.
+/// every `eval_every` updates, and the trainer that made them.
 fn trained(
     mnist: &Mnist,
     arch: &Architecture,
@@ -72,7 +72,7 @@ fn trained(
     steps: u64,
     eval_every: u64,
     threads: Option<usize>,
-) -> (f64, Model) {
+) -> (f64, Trainer) {
     let model = if arch.is_softmax_regression() {
         Model::zeros(arch.clone())
     } else {
@@ -98,7 +98,7 @@ fn trained(
             .expect("the reference run does not diverge")
     })
     .0;
-    (seconds, trainer.model().clone())
+    (seconds, trainer)
 }
 
 /// Median latency of one image through `Model::inference`, in microseconds.
@@ -210,24 +210,26 @@ fn scaling(args: &BenchArgs, mnist: &Mnist) {
     let (mlp_steps, softmax_steps) = (args.scaling_steps, args.scaling_steps * 10);
     // Samples a second (median of the repeats) and the trained parameters.
     let measure = |arch: &Architecture, batch: usize, steps: u64, threads: usize| {
-        let runs: Vec<(f64, Model)> = (0..repeats)
+        let runs: Vec<(f64, Trainer)> = (0..repeats)
             .map(|_| trained(mnist, arch, batch, steps, 0, Some(threads)))
             .collect();
         let seconds = median(runs.iter().map(|(s, _)| *s).collect());
-        let params = runs.into_iter().next().expect("one run at least").1;
-        ((steps * batch as u64) as f64 / seconds, params)
+        let trainer = runs.into_iter().next().expect("one run at least").1;
+        ((steps * batch as u64) as f64 / seconds, trainer)
     };
     // Warm-up: page faults and thread start-up are not measured.
     trained(mnist, &mlp, 1000, 2, 0, Some(counts[0]));
     let mut rows = Vec::new();
     let mut identical = true;
-    let mut first: Option<(Model, Model)> = None;
+    let mut first: Option<(Trainer, Trainer)> = None;
     for &threads in &counts {
-        let (mlp_rate, mlp_model) = measure(&mlp, 1000, mlp_steps, threads);
-        let (softmax_rate, softmax_model) = measure(&softmax, 100, softmax_steps, threads);
+        let (mlp_rate, mlp_run) = measure(&mlp, 1000, mlp_steps, threads);
+        let (softmax_rate, softmax_run) = measure(&softmax, 100, softmax_steps, threads);
         match &first {
-            None => first = Some((mlp_model, softmax_model)),
-            Some((m, s)) => identical &= *m == mlp_model && *s == softmax_model,
+            None => first = Some((mlp_run, softmax_run)),
+            Some((m, s)) => {
+                identical &= m.model() == mlp_run.model() && s.model() == softmax_run.model();
+            }
         }
         rows.push((threads, mlp_rate, softmax_rate));
     }
