@@ -153,6 +153,25 @@ fn pack_contiguous<T: Copy>(
     conv: impl Fn(T) -> f32,
 ) -> bool {
     if cs == 1 {
+        let mut done = 0;
+        if MR == 8 && live == MR {
+            // Eight depths of the eight rows at a time, transposed in registers: one store
+            // of eight values per depth instead of eight single ones.
+            let rows: [&[T]; 8] = std::array::from_fn(|r| &data[(i0 + r) * rs + p0..][..kc]);
+            while done + 8 <= kc {
+                let columns = std::array::from_fn(|r| {
+                    f32x8::new(std::array::from_fn(|j| conv(rows[r][done + j])))
+                });
+                for (j, depth) in f32x8::transpose(columns).iter().enumerate() {
+                    dst[(done + j) * MR..][..8].copy_from_slice(depth.as_array());
+                }
+                done += 8;
+            }
+        }
+        if done == kc {
+            return true;
+        }
+        let (p0, kc, dst) = (p0 + done, kc - done, &mut dst[done * MR..]);
         for r in 0..MR {
             if r < live {
                 let src = &data[(i0 + r) * rs + p0..][..kc];
@@ -167,12 +186,27 @@ fn pack_contiguous<T: Copy>(
         }
         true
     } else if rs == 1 {
-        for (p, slot) in dst.chunks_exact_mut(MR).take(kc).enumerate() {
-            let src = &data[(p0 + p) * cs + i0..][..live];
-            for (d, &v) in slot.iter_mut().zip(src) {
-                *d = conv(v);
+        let slots = dst.chunks_exact_mut(MR).take(kc).enumerate();
+        if live == MR {
+            // A whole panel copies MR values a depth at a fixed size: with the run-time
+            // `live` as its length, the copy was a call to `memmove` per depth (4% of an
+            // MLP step, whose weight gradient `Xᵀ·d` packs this way).
+            for (p, slot) in slots {
+                let src: &[T; MR] = data[(p0 + p) * cs + i0..][..MR]
+                    .try_into()
+                    .expect("MR values");
+                for (d, &v) in slot.iter_mut().zip(src) {
+                    *d = conv(v);
+                }
             }
-            slot[live..].fill(0.0);
+        } else {
+            for (p, slot) in slots {
+                let src = &data[(p0 + p) * cs + i0..][..live];
+                for (d, &v) in slot.iter_mut().zip(src) {
+                    *d = conv(v);
+                }
+                slot[live..].fill(0.0);
+            }
         }
         true
     } else {
@@ -478,6 +512,17 @@ fn add_depth(acc: &mut [f32x16; MR], a: &[f32], row: &[f32]) {
 fn store_tile(tile: &[f32x16; MR], mr: usize, nr: usize, c: &mut [f32], ldc: usize, add: bool) {
     for (r, vector) in tile.iter().enumerate().take(mr) {
         let row = &mut c[r * ldc..r * ldc + nr];
+        if let Ok(row) = <&mut [f32; NR]>::try_from(&mut *row) {
+            // A whole row at a fixed size: with the run-time `nr` as its length, storing
+            // it was a call to `memcpy` per row of every tile (9% of an MLP step).
+            let sum = if add {
+                f32x16::new(*row) + *vector
+            } else {
+                *vector
+            };
+            *row = *sum.as_array();
+            continue;
+        }
         for (out, &v) in row.iter_mut().zip(vector.as_array()) {
             *out = if add { *out + v } else { v };
         }
