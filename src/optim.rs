@@ -109,9 +109,66 @@ impl Optimizer {
             grad.len(),
             "parameters and gradient differ in size"
         );
+        let (update, first, second) = self.begin_update();
+        update.apply_part(params, grad, first, second);
+    }
+
+    /// Starts one update, for applying it part by part ([`Update::apply_part`]): counts it,
+    /// and returns its rule with this step's rates and the state the rule changes (the
+    /// velocity or the moments; empty slices for plain SGD). [`Optimizer::apply`] is this
+    /// with the whole arena as one part.
+    pub fn begin_update(&mut self) -> (Update, &mut [f32], &mut [f32]) {
         let lr = self.current_rate();
-        let wd = self.weight_decay;
         self.steps += 1;
+        let (c1, c2) = match self.kind {
+            OptimizerKind::Adam { beta1, beta2, .. } => {
+                let t = self.steps as i32;
+                (1.0 - beta1.powi(t), 1.0 - beta2.powi(t))
+            }
+            _ => (1.0, 1.0),
+        };
+        let update = Update {
+            kind: self.kind,
+            lr,
+            weight_decay: self.weight_decay,
+            c1,
+            c2,
+        };
+        (update, &mut self.first, &mut self.second)
+    }
+}
+
+/// One update's rule and rates, the same for every parameter (from
+/// [`Optimizer::begin_update`]). Each parameter's new value depends on its own weight,
+/// gradient and state alone, so the arena can be updated in parts, in any order or in
+/// parallel, with the bits of one whole-arena update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Update {
+    kind: OptimizerKind,
+    lr: f32,
+    weight_decay: f32,
+    /// Adam's bias corrections, `1 - β^t`.
+    c1: f32,
+    c2: f32,
+}
+
+impl Update {
+    /// Updates `params` from `grad`, with `first` and `second` the same part of the
+    /// optimiser's state (empty where the rule keeps none).
+    pub fn apply_part(
+        &self,
+        params: &mut [f32],
+        grad: &[f32],
+        first: &mut [f32],
+        second: &mut [f32],
+    ) {
+        let Update {
+            lr,
+            weight_decay: wd,
+            c1,
+            c2,
+            ..
+        } = *self;
         match self.kind {
             OptimizerKind::Sgd if wd == 0.0 => crate::kernels::scaled_add(params, -lr, grad),
             OptimizerKind::Sgd => {
@@ -120,21 +177,13 @@ impl Optimizer {
                 }
             }
             OptimizerKind::Momentum { momentum } => {
-                for ((w, g), v) in params.iter_mut().zip(grad).zip(&mut self.first) {
+                for ((w, g), v) in params.iter_mut().zip(grad).zip(first) {
                     *v = momentum * *v + (g + wd * *w);
                     *w -= lr * *v;
                 }
             }
             OptimizerKind::Adam { beta1, beta2, eps } => {
-                let t = self.steps as i32;
-                let c1 = 1.0 - beta1.powi(t);
-                let c2 = 1.0 - beta2.powi(t);
-                for (((w, g), m), v) in params
-                    .iter_mut()
-                    .zip(grad)
-                    .zip(&mut self.first)
-                    .zip(&mut self.second)
-                {
+                for (((w, g), m), v) in params.iter_mut().zip(grad).zip(first).zip(second) {
                     let g = g + wd * *w;
                     *m = beta1 * *m + (1.0 - beta1) * g;
                     *v = beta2 * *v + (1.0 - beta2) * g * g;

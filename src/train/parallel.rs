@@ -58,6 +58,22 @@ impl Pool {
         items.iter_mut().for_each(work);
     }
 
+    /// Runs `a` and `b`, in parallel when there is a pool, and returns both results.
+    pub fn join<A: Send, B: Send>(
+        &self,
+        a: impl FnOnce() -> A + Send,
+        b: impl FnOnce() -> B + Send,
+    ) -> (A, B) {
+        #[cfg(feature = "parallel")]
+        if let Some(pool) = &self.pool {
+            if pool.current_thread_index().is_some() {
+                return rayon::join(a, b);
+            }
+            return pool.install(|| rayon::join(a, b));
+        }
+        (a(), b())
+    }
+
     /// Runs `f` on one of the pool's workers (or here, without a pool). Work handed out
     /// from inside goes to the workers' own queues: entering the pool from outside at every
     /// step would push each step through rayon's global queue, which allocates a block every

@@ -56,6 +56,68 @@ fn weights_are_bit_identical_for_1_2_and_3_threads() {
     }
 }
 
+/// The arena of `mlp(&[64, 32])` is larger than one part of the trainer's update, which
+/// then sums and updates it in parts on several threads: every step must still be the
+/// shards' gradients summed in shard order and one whole-arena optimiser update.
+#[test]
+fn a_step_is_its_shards_gradients_summed_in_order_then_one_update() {
+    let arch = Architecture::mlp(&[64, 32]);
+    let (batch, steps) = (250, 3);
+    let data = synthetic(batch * steps, 3);
+    let kinds = [
+        OptimizerKind::Sgd,
+        OptimizerKind::Momentum { momentum: 0.9 },
+        OptimizerKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        },
+    ];
+    for kind in kinds {
+        let model = Model::he_normal(arch.clone(), 7);
+        let mut optimizer = Optimizer::new(kind, 0.05, model.params().len());
+        optimizer.weight_decay = 1e-3;
+        let shards = shard_rows(&model, batch);
+        assert!(shards.len() > 2, "the test needs a third shard: {shards:?}");
+        let mut trainer = Trainer::new(
+            model.clone(),
+            optimizer.clone(),
+            data.len(),
+            batch,
+            BatchOrder::Sequential,
+            Some(2),
+        );
+        let mut want = model;
+        for step in 0..steps {
+            trainer.step(&data);
+            let mut sum: Vec<f32> = Vec::new();
+            let mut first_row = step * batch;
+            for &rows in &shards {
+                let pixels = &data.pixels()[first_row * 784..(first_row + rows) * 784];
+                let labels = &data.labels()[first_row..first_row + rows];
+                let mut ws = Workspace::new(&want, rows);
+                want.forward(Input::Pixels(pixels), rows, &mut ws);
+                want.loss(labels, 1.0 / batch as f32, &mut ws);
+                let mut grads = vec![0.0; want.params().len()];
+                want.backward(Input::Pixels(pixels), rows, &mut ws, &mut grads, None);
+                if sum.is_empty() {
+                    sum = grads;
+                } else {
+                    sum.iter_mut().zip(&grads).for_each(|(s, g)| *s += g);
+                }
+                first_row += rows;
+            }
+            optimizer.apply(want.params_mut(), &sum);
+        }
+        let bits = |m: &Model| m.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(trainer.model()) == bits(&want),
+            "{kind:?}: the trainer's weights differ from the shards' gradients summed in order"
+        );
+        assert_eq!(trainer.optimizer(), &optimizer, "{kind:?}: optimiser state");
+    }
+}
+
 #[test]
 fn shards_depend_on_the_work_not_the_threads() {
     let softmax = Model::softmax_regression();
