@@ -13,7 +13,7 @@
 //!   Measured against the two-vector layout on `[100, 784]ᵀ·[100, 10]`: 20 µs instead of
 //!   46 µs (`benches/kernels.rs`).
 
-use wide::{f32x16, f32x8, i32x8, u16x8, u32x8, u8x16};
+use wide::{f32x16, f32x8, i16x16, i32x16, i32x8, u16x8, u32x8, u8x16};
 
 use crate::data::batch::PIXEL_TO_UNIT;
 
@@ -28,6 +28,8 @@ pub trait Element: Copy + Send + Sync {
     fn unit(self) -> f32;
     /// The first eight values of `s` as f32 lanes.
     fn load8(s: &[Self]) -> f32x8;
+    /// The first sixteen values of `s` as f32 lanes.
+    fn load16(s: &[Self]) -> f32x16;
     /// Whether [`matmul`] skips groups of zero inputs (whose products add nothing).
     const SKIPS_ZEROS: bool;
     /// Whether [`matmul`] must multiply this group of four inputs: false only when all of
@@ -54,6 +56,11 @@ impl Element for f32 {
         load(s)
     }
 
+    #[inline(always)]
+    fn load16(s: &[f32]) -> f32x16 {
+        f32x16::new(s[..16].try_into().expect("16 lanes"))
+    }
+
     /// No: a zero f32 input still meets its weight (`0·∞` is NaN, as in the dense product).
     /// Skipping zero groups of the training batch measured no faster: listing them costs
     /// about what the multiply-adds it saves cost.
@@ -71,6 +78,16 @@ impl Element for u8 {
     #[inline(always)]
     fn load8(s: &[u8]) -> f32x8 {
         pixels_to_unit8(s)
+    }
+
+    #[inline(always)]
+    fn load16(s: &[u8]) -> f32x16 {
+        let bytes = u8x16::new(s[..16].try_into().expect("16 pixels"));
+        let lanes = f32x16::from_i32x16(i32x16::from_i16x16(i16x16::from(bytes)));
+        // `divide_by_255`, sixteen lanes wide.
+        let inv = f32x16::splat(1.0 / 255.0);
+        let q = lanes * inv;
+        q.mul_neg_add(f32x16::splat(255.0), lanes).mul_add(inv, q)
     }
 
     #[inline(always)]
@@ -101,6 +118,14 @@ const ROWS_PER_BLOCK: usize = if cfg!(target_feature = "avx512f") {
     8
 } else {
     4
+};
+/// Columns [`matmul_tn`] sums in one pass over the rows when at least this many are left:
+/// ten (the classes at once, each pixel converted once) with AVX-512's 32 registers, five
+/// with AVX2's 16 (where a vector of sixteen is two).
+const GRAD_COLUMNS: usize = if cfg!(target_feature = "avx512f") {
+    10
+} else {
+    5
 };
 /// Inputs per zero test in [`matmul`]'s row blocks.
 const GROUP: usize = 4;
@@ -269,8 +294,8 @@ pub fn pixels_to_unit(pixels: &[u8], out: &mut [f32]) {
 
 /// `dw[k, n] = x[rows, k]ᵀ · d[rows, n]` for `n <= 16` (row-major, `dw` overwritten): the
 /// weight gradient of a narrow layer. The lanes run along `k`, sixteen values of `k` by up
-/// to five columns at a time, so every lane is busy; each block is transposed into `dw`'s
-/// layout in registers on the way out. Each output is summed over the rows in order.
+/// to ten columns at a time (five with AVX2), so every lane is busy; each block is
+/// transposed into `dw`'s layout in registers on the way out. Each output is summed over the rows in order.
 pub fn matmul_tn<E: Element>(rows: usize, k: usize, n: usize, x: &[E], d: &[f32], dw: &mut [f32]) {
     assert!(
         n <= MAX_WIDTH,
@@ -286,8 +311,13 @@ pub fn matmul_tn<E: Element>(rows: usize, k: usize, n: usize, x: &[E], d: &[f32]
         let mut block = [[0.0f32; 16]; MAX_WIDTH];
         let mut j = 0;
         while j < n {
-            let width = (n - j).min(5);
+            let width = if n - j >= 10 {
+                GRAD_COLUMNS
+            } else {
+                (n - j).min(5)
+            };
             match width {
+                10 => grad_block::<E, 10>(x, d, k, n, p, j, &mut block),
                 5 => grad_block::<E, 5>(x, d, k, n, p, j, &mut block),
                 4 => grad_block::<E, 4>(x, d, k, n, p, j, &mut block),
                 3 => grad_block::<E, 3>(x, d, k, n, p, j, &mut block),
@@ -321,20 +351,16 @@ fn grad_block<E: Element, const J: usize>(
     j0: usize,
     block: &mut [[f32; 16]; MAX_WIDTH],
 ) {
-    let mut acc = [[f32x8::ZERO; 2]; J];
+    let mut acc = [f32x16::ZERO; J];
     for (xr, dr) in x.chunks_exact(k).zip(d.chunks_exact(n)) {
-        let xs = &xr[p..p + 16];
-        let (x0, x1) = (E::load8(&xs[..8]), E::load8(&xs[8..]));
+        let xs = E::load16(&xr[p..p + 16]);
         let dr = &dr[j0..j0 + J];
         for t in 0..J {
-            let db = f32x8::splat(dr[t]);
-            acc[t][0] = db.mul_add(x0, acc[t][0]);
-            acc[t][1] = db.mul_add(x1, acc[t][1]);
+            acc[t] = f32x16::splat(dr[t]).mul_add(xs, acc[t]);
         }
     }
     for (t, a) in acc.iter().enumerate() {
-        block[j0 + t][..8].copy_from_slice(a[0].as_array());
-        block[j0 + t][8..].copy_from_slice(a[1].as_array());
+        block[j0 + t] = *a.as_array();
     }
 }
 
