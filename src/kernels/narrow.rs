@@ -13,7 +13,7 @@
 //!   Measured against the two-vector layout on `[100, 784]ᵀ·[100, 10]`: 20 µs instead of
 //!   46 µs (`benches/kernels.rs`).
 
-use wide::{f32x16, f32x8, i16x16, i32x16, i32x8, u16x8, u32x8, u8x16};
+use wide::{f32x16, f32x8, i16x16, i32x16, u32x8, u8x16};
 
 use crate::data::batch::PIXEL_TO_UNIT;
 
@@ -26,8 +26,6 @@ pub const MAX_WIDTH: usize = 16;
 pub trait Element: Copy + Send + Sync {
     /// The value as f32.
     fn unit(self) -> f32;
-    /// The first eight values of `s` as f32 lanes.
-    fn load8(s: &[Self]) -> f32x8;
     /// The first sixteen values of `s` as f32 lanes.
     fn load16(s: &[Self]) -> f32x16;
     /// Whether [`matmul`] skips groups of zero inputs (whose products add nothing).
@@ -52,11 +50,6 @@ impl Element for f32 {
     }
 
     #[inline(always)]
-    fn load8(s: &[f32]) -> f32x8 {
-        load(s)
-    }
-
-    #[inline(always)]
     fn load16(s: &[f32]) -> f32x16 {
         f32x16::new(s[..16].try_into().expect("16 lanes"))
     }
@@ -76,18 +69,8 @@ impl Element for u8 {
     }
 
     #[inline(always)]
-    fn load8(s: &[u8]) -> f32x8 {
-        pixels_to_unit8(s)
-    }
-
-    #[inline(always)]
     fn load16(s: &[u8]) -> f32x16 {
-        let bytes = u8x16::new(s[..16].try_into().expect("16 pixels"));
-        let lanes = f32x16::from_i32x16(i32x16::from_i16x16(i16x16::from(bytes)));
-        // `divide_by_255`, sixteen lanes wide.
-        let inv = f32x16::splat(1.0 / 255.0);
-        let q = lanes * inv;
-        q.mul_neg_add(f32x16::splat(255.0), lanes).mul_add(inv, q)
+        pixels_to_unit16(s)
     }
 
     #[inline(always)]
@@ -246,46 +229,29 @@ fn weight_row(w: &[f32], p: usize, n: usize) -> f32x16 {
     }
 }
 
-/// `v / 255` for integer-valued lanes `v` in `[0, 255]`, rounded exactly as the division
-/// rounds.
+/// Sixteen pixels as `value / 255` in f32 lanes, rounded exactly as the division rounds.
 ///
 /// `q = v·(1/255)` can be one ulp off; one Newton step on the remainder, computed exactly
 /// by a fused multiply-add, moves it to the correctly rounded quotient (checked for all
 /// 256 values in the tests). Three vector operations instead of a division or a table.
 #[inline(always)]
-fn divide_by_255(v: f32x8) -> f32x8 {
-    let inv = f32x8::splat(1.0 / 255.0);
+fn pixels_to_unit16(bytes: &[u8]) -> f32x16 {
+    let bytes = u8x16::new(bytes[..16].try_into().expect("16 pixels"));
+    let v = f32x16::from_i32x16(i32x16::from_i16x16(i16x16::from(bytes)));
+    let inv = f32x16::splat(1.0 / 255.0);
     let q = v * inv;
-    let remainder = q.mul_neg_add(f32x8::splat(255.0), v);
+    let remainder = q.mul_neg_add(f32x16::splat(255.0), v);
     remainder.mul_add(inv, q)
 }
 
-/// Eight pixels, widened to u16 lanes, as `value / 255` in f32 lanes.
-#[inline(always)]
-fn unit_lanes(v: u16x8) -> f32x8 {
-    divide_by_255(f32x8::from_i32x8(i32x8::from_u16x8(v)))
-}
-
-/// Eight pixels as `value / 255` in f32 lanes (see `divide_by_255`).
-#[inline(always)]
-pub fn pixels_to_unit8(bytes: &[u8]) -> f32x8 {
-    let mut lanes = [0u8; 16];
-    lanes[..8].copy_from_slice(&bytes[..8]);
-    unit_lanes(u16x8::from_u8x16_low(u8x16::new(lanes)))
-}
-
 /// Converts u8 pixels to `value / 255` in f32 (the same values as
-/// [`PIXEL_TO_UNIT`]), eight at a time.
+/// [`PIXEL_TO_UNIT`]), sixteen at a time.
 pub fn pixels_to_unit(pixels: &[u8], out: &mut [f32]) {
     assert_eq!(pixels.len(), out.len(), "pixel and output lengths differ");
     let mut oc = out.chunks_exact_mut(16);
     let mut pc = pixels.chunks_exact(16);
     for (o, p) in (&mut oc).zip(&mut pc) {
-        let bytes = u8x16::new(p.try_into().expect("16 pixels"));
-        let low = unit_lanes(u16x8::from_u8x16_low(bytes));
-        let high = unit_lanes(u16x8::from_u8x16_high(bytes));
-        o[..8].copy_from_slice(low.as_array());
-        o[8..].copy_from_slice(high.as_array());
+        o.copy_from_slice(pixels_to_unit16(p).as_array());
     }
     for (o, &p) in oc.into_remainder().iter_mut().zip(pc.remainder()) {
         *o = p.unit();
@@ -295,7 +261,8 @@ pub fn pixels_to_unit(pixels: &[u8], out: &mut [f32]) {
 /// `dw[k, n] = x[rows, k]ᵀ · d[rows, n]` for `n <= 16` (row-major, `dw` overwritten): the
 /// weight gradient of a narrow layer. The lanes run along `k`, sixteen values of `k` by up
 /// to ten columns at a time (five with AVX2), so every lane is busy; each block is
-/// transposed into `dw`'s layout in registers on the way out. Each output is summed over the rows in order.
+/// transposed into `dw`'s layout in registers on the way out. Each output is summed over
+/// the rows in order.
 pub fn matmul_tn<E: Element>(rows: usize, k: usize, n: usize, x: &[E], d: &[f32], dw: &mut [f32]) {
     assert!(
         n <= MAX_WIDTH,
