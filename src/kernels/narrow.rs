@@ -8,8 +8,8 @@
 //! - [`matmul`] holds a row of 10 outputs in the first lanes of an f32x16 (one AVX-512
 //!   register, two AVX2 ones), reads each weight row as the sixteen values from its start,
 //!   and broadcasts one input value at a time.
-//! - [`matmul_tn`] (the weight gradient) runs its lanes along `k` instead, so all eight are
-//!   busy, and transposes each 16-row block of the result in registers on the way out.
+//! - [`matmul_tn`] (the weight gradient) runs its lanes along `k` instead, so all sixteen
+//!   are busy, and transposes each 16-row block of the result in registers on the way out.
 //!   Measured against the two-vector layout on `[100, 784]ᵀ·[100, 10]`: 20 µs instead of
 //!   46 µs (`benches/kernels.rs`).
 
