@@ -460,17 +460,13 @@ fn bench_scaling_reports_the_curve_and_thread_invariance() {
     let threads: Vec<_> = points.iter().map(|p| p["threads"].as_u64()).collect();
     assert_eq!(threads, [Some(1), Some(2), Some(3)]);
     for point in points {
-        for key in [
+        let keys = [
             "mlp_samples_per_s",
             "softmax_samples_per_s",
             "mlp_speedup",
             "softmax_speedup",
-        ] {
-            let value = point[key]
-                .as_f64()
-                .unwrap_or_else(|| panic!("{key}: {json}"));
-            assert!(value.is_finite() && value > 0.0, "{key} = {value}");
-        }
+        ];
+        assert_finite_and_positive(point, &keys, &json);
     }
     assert_eq!(points[0]["mlp_speedup"].as_f64(), Some(1.0));
     assert_eq!(points[0]["softmax_speedup"].as_f64(), Some(1.0));
@@ -478,6 +474,20 @@ fn bench_scaling_reports_the_curve_and_thread_invariance() {
     zero.args(["bench", "--scaling", "--scaling-threads", "0", "--data"])
         .arg(&data);
     assert_eq!(zero.output().unwrap().status.code(), Some(2));
+}
+
+/// Each of `keys` in `object` is a finite number above 0 (`report` is printed on failure).
+fn assert_finite_and_positive(
+    object: &serde_json::Value,
+    keys: &[&str],
+    report: &serde_json::Value,
+) {
+    for key in keys {
+        let value = object[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key}: {report}"));
+        assert!(value.is_finite() && value > 0.0, "{key} = {value}");
+    }
 }
 
 /// `softnet bench --json` carries every key the performance issue names, each a measured,
@@ -504,7 +514,7 @@ fn bench_reports_every_tracked_number_and_the_machines_ceiling() {
         String::from_utf8(run_ok(&mut cmd).stdout).unwrap()
     };
     let json: serde_json::Value = serde_json::from_str(&bench(&["--json"])).unwrap();
-    for key in [
+    let keys = [
         "reference_run_s",
         "train_only_s",
         "process_s",
@@ -516,12 +526,8 @@ fn bench_reports_every_tracked_number_and_the_machines_ceiling() {
         "mlp_infer_1_us",
         "fma_peak_gflops",
         "fma_peak_1t_gflops",
-    ] {
-        let value = json[key]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{key}: {json}"));
-        assert!(value.is_finite() && value > 0.0, "{key} = {value}");
-    }
+    ];
+    assert_finite_and_positive(&json, &keys, &json);
     assert!(json["mlp_epoch_s"].is_null(), "--no-mlp: {json}");
     assert_eq!(json["threads"], 1);
     // 2000 steps of 100 rows take longer than 200 of them: the run really trains.
