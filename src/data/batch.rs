@@ -102,6 +102,13 @@ impl Batcher {
         }
     }
 
+    /// The examples the next batches start with, as far as this epoch's order goes (at
+    /// most `count`): what a step can ask the memory for before it needs them.
+    pub fn upcoming(&self, count: usize) -> &[u32] {
+        let end = self.permutation.len().min(self.position + count);
+        &self.permutation[self.position..end]
+    }
+
     /// Recomputes this epoch's permutation from the seed and the epoch number alone.
     fn permute(&mut self) {
         let BatchOrder::Shuffle { seed } = self.order else {
@@ -121,13 +128,18 @@ impl Batcher {
     }
 }
 
-/// Gathers examples `indices` of `data`: their pixels into `pixels`, the same scaled to
-/// [0, 1] into `images` (both `indices.len() x 784`) and labels into `labels`.
+/// Gathers examples `indices` of `data`: their pixels into `pixels` (`indices.len() x
+/// 784`) and labels into `labels`.
+///
+/// `upcoming` are the examples the caller gathers next (some, all or none of them): row `r`
+/// of them is asked for into the second-level cache while row `r` of these is copied, so
+/// that they have arrived when their turn comes (from 121.6 to 104.4 ms for the reference
+/// run with shuffled batches on one thread, medians of 5 interleaved runs).
 pub fn gather(
     data: Rows<'_>,
     indices: &[u32],
+    upcoming: &[u32],
     pixels: &mut [u8],
-    images: &mut [f32],
     labels: &mut [u8],
 ) {
     assert_eq!(
@@ -136,30 +148,27 @@ pub fn gather(
         "pixel buffer is not batch x 784"
     );
     assert_eq!(
-        images.len(),
-        indices.len() * PIXELS,
-        "image buffer is not batch x 784"
-    );
-    assert_eq!(
         labels.len(),
         indices.len(),
         "label buffer is not batch long"
     );
-    for (r, ((row, pixel_row), label)) in images
+    for (r, (pixel_row, label)) in pixels
         .chunks_exact_mut(PIXELS)
-        .zip(pixels.chunks_exact_mut(PIXELS))
         .zip(labels.iter_mut())
         .enumerate()
     {
         // Shuffled rows are scattered over the whole training set: with the row a few
         // places ahead already on its way from memory, the misses overlap instead of
-        // stalling each row in turn.
+        // stalling each row in turn (rows asked for a step ahead are on their way already).
         if let Some(&ahead) = indices.get(r + PREFETCH_ROWS_AHEAD) {
             crate::kernels::prefetch(data.image(ahead as usize));
         }
+        // Not among `data` yet, while a run's data is still loading.
+        if let Some(next) = upcoming.get(r).and_then(|&i| data.get_image(i as usize)) {
+            crate::kernels::prefetch_l2(next);
+        }
         let i = indices[r] as usize;
         pixel_row.copy_from_slice(data.image(i));
-        pixels_to_unit(pixel_row, row);
         *label = data.label(i);
     }
 }
@@ -208,6 +217,21 @@ mod tests {
         let mut second = [0u32; 100];
         a.next_indices(&mut second);
         assert_ne!(ea, second, "each epoch has its own permutation");
+    }
+
+    #[test]
+    fn upcoming_is_the_next_batch_up_to_the_epoch_end() {
+        let mut b = Batcher::new(10, BatchOrder::Shuffle { seed: 4 });
+        let mut first = [0u32; 6];
+        let ahead = b.upcoming(6).to_vec();
+        b.next_indices(&mut first);
+        assert_eq!(ahead, first);
+        // Four left in this epoch; the next one's order is not drawn yet.
+        let ahead = b.upcoming(6).to_vec();
+        assert_eq!(ahead.len(), 4);
+        let mut second = [0u32; 6];
+        b.next_indices(&mut second);
+        assert_eq!(ahead, second[..4]);
     }
 
     #[test]

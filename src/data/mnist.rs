@@ -431,15 +431,24 @@ impl<'a> Rows<'a> {
         self.labels[self.position(i)]
     }
 
+    /// The pixels of example `i`, if it is among these.
+    pub fn get_image(&self, i: usize) -> Option<&'a [u8]> {
+        let at = self.index(i)?;
+        Some(&self.pixels[at * PIXELS..(at + 1) * PIXELS])
+    }
+
+    fn index(&self, i: usize) -> Option<usize> {
+        i.checked_sub(self.first).filter(|&at| at < self.len())
+    }
+
     fn position(&self, i: usize) -> usize {
-        match i.checked_sub(self.first) {
-            Some(at) if at < self.len() => at,
-            _ => panic!(
+        self.index(i).unwrap_or_else(|| {
+            panic!(
                 "example {i} is not among examples {}..{}",
                 self.first,
                 self.first + self.len()
-            ),
-        }
+            )
+        })
     }
 }
 

@@ -72,6 +72,23 @@ pub(crate) fn prefetch<T>(values: &[T]) {
     let _ = values;
 }
 
+/// Like [`prefetch`], into the second-level cache only.
+#[inline(always)]
+pub(crate) fn prefetch_l2<T>(values: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        const LINE: usize = 64;
+        let start = values.as_ptr().cast::<u8>();
+        for offset in (0..std::mem::size_of_val(values)).step_by(LINE) {
+            // SAFETY: as in `prefetch`.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(start.wrapping_add(offset).cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
+}
+
 /// `dst.copy_from_slice(&src[..dst.len()])` for a row's last few outputs, with `COMMON`
 /// values (what the ten classes leave) copied by fixed-size stores: a copy whose length is
 /// known only at run time is a call to `memcpy`, which costs more than the stores

@@ -17,16 +17,6 @@ pub enum Input<'a> {
     Unit(&'a [f32]),
     /// MNIST pixels, scaled by 1/255 on the fly.
     Pixels(&'a [u8]),
-    /// The same pixels twice, as u8 and as their f32 values (`unit[i] == pixels[i] / 255`),
-    /// so each product reads the form it is fastest on: the narrow forward product skips
-    /// zero groups of the bytes, everything else streams the floats. Results are bit for
-    /// bit those of either form alone.
-    PixelsAndUnit {
-        /// The pixels.
-        pixels: &'a [u8],
-        /// `pixels[i] / 255`.
-        unit: &'a [f32],
-    },
     /// Pixels with their non-zero inputs listed ([`NonZeroRows::list`] on the same
     /// pixels), for rows multiplied again and again, such as a test set evaluated during
     /// training: a narrow first layer multiplies only the listed inputs, other layers read
@@ -45,7 +35,6 @@ impl Input<'_> {
         match self {
             Input::Unit(x) => x.len(),
             Input::Pixels(x) => x.len(),
-            Input::PixelsAndUnit { unit, .. } => unit.len(),
             Input::Listed { pixels, .. } => pixels.len(),
         }
     }
@@ -88,16 +77,10 @@ fn input_times_weight(
             listed::matmul(x, packed, out)
         }
         Input::Unit(x) if narrow => narrow::matmul(rows, k, n, x, w, out),
-        Input::Pixels(x)
-        | Input::PixelsAndUnit { pixels: x, .. }
-        | Input::Listed { pixels: x, .. }
-            if narrow =>
-        {
+        Input::Pixels(x) | Input::Listed { pixels: x, .. } if narrow => {
             narrow::matmul(rows, k, n, x, w, out)
         }
-        Input::Unit(x) | Input::PixelsAndUnit { unit: x, .. } => {
-            gemm(rows, n, k, MatRef::row_major(x, k), wm, out, n, false, ws)
-        }
+        Input::Unit(x) => gemm(rows, n, k, MatRef::row_major(x, k), wm, out, n, false, ws),
         Input::Pixels(x) | Input::Listed { pixels: x, .. } => {
             gemm(rows, n, k, PixelRef::row_major(x, k), wm, out, n, false, ws)
         }
@@ -117,13 +100,11 @@ fn input_t_times_grad(
     let narrow = n <= narrow::MAX_WIDTH;
     let dm = MatRef::row_major(d, n);
     match input {
-        Input::Unit(x) | Input::PixelsAndUnit { unit: x, .. } if narrow => {
-            narrow::matmul_tn(rows, k, n, x, d, dw)
-        }
+        Input::Unit(x) if narrow => narrow::matmul_tn(rows, k, n, x, d, dw),
         Input::Pixels(x) | Input::Listed { pixels: x, .. } if narrow => {
             narrow::matmul_tn(rows, k, n, x, d, dw)
         }
-        Input::Unit(x) | Input::PixelsAndUnit { unit: x, .. } => gemm(
+        Input::Unit(x) => gemm(
             k,
             n,
             rows,

@@ -50,19 +50,21 @@ fn prev_power_of_two(n: usize) -> usize {
     1 << (usize::BITS - 1 - n.leading_zeros())
 }
 
-/// One shard's buffers: its rows' inputs (pixels as f32) and labels, the passes' workspace
+/// One shard's buffers: its rows' examples and pixels and labels, the passes' workspace
 /// and its gradient.
 #[derive(Debug)]
 struct Shard {
     rows: usize,
     indices: Vec<u32>,
     pixels: Vec<u8>,
-    inputs: Vec<f32>,
     labels: Vec<u8>,
     ws: Workspace,
     grads: Vec<f32>,
     loss: f64,
     correct: usize,
+    /// Which of the next step's examples (as [`Batcher::upcoming`] lists them) are this
+    /// shard's.
+    upcoming: std::ops::Range<usize>,
 }
 
 /// What one training step measured on its batch.
@@ -109,12 +111,12 @@ impl Trainer {
                 rows,
                 indices: vec![0; rows],
                 pixels: vec![0; rows * PIXELS],
-                inputs: vec![0.0; rows * PIXELS],
                 labels: vec![0; rows],
                 ws: Workspace::new(&model, rows),
                 grads: vec![0.0; model.params().len()],
                 loss: 0.0,
                 correct: 0,
+                upcoming: 0..0,
             })
             .collect();
         Trainer {
@@ -247,20 +249,26 @@ impl Trainer {
         let grad_scale = 1.0 / self.batch as f32;
         let model = &self.model;
         let classes = model.architecture().classes;
+        // The next step's examples, shard by shard as they will be cut: each shard asks the
+        // memory for its next rows while it copies these.
+        let upcoming = self.batcher.upcoming(self.batch);
+        let mut start = 0;
+        for shard in &mut self.shards {
+            let end = (start + shard.rows).min(upcoming.len());
+            shard.upcoming = start..end;
+            start = end;
+        }
         self.pool.for_each(&mut self.shards, |shard| {
-            // Converted once here, the inputs are read as plain f32 by the products; the
-            // narrow forward product reads the bytes, skipping groups of zero pixels.
             gather(
                 data,
                 &shard.indices,
+                &upcoming[shard.upcoming.clone()],
                 &mut shard.pixels,
-                &mut shard.inputs,
                 &mut shard.labels,
             );
-            let input = Input::PixelsAndUnit {
-                pixels: &shard.pixels,
-                unit: &shard.inputs,
-            };
+            // The products read the bytes, each in its own way: the narrow ones skip zero
+            // pixels, the blocked gemm converts them as it packs.
+            let input = Input::Pixels(&shard.pixels);
             model.forward(input, shard.rows, &mut shard.ws);
             let logits =
                 &shard.ws.activations[shard.ws.activations.len() - 1][..shard.rows * classes];

@@ -48,10 +48,16 @@ fn arriving_rows_are_the_rows_of_the_loaded_data() {
             for range in [25..50, 0..25, 3..20, 100..125, 125..130, 7..8] {
                 let rows = arriving.rows(range.clone()).unwrap();
                 assert_eq!((rows.first(), rows.len()), (range.start, range.len()));
-                for i in range {
+                for i in range.clone() {
                     assert_eq!(rows.image(i), train.image(i), "image {i}");
+                    assert_eq!(rows.get_image(i), Some(train.image(i)), "image {i}");
                     assert_eq!(rows.label(i), train.labels()[i], "label {i}");
                 }
+                assert_eq!(rows.get_image(range.end), None);
+                assert_eq!(
+                    range.start.checked_sub(1).and_then(|i| rows.get_image(i)),
+                    None
+                );
             }
             assert!(arriving.all_arrived());
             // Straddling two pieces, past the end, or empty.
