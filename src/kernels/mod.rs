@@ -57,36 +57,33 @@ pub(crate) fn list_set_bits(mask: u32, base: u16, list: &mut [u16], count: usize
 #[inline(always)]
 pub(crate) fn prefetch<T>(values: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        const LINE: usize = 64;
-        let start = values.as_ptr().cast::<u8>();
-        for offset in (0..std::mem::size_of_val(values)).step_by(LINE) {
-            // SAFETY: SSE, which `_mm_prefetch` needs, is part of every x86_64 CPU; a
-            // prefetch only hints the cache and never faults (and the address lies inside
-            // `values` anyway).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset).cast()) };
-        }
-    }
+    prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T0 }, T>(values);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = values;
 }
 
-/// Like [`prefetch`], into the second-level cache only.
+/// Like [`prefetch`], into the second-level cache only: for reads a whole step ahead,
+/// which would only push the step's own data out of the first.
 #[inline(always)]
 pub(crate) fn prefetch_l2<T>(values: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        const LINE: usize = 64;
-        let start = values.as_ptr().cast::<u8>();
-        for offset in (0..std::mem::size_of_val(values)).step_by(LINE) {
-            // SAFETY: as in `prefetch`.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(start.wrapping_add(offset).cast()) };
-        }
-    }
+    prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T1 }, T>(values);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = values;
+}
+
+/// One prefetch with `HINT` for each cache line of `values`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_lines<const HINT: i32, T>(values: &[T]) {
+    const LINE: usize = 64;
+    let start = values.as_ptr().cast::<u8>();
+    for offset in (0..std::mem::size_of_val(values)).step_by(LINE) {
+        // SAFETY: SSE, which `_mm_prefetch` needs, is part of every x86_64 CPU; a prefetch
+        // only hints the cache and never faults (and the address lies inside `values`
+        // anyway).
+        unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(start.wrapping_add(offset).cast()) };
+    }
 }
 
 /// `dst.copy_from_slice(&src[..dst.len()])` for a row's last few outputs, with `COMMON`

@@ -545,8 +545,8 @@ impl Model {
             } else {
                 Input::Unit(&ws.activations[i - 1][..rows * layer.fan_in])
             };
-            let d_out = &ws.grad_a[..rows * layer.fan_out]; // [rows, fan_out]
-                                                            // dW = inputᵀ · d_out: [fan_in, rows] x [rows, fan_out]
+            // d_out: [rows, fan_out]; dW = inputᵀ · d_out: [fan_in, rows] x [rows, fan_out].
+            let d_out = &ws.grad_a[..rows * layer.fan_out];
             let dw = &mut grads[layer.weight.clone()];
             input_t_times_grad(
                 input,
