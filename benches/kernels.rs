@@ -11,6 +11,25 @@ fn data(len: usize, salt: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The first `rows` training images when `../shared` has them (the pixels a training step
+/// reads, four in five zero), else synthetic digits: a zero border around noise.
+fn training_pixels(rows: usize) -> Vec<u8> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist");
+    match softnet::data::Mnist::load(&dir) {
+        Ok(m) => m.train.pixels()[..rows * 784].to_vec(),
+        Err(_) => (0..rows * 784)
+            .map(|i| {
+                let (y, x) = (i % 784 / 28, i % 28);
+                if (6..22).contains(&y) && (8..20).contains(&x) && i % 3 == 0 {
+                    (i * 31 % 251) as u8
+                } else {
+                    0
+                }
+            })
+            .collect(),
+    }
+}
+
 /// (name, m, n, k): forward products of a batch and the test set.
 const SHAPES: &[(&str, usize, usize, usize)] = &[
     ("100x784x10", 100, 10, 784),
@@ -99,6 +118,14 @@ fn weight_gradient(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("narrow", name), |bench| {
                 bench.iter(|| {
                     narrow::matmul_tn(m, k, n, &x[..], &d, &mut dw);
+                    black_box(&dw);
+                })
+            });
+            // What a training step runs: the batch's bytes, rows of zero blocks skipped.
+            let pixels = training_pixels(m);
+            group.bench_function(BenchmarkId::new("narrow, MNIST pixels", name), |bench| {
+                bench.iter(|| {
+                    narrow::matmul_tn(m, k, n, &pixels[..], &d, &mut dw);
                     black_box(&dw);
                 })
             });
