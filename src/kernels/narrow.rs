@@ -121,8 +121,8 @@ const GRAD_COLUMNS: usize = if cfg!(target_feature = "avx512f") {
 } else {
     5
 };
-/// Rows [`matmul_tn`] lists at a time when it skips zero inputs (longer inputs take
-/// several lists, the sums carried on in registers).
+/// Rows [`matmul_tn`] lists at a time when it skips zero inputs (more rows take several
+/// lists, the sums carried on in registers).
 const ROWS_PER_LIST: usize = 256;
 /// Inputs per zero test in [`matmul`]'s row blocks.
 const GROUP: usize = 4;

@@ -54,6 +54,8 @@ fn prev_power_of_two(n: usize) -> usize {
 /// and its gradient.
 #[derive(Debug)]
 struct Shard {
+    /// Where this shard's rows start in the batch.
+    first: usize,
     rows: usize,
     indices: Vec<u32>,
     pixels: Vec<u8>,
@@ -62,9 +64,6 @@ struct Shard {
     grads: Vec<f32>,
     loss: f64,
     correct: usize,
-    /// Which of the next step's examples (as [`Batcher::upcoming`] lists them) are this
-    /// shard's.
-    upcoming: std::ops::Range<usize>,
 }
 
 /// What one training step measured on its batch.
@@ -107,7 +106,12 @@ impl Trainer {
         assert!(batch > 0, "batch size must be positive");
         let shards = shard_rows(&model, batch)
             .into_iter()
-            .map(|rows| Shard {
+            .scan(0, |first, rows| {
+                *first += rows;
+                Some((*first - rows, rows))
+            })
+            .map(|(first, rows)| Shard {
+                first,
                 rows,
                 indices: vec![0; rows],
                 pixels: vec![0; rows * PIXELS],
@@ -116,7 +120,6 @@ impl Trainer {
                 grads: vec![0.0; model.params().len()],
                 loss: 0.0,
                 correct: 0,
-                upcoming: 0..0,
             })
             .collect();
         Trainer {
@@ -249,20 +252,15 @@ impl Trainer {
         let grad_scale = 1.0 / self.batch as f32;
         let model = &self.model;
         let classes = model.architecture().classes;
-        // The next step's examples, shard by shard as they will be cut: each shard asks the
-        // memory for its next rows while it copies these.
+        // The next step's examples: each shard asks the memory for its next rows (those at
+        // its place in the next batch) while it copies these.
         let upcoming = self.batcher.upcoming(self.batch);
-        let mut start = 0;
-        for shard in &mut self.shards {
-            let end = (start + shard.rows).min(upcoming.len());
-            shard.upcoming = start..end;
-            start = end;
-        }
         self.pool.for_each(&mut self.shards, |shard| {
+            let next = upcoming.get(shard.first..).unwrap_or_default();
             gather(
                 data,
                 &shard.indices,
-                &upcoming[shard.upcoming.clone()],
+                &next[..shard.rows.min(next.len())],
                 &mut shard.pixels,
                 &mut shard.labels,
             );
