@@ -19,9 +19,14 @@ pub fn real_mnist_dir() -> Option<PathBuf> {
     Some(dir)
 }
 
-/// The real MNIST files, or None (with a note) where `../shared` is absent.
+/// The real MNIST files, or None (with a note) where `../shared` is absent or, without the
+/// `gz` feature, cannot be read (the shared files are gzip'd).
 pub fn real_mnist() -> Option<Mnist> {
     let dir = real_mnist_dir()?;
+    if !cfg!(feature = "gz") {
+        eprintln!("skipping: the gzip'd MNIST files need the gz feature");
+        return None;
+    }
     Some(Mnist::load(&dir).expect("the shared MNIST files load"))
 }
 
