@@ -10,11 +10,14 @@
 //! SIMD comes from `wide` (f32x8, AVX2 + FMA when the crate is built with
 //! `target-cpu=native`, as `.cargo/config.toml` does; portable lanes otherwise).
 
+pub mod conv;
 pub mod elementwise;
 pub mod gemm;
 pub mod listed;
 pub mod naive;
+mod naive_conv;
 pub mod narrow;
+pub mod pool;
 
 pub use elementwise::{
     add_bias_rows, argmax_rows, column_sums_into, relu_backward_in_place, relu_in_place,
