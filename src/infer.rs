@@ -212,7 +212,7 @@ impl Classifier {
 
     /// Number of classes.
     pub fn classes(&self) -> usize {
-        self.arch.classes
+        self.arch.classes()
     }
 
     /// Whether the weights are f32 or int8.
@@ -227,7 +227,7 @@ impl Classifier {
     /// MNIST) and its softmax probability.
     pub fn predict(&self, pixels: &[u8; PIXELS]) -> (usize, f32) {
         let mut logits = [0.0f32; MAX_CLASSES];
-        let z = &mut logits[..self.arch.classes];
+        let z = &mut logits[..self.arch.classes()];
         self.logits(Source::Pixels(pixels), z);
         best_and_confidence(z)
     }
@@ -239,7 +239,7 @@ impl Classifier {
     pub fn predict_f32(&self, x: &[f32]) -> (usize, f32) {
         assert_eq!(x.len(), PIXELS, "an image has {PIXELS} values");
         let mut logits = [0.0f32; MAX_CLASSES];
-        let z = &mut logits[..self.arch.classes];
+        let z = &mut logits[..self.arch.classes()];
         self.logits(Source::Unit(x), z);
         best_and_confidence(z)
     }
@@ -248,7 +248,7 @@ impl Classifier {
     /// model with fewer classes, the missing entries are `(usize::MAX, 0.0)`).
     pub fn predict_top3(&self, pixels: &[u8; PIXELS]) -> [(usize, f32); 3] {
         let mut probs = [0.0f32; MAX_CLASSES];
-        let p = &mut probs[..self.arch.classes];
+        let p = &mut probs[..self.arch.classes()];
         self.probabilities_into(pixels, p);
         let mut top = [(usize::MAX, f32::NEG_INFINITY); 3];
         for (c, &v) in p.iter().enumerate() {
@@ -268,7 +268,7 @@ impl Classifier {
     /// If `pixels` does not hold 784 values or `out` does not hold `classes`.
     pub fn probabilities_into(&self, pixels: &[u8], out: &mut [f32]) -> usize {
         assert_eq!(pixels.len(), PIXELS, "an image has {PIXELS} pixels");
-        assert_eq!(out.len(), self.arch.classes, "one probability per class");
+        assert_eq!(out.len(), self.arch.classes(), "one probability per class");
         self.logits(Source::Pixels(pixels), out);
         let best = argmax(out);
         let max = out[best];
@@ -289,7 +289,7 @@ impl Classifier {
     /// If `pixels` does not hold 784 values or `out` does not hold `classes`.
     pub fn logits_into(&self, pixels: &[u8], out: &mut [f32]) {
         assert_eq!(pixels.len(), PIXELS, "an image has {PIXELS} pixels");
-        assert_eq!(out.len(), self.arch.classes, "one logit per class");
+        assert_eq!(out.len(), self.arch.classes(), "one logit per class");
         self.logits(Source::Pixels(pixels), out);
     }
 
@@ -318,7 +318,7 @@ impl Classifier {
     /// Loss, accuracy and confusion matrix on `data`, as [`crate::train::evaluate`] reports
     /// them for an f32 [`Model`].
     pub fn evaluate(&self, data: &Dataset) -> EvalResult {
-        let classes = self.arch.classes;
+        let classes = self.arch.classes();
         let mut confusion = vec![vec![0usize; classes]; classes];
         let mut loss = 0.0f64;
         let mut logits = [0.0f32; MAX_CLASSES];
@@ -366,22 +366,30 @@ fn check(arch: &Architecture, name: &Path) -> Result<usize, ClassifierError> {
         source_name: name.to_path_buf(),
         reason,
     };
-    if arch.input != PIXELS {
+    let Some(widths) = arch.dense_widths() else {
+        return Err(unsupported(format!(
+            "model {} is not a dense network: the engine runs linear and ReLU layers only \
+             (convolutional models run through Model::inference)",
+            arch.describe()
+        )));
+    };
+    if widths[0] != PIXELS {
         return Err(unsupported(format!(
             "model {} takes {} inputs, the engine takes {PIXELS}",
             arch.describe(),
-            arch.input
+            widths[0]
         )));
     }
-    if !(2..=MAX_CLASSES).contains(&arch.classes) {
+    if !(2..=MAX_CLASSES).contains(&arch.classes()) {
         return Err(unsupported(format!(
             "model {} has {} classes, the engine handles 2 to {MAX_CLASSES}",
             arch.describe(),
-            arch.classes
+            arch.classes()
         )));
     }
-    let widest = std::iter::once(arch.input)
-        .chain(arch.hidden.iter().copied())
+    let widest = widths[..widths.len() - 1]
+        .iter()
+        .copied()
         .map(padded)
         .max()
         .unwrap_or(0);

@@ -68,7 +68,7 @@ pub enum InspectError {
 }
 
 fn check_input(model: &Model) -> Result<(), InspectError> {
-    let got = model.architecture().input;
+    let got = model.architecture().input_len();
     if got != PIXELS {
         return Err(InspectError::InputSize {
             got,
@@ -79,7 +79,7 @@ fn check_input(model: &Model) -> Result<(), InspectError> {
 }
 
 fn check_target(model: &Model, target: usize) -> Result<(), InspectError> {
-    let classes = model.architecture().classes;
+    let classes = model.architecture().classes();
     if target >= classes {
         return Err(InspectError::Target { target, classes });
     }
@@ -128,7 +128,7 @@ pub fn evaluate_with_logits(model: &Model, data: &Dataset) -> Result<Evaluated, 
 /// Logits (`[n, classes]`) of f32 images (`[n, 784]`, any range: fooled digits leave [0, 1]).
 pub fn logits_f32(model: &Model, images: &[f32]) -> Result<Vec<f32>, InspectError> {
     check_input(model)?;
-    let dim = model.architecture().input;
+    let dim = model.architecture().input_len();
     if images.len() % dim != 0 {
         return Err(CalibrationError::Shape {
             what: "images",
@@ -137,7 +137,7 @@ pub fn logits_f32(model: &Model, images: &[f32]) -> Result<Vec<f32>, InspectErro
         }
         .into());
     }
-    let classes = model.architecture().classes;
+    let classes = model.architecture().classes();
     let n = images.len() / dim;
     let mut out = vec![0f32; n * classes];
     let mut ws = Workspace::inference(model, CHUNK_ROWS.min(n.max(1)));
@@ -153,7 +153,7 @@ pub fn logits_f32(model: &Model, images: &[f32]) -> Result<Vec<f32>, InspectErro
 
 /// Predicted classes (`[n]`) of f32 images (`[n, 784]`), written into `out`.
 pub fn predict_f32(model: &Model, images: &[f32], out: &mut [u8]) -> Result<(), InspectError> {
-    let classes = model.architecture().classes;
+    let classes = model.architecture().classes();
     let logits = logits_f32(model, images)?;
     if logits.len() != out.len() * classes {
         return Err(CalibrationError::Shape {
@@ -181,8 +181,8 @@ pub fn input_gradient(
     labels: &[u8],
 ) -> Result<Vec<f32>, InspectError> {
     check_input(model)?;
-    let dim = model.architecture().input;
-    let classes = model.architecture().classes;
+    let dim = model.architecture().input_len();
+    let classes = model.architecture().classes();
     if images.len() != labels.len() * dim {
         return Err(CalibrationError::Shape {
             what: "images",
@@ -234,7 +234,7 @@ pub fn weight_direction(model: &Model, target: usize) -> Result<Vec<f32>, Inspec
         });
     }
     let w = model.weight(0); // [784, classes]
-    Ok(w.chunks_exact(arch.classes)
+    Ok(w.chunks_exact(arch.classes())
         .map(|row| row[target])
         .collect())
 }
@@ -396,7 +396,7 @@ pub fn fit_model_temperature(model: &Model, held_out: &Dataset) -> Result<f32, I
     Ok(fit_temperature(
         &ev.logits,
         held_out.labels(),
-        model.architecture().classes,
+        model.architecture().classes(),
     )?)
 }
 

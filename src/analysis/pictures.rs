@@ -237,7 +237,7 @@ pub fn model_report(
     opts: &ReportOptions,
 ) -> Result<(HtmlReport, ReportNumbers), PictureError> {
     let test = &mnist.test;
-    let classes = model.architecture().classes;
+    let classes = model.architecture().classes();
     let arch = model.architecture();
     let ev = evaluate_with_logits(model, test)?;
     let calibration = calibration_at(&ev.logits, test.labels(), classes, 1.0)?;

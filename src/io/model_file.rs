@@ -111,11 +111,8 @@ pub fn load_model_bytes(bytes: &[u8], path: &Path) -> Result<Model, ModelError> 
         .as_ref()
         .and_then(|m| m.get(ARCHITECTURE_KEY))
     {
-        Some(text) => Architecture::parse(text).ok_or_else(|| {
-            invalid(format!(
-                "metadata architecture {text:?} is not like 784-256-10"
-            ))
-        })?,
+        Some(text) => Architecture::parse_described(text)
+            .map_err(|e| invalid(format!("metadata architecture {text:?} is not like 784-256-10 or 28x28x1:conv5x5x32,…: {e}")))?,
         None => infer_architecture(&tensors).ok_or_else(|| {
             invalid("no architecture in the metadata and the tensor names do not give one".into())
         })?,
@@ -168,15 +165,12 @@ pub fn load_model_bytes(bytes: &[u8], path: &Path) -> Result<Model, ModelError> 
     Ok(model)
 }
 
-/// The architecture a file's tensor names and shapes imply, when its metadata has none.
+/// The architecture a file's tensor names and shapes imply, when its metadata has none
+/// (dense networks only, named as softnet names them).
 fn infer_architecture(tensors: &SafeTensors<'_>) -> Option<Architecture> {
     if let Ok(w) = tensors.tensor(crate::nn::scope::WEIGHT) {
         if let [input, classes] = *w.shape() {
-            return Some(Architecture {
-                input,
-                hidden: vec![],
-                classes,
-            });
+            return Architecture::dense(input, &[], classes).ok();
         }
     }
     let mut widths = Vec::new();
@@ -198,11 +192,15 @@ fn infer_architecture(tensors: &SafeTensors<'_>) -> Option<Architecture> {
             break;
         }
     }
-    (widths.len() >= 2).then(|| Architecture {
-        input: widths[0],
-        hidden: widths[1..widths.len() - 1].to_vec(),
-        classes: widths[widths.len() - 1],
-    })
+    if widths.len() < 2 {
+        return None;
+    }
+    Architecture::dense(
+        widths[0],
+        &widths[1..widths.len() - 1],
+        widths[widths.len() - 1],
+    )
+    .ok()
 }
 
 #[cfg(test)]

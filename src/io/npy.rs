@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::error::ModelError;
+use crate::nn::Model;
 
 /// An f32 array read from a `.npy` file.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +90,68 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     Ok(NpyArray { shape, values })
+}
+
+/// The `.npy` file names of the `i`-th layer with parameters of `model`, `(weight, bias)`:
+/// `W1.npy`, `b1.npy`, `W2.npy`, ... for a dense network (the reference dumps' names), and
+/// for a network with convolutions the parameter's scope with `_w`/`_b` (`conv1_w.npy`,
+/// `conv1_b.npy`, `fc1_w.npy`, ...: `conv1/weight` is `conv1_w.npy`).
+pub fn npy_names(model: &Model, i: usize) -> (String, String) {
+    let layer = &model.layers()[i];
+    if model.architecture().is_convolutional() {
+        let scope = |path: &str| path.rsplit_once('/').map_or(path, |(s, _)| s).to_string();
+        (
+            format!("{}_w.npy", scope(&layer.weight_path)),
+            format!("{}_b.npy", scope(&layer.bias_path)),
+        )
+    } else {
+        (format!("W{}.npy", i + 1), format!("b{}.npy", i + 1))
+    }
+}
+
+/// Copies initial weights from the `.npy` files in `dir` into `model`, named as
+/// [`npy_names`] says (`W.npy` and `b.npy` also do for softmax regression). Every weight
+/// file must exist and have the parameter's shape (HWIO `[kh, kw, in, out]` for filters);
+/// a missing bias file leaves that bias as it is.
+pub fn load_init_dir(model: &mut Model, dir: &Path) -> Result<(), ModelError> {
+    let single = model.layers().len() == 1;
+    for i in 0..model.layers().len() {
+        let layer = model.layers()[i].clone();
+        let (w_name, b_name) = npy_names(model, i);
+        let mut w_path = dir.join(&w_name);
+        let mut b_path = dir.join(&b_name);
+        if single && !w_path.exists() {
+            w_path = dir.join("W.npy");
+        }
+        if single && !b_path.exists() {
+            b_path = dir.join("b.npy");
+        }
+        let w = read_npy(&w_path)?;
+        if w.shape != layer.weight_shape {
+            return Err(ModelError::invalid(
+                &w_path,
+                format!(
+                    "shape {:?} does not fit {} {:?}",
+                    w.shape, layer.weight_path, layer.weight_shape
+                ),
+            ));
+        }
+        model.set_param(&layer.weight_path, &w.values);
+        if b_path.exists() {
+            let b = read_npy(&b_path)?;
+            if b.shape != [layer.fan_out] {
+                return Err(ModelError::invalid(
+                    &b_path,
+                    format!(
+                        "shape {:?} does not fit {} [{}]",
+                        b.shape, layer.bias_path, layer.fan_out
+                    ),
+                ));
+            }
+            model.set_param(&layer.bias_path, &b.values);
+        }
+    }
+    Ok(())
 }
 
 /// The bytes of a `.npy` (format 1.0) file holding `values` with `shape`.

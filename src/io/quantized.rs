@@ -208,11 +208,17 @@ pub fn load_quantized_bytes(bytes: &[u8], path: &Path) -> Result<QuantizedModel,
     let text = metadata
         .get(ARCHITECTURE_KEY)
         .ok_or_else(|| invalid("no architecture in the metadata".into()))?;
-    let arch = Architecture::parse(text).ok_or_else(|| {
+    let arch = Architecture::parse_described(text).map_err(|e| {
         invalid(format!(
-            "metadata architecture {text:?} is not like 784-256-10"
+            "metadata architecture {text:?} is not like 784-256-10 or 28x28x1:conv5x5x32,…: {e}"
         ))
     })?;
+    if arch.dense_widths().is_none() {
+        return Err(invalid(format!(
+            "architecture {} is not a dense network; int8 files hold linear and ReLU layers only",
+            arch.describe()
+        )));
+    }
     if arch.parameter_count() > MAX_MODEL_BYTES as usize {
         return Err(invalid(format!(
             "architecture {} is too large",

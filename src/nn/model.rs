@@ -1,331 +1,265 @@
-//! [`Architecture`], [`Model`]: parameters in one flat arena, forward and backward passes.
+//! [`Model`]: an [`Architecture`]'s parameters in one flat arena, and the forward and
+//! backward passes as a loop over its layers.
+//!
+//! Each layer reads the buffer its predecessor wrote and writes its own, sized `[rows,
+//! h·w·c]` in the [`Workspace`]; ReLU, dropout and flatten work in place on their input's
+//! buffer. Backward runs the list in reverse over two gradient buffers (the current layer's
+//! output gradient and its input gradient, swapped after each layer that is not in place).
 
 use std::ops::Range;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
-use super::graph::scope;
+use super::activation;
+use super::arch::{Architecture, LayerSpec};
+use super::conv2d::Conv2d;
+use super::dropout::{self, DropoutKey};
 use super::init::fill_normal;
+use super::linear::{is_narrow, Input, Linear, ListedWeights};
+use super::maxpool::MaxPool2d;
 use super::workspace::Workspace;
-use crate::kernels::listed::{self, NonZeroRows, PackedWeights};
-use crate::kernels::{self, gemm, narrow, GemmWorkspace, MatRef, PixelRef};
+use crate::kernels;
+use crate::kernels::conv::ConvGeometry;
+use crate::kernels::pool::PoolGeometry;
 
-/// A batch of inputs, `[rows, input]` row-major: f32 features, or u8 pixels that the first
-/// layer reads as `value / 255` without an f32 copy.
-#[derive(Debug, Clone, Copy)]
-pub enum Input<'a> {
-    /// Features as f32.
-    Unit(&'a [f32]),
-    /// MNIST pixels, scaled by 1/255 on the fly.
-    Pixels(&'a [u8]),
-    /// Pixels with their non-zero inputs listed ([`NonZeroRows::list`] on the same
-    /// pixels), for rows multiplied again and again, such as a test set evaluated during
-    /// training: a narrow first layer multiplies only the listed inputs, other layers read
-    /// the pixels. Results are bit for bit those of the pixels alone (for finite weights).
-    Listed {
-        /// The pixels.
-        pixels: &'a [u8],
-        /// Their non-zero inputs.
-        listed: &'a NonZeroRows,
-    },
+/// Whether a forward pass trains (dropout on, keyed for this update) or evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Evaluation and inference: dropout is the identity.
+    #[default]
+    Eval,
+    /// A training pass: dropout draws its masks from the key.
+    Train(DropoutKey),
 }
 
-impl Input<'_> {
-    /// Number of stored values.
-    pub fn len(&self) -> usize {
-        match self {
-            Input::Unit(x) => x.len(),
-            Input::Pixels(x) => x.len(),
-            Input::Listed { pixels, .. } => pixels.len(),
-        }
-    }
-
-    /// Whether it holds no values.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Whether a layer of `n` outputs takes the narrow kernels (the classes), not the blocked
-/// gemm.
-fn is_narrow(n: usize) -> bool {
-    (narrow::MIN_WIDTH..=narrow::MAX_WIDTH).contains(&n)
-}
-
-/// `out[rows, n] = X·W` for an input `X[rows, k]`: the narrow kernels for 9 to 16 outputs
-/// (the classes), the blocked gemm otherwise.
-#[allow(clippy::too_many_arguments)]
-fn input_times_weight(
-    input: Input<'_>,
-    rows: usize,
-    k: usize,
-    n: usize,
-    w: &[f32],
-    out: &mut [f32],
-    ws: &mut GemmWorkspace,
-    listed_weights: Option<&PackedWeights>,
-) {
-    let narrow = is_narrow(n);
-    let wm = MatRef::row_major(w, n);
-    match input {
-        Input::Listed { listed: x, .. } if narrow => {
-            assert_eq!(
-                (x.rows(), x.k()),
-                (rows, k),
-                "listed rows are not {rows}x{k}"
-            );
-            let packed = listed_weights.expect("a listed input comes with its packed weights");
-            listed::matmul(x, packed, out)
-        }
-        Input::Unit(x) if narrow => narrow::matmul(rows, k, n, x, w, out),
-        Input::Pixels(x) | Input::Listed { pixels: x, .. } if narrow => {
-            narrow::matmul(rows, k, n, x, w, out)
-        }
-        Input::Unit(x) => gemm(rows, n, k, MatRef::row_major(x, k), wm, out, n, false, ws),
-        Input::Pixels(x) | Input::Listed { pixels: x, .. } => {
-            gemm(rows, n, k, PixelRef::row_major(x, k), wm, out, n, false, ws)
-        }
-    }
-}
-
-/// `dw[k, n] = Xᵀ·d` for an input `X[rows, k]` and output gradient `d[rows, n]`.
-fn input_t_times_grad(
-    input: Input<'_>,
-    rows: usize,
-    k: usize,
-    n: usize,
-    d: &[f32],
-    dw: &mut [f32],
-    ws: &mut GemmWorkspace,
-) {
-    let narrow = n <= narrow::MAX_WIDTH;
-    let dm = MatRef::row_major(d, n);
-    match input {
-        Input::Unit(x) if narrow => narrow::matmul_tn(rows, k, n, x, d, dw),
-        Input::Pixels(x) | Input::Listed { pixels: x, .. } if narrow => {
-            narrow::matmul_tn(rows, k, n, x, d, dw)
-        }
-        Input::Unit(x) => gemm(
-            k,
-            n,
-            rows,
-            MatRef::row_major(x, k).t(),
-            dm,
-            dw,
-            n,
-            false,
-            ws,
-        ),
-        Input::Pixels(x) | Input::Listed { pixels: x, .. } => gemm(
-            k,
-            n,
-            rows,
-            PixelRef::row_major(x, k).t(),
-            dm,
-            dw,
-            n,
-            false,
-            ws,
-        ),
-    }
-}
-
-/// Layer sizes: `input → hidden[0] → … → classes`, ReLU after every hidden layer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Architecture {
-    /// Input features (784 for MNIST).
-    pub input: usize,
-    /// Widths of the hidden ReLU layers; empty for softmax regression.
-    pub hidden: Vec<usize>,
-    /// Output classes (10 for MNIST).
-    pub classes: usize,
-}
-
-impl Architecture {
-    /// The tutorial's model: 784 inputs straight to 10 classes.
-    pub fn softmax_regression() -> Self {
-        Architecture {
-            input: crate::data::PIXELS,
-            hidden: Vec::new(),
-            classes: crate::data::CLASSES,
-        }
-    }
-
-    /// A multi-layer perceptron on MNIST with the given hidden widths.
-    pub fn mlp(hidden: &[usize]) -> Self {
-        Architecture {
-            hidden: hidden.to_vec(),
-            ..Self::softmax_regression()
-        }
-    }
-
-    /// `(fan_in, fan_out)` of each affine layer, input to output.
-    pub fn layer_shapes(&self) -> Vec<(usize, usize)> {
-        let mut widths = vec![self.input];
-        widths.extend(&self.hidden);
-        widths.push(self.classes);
-        widths.windows(2).map(|w| (w[0], w[1])).collect()
-    }
-
-    /// Total number of parameters.
-    pub fn parameter_count(&self) -> usize {
-        self.layer_shapes().iter().map(|(i, o)| i * o + o).sum()
-    }
-
-    /// Multiply-adds of one example's forward pass.
-    pub fn forward_macs(&self) -> usize {
-        self.layer_shapes().iter().map(|(i, o)| i * o).sum()
-    }
-
-    /// Whether this is plain softmax regression (no hidden layer).
-    pub fn is_softmax_regression(&self) -> bool {
-        self.hidden.is_empty()
-    }
-
-    /// `784-256-10` style description.
-    pub fn describe(&self) -> String {
-        let mut widths = vec![self.input];
-        widths.extend(&self.hidden);
-        widths.push(self.classes);
-        widths
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join("-")
-    }
-
-    /// Parses `describe()`'s form back (`"784-256-10"`).
-    pub fn parse(text: &str) -> Option<Self> {
-        let widths: Vec<usize> = text
-            .split('-')
-            .map(|w| w.trim().parse().ok().filter(|&v| v > 0))
-            .collect::<Option<_>>()?;
-        if widths.len() < 2 {
-            return None;
-        }
-        Some(Architecture {
-            input: widths[0],
-            hidden: widths[1..widths.len() - 1].to_vec(),
-            classes: widths[widths.len() - 1],
-        })
-    }
-}
-
-/// Where one layer's parameters sit in the arena, and their names.
+/// Where one layer with parameters (linear or convolutional) keeps them in the arena, and
+/// their names. A filter `[kh, kw, in, out]` is, row-major, the `[kh·kw·in, out]` matrix its
+/// product uses, so `fan_in`/`fan_out` describe both kinds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerParams {
-    /// Inputs of the layer.
+    /// Inputs each output sums over (`in` for a linear layer, `kh·kw·in` for a filter).
     pub fan_in: usize,
-    /// Outputs of the layer.
+    /// Outputs (units or channels).
     pub fan_out: usize,
-    /// `[fan_in, fan_out]` weights.
+    /// The weights: `[fan_in, fan_out]`, or `[kh, kw, in, out]` for a filter.
     pub weight: Range<usize>,
     /// `[fan_out]` bias.
     pub bias: Range<usize>,
-    /// Path of the weights (`variables/Weight`, `layer1/weight`).
+    /// Path of the weights (`variables/Weight`, `layer1/weight`, `conv1/weight`).
     pub weight_path: String,
-    /// Path of the bias (`variables/Bias`, `layer1/bias`).
+    /// Path of the bias (`variables/Bias`, `layer1/bias`, `conv1/bias`).
     pub bias_path: String,
+    /// Shape of the weights (`[fan_in, fan_out]` or `[kh, kw, in, out]`).
+    pub weight_shape: Vec<usize>,
+    /// Whether this is a convolution's filter (else a linear layer's matrix).
+    pub convolutional: bool,
 }
 
 /// One named parameter tensor, as the parameter visitor hands it out.
 #[derive(Debug, Clone, Copy)]
 pub struct ParamView<'a> {
-    /// Its path: `variables/Weight`, `layer1/bias`, `logits/weight`, ...
+    /// Its path: `variables/Weight`, `layer1/bias`, `logits/weight`, `conv1/weight`, ...
     pub path: &'a str,
-    /// Its shape: `[fan_in, fan_out]` or `[fan_out]`.
+    /// Its shape: `[fan_in, fan_out]`, `[kh, kw, in, out]` or `[fan_out]`.
     pub shape: &'a [usize],
     /// Its values, row-major.
     pub values: &'a [f32],
 }
 
+/// A layer of the list as the passes run it.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    Linear(Linear),
+    Conv2d(Conv2d),
+    MaxPool2d(MaxPool2d),
+    Relu,
+    Flatten,
+    Dropout { rate: f32 },
+}
+
+/// One layer's place in the passes: what it computes, the buffers it reads and writes,
+/// its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Step {
+    kind: Kind,
+    /// The buffer holding its input (None: the pass's [`Input`], read as it is).
+    src: Option<usize>,
+    /// The buffer its output goes to (its input's for in-place layers).
+    dst: usize,
+    /// Values per example of its input and output.
+    in_len: usize,
+    out_len: usize,
+    /// Index in [`Model::layers`] of its parameters.
+    params: Option<usize>,
+}
+
+impl Step {
+    /// Whether it works on its input's buffer.
+    fn in_place(&self) -> bool {
+        matches!(self.kind, Kind::Relu | Kind::Flatten | Kind::Dropout { .. })
+    }
+}
+
+/// The layers as the passes run them, and the buffers they need.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Plan {
+    pub(crate) steps: Vec<Step>,
+    /// Values per example of each buffer.
+    pub(crate) buffers: Vec<usize>,
+    /// The buffer the input is copied into as f32, when the first layer is not linear (a
+    /// linear first layer reads pixels as they are).
+    input_buffer: Option<usize>,
+}
+
+impl Plan {
+    /// Scratch floats the layers need for a pass over `rows` examples (shared).
+    pub(crate) fn scratch_len(&self, rows: usize) -> usize {
+        self.steps
+            .iter()
+            .map(|s| match &s.kind {
+                Kind::Conv2d(c) => c.scratch_len(rows),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Per layer, values per example it keeps from forward for backward beyond its output:
+    /// `(dropout multipliers, pooling argmax)`.
+    pub(crate) fn kept_lens(&self) -> Vec<(usize, usize)> {
+        self.steps
+            .iter()
+            .map(|s| match s.kind {
+                Kind::Dropout { .. } => (s.out_len, 0),
+                Kind::MaxPool2d(_) => (0, s.out_len),
+                _ => (0, 0),
+            })
+            .collect()
+    }
+
+    /// The widest activation, input included (the gradient buffers' width).
+    pub(crate) fn widest(&self) -> usize {
+        self.steps
+            .iter()
+            .map(|s| s.in_len.max(s.out_len))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// A network's architecture and parameters. All parameters live in one flat arena
-/// (`[W1, b1, W2, b2, …]`), so optimisers and reductions walk one slice.
+/// (`[W1, b1, W2, b2, …]`, in layer order), so optimisers and reductions walk one slice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     arch: Architecture,
     layers: Vec<LayerParams>,
-    shapes: Vec<[usize; 2]>, // per layer: [fan_in, fan_out]
+    plan: Plan,
     params: Vec<f32>,
     listed_weights: ListedWeights,
 }
 
-/// The first layer's weights laid out for [`Input::Listed`], shared by every pass over the
-/// model: packed by the first such pass after the parameters last changed. One copy, not
-/// one per workspace: with an evaluation's twenty chunks each packing their own (twenty
-/// packs, a megabyte of copies in the caches) it took 4 to 9% longer.
-#[derive(Debug, Default)]
-struct ListedWeights(RwLock<PackedLayer>);
-
-#[derive(Debug, Default)]
-struct PackedLayer {
-    weights: PackedWeights,
-    /// Whether `weights` are the parameters as they are now.
-    current: bool,
-}
-
-impl ListedWeights {
-    /// The parameters are about to change.
-    fn invalidate(&mut self) {
-        self.0
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .current = false;
-    }
-}
-
-impl Clone for ListedWeights {
-    /// A clone packs its own on first use.
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl PartialEq for ListedWeights {
-    /// Derived from the parameters, which models compare.
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
+/// `(lower, upper)` buffers, `src < dst`: the one read and the one written.
+fn read_write(buffers: &mut [Vec<f32>], src: usize, dst: usize) -> (&[f32], &mut [f32]) {
+    debug_assert!(src < dst);
+    let (lo, hi) = buffers.split_at_mut(dst);
+    (&lo[src], &mut hi[0])
 }
 
 impl Model {
     /// A model of this architecture with every parameter zero (the tutorial's init).
     pub fn zeros(arch: Architecture) -> Self {
         let mut layers = Vec::new();
+        let mut steps = Vec::new();
+        let mut buffers = Vec::new();
         let mut at = 0;
-        let shapes = arch.layer_shapes();
-        let regression = arch.is_softmax_regression();
-        for (i, &(fan_in, fan_out)) in shapes.iter().enumerate() {
-            let weight = at..at + fan_in * fan_out;
-            let bias = weight.end..weight.end + fan_out;
-            at = bias.end;
-            // The tutorial's names for softmax regression; `layer<k>/…` for hidden layers and
-            // the `logits` scope for the output layer of a deeper network.
-            let (weight_path, bias_path) = if regression {
-                (scope::WEIGHT.to_string(), scope::BIAS.to_string())
-            } else if i + 1 == shapes.len() {
-                (
-                    format!("{}/weight", scope::LOGITS),
-                    format!("{}/bias", scope::LOGITS),
-                )
-            } else {
-                (
-                    format!("layer{}/weight", i + 1),
-                    format!("layer{}/bias", i + 1),
-                )
-            };
-            layers.push(LayerParams {
-                fan_in,
-                fan_out,
-                weight,
-                bias,
-                weight_path,
-                bias_path,
+        let input_buffer =
+            (!matches!(arch.layers().first(), Some(LayerSpec::Linear { .. }))).then(|| {
+                buffers.push(arch.input_len());
+                0
             });
+        let mut current = input_buffer;
+        for (i, spec) in arch.layers().iter().enumerate() {
+            let input = arch.input_shape(i);
+            let output = arch.shapes()[i];
+            let mut params = None;
+            let param_specs = arch.params_of(i);
+            if let [w, b] = &param_specs[..] {
+                let weight = at..at + w.shape.iter().product::<usize>();
+                let bias = weight.end..weight.end + b.shape[0];
+                at = bias.end;
+                let fan_out = b.shape[0];
+                params = Some(layers.len());
+                layers.push(LayerParams {
+                    fan_in: weight.len() / fan_out,
+                    fan_out,
+                    weight,
+                    bias,
+                    weight_path: w.path.clone(),
+                    bias_path: b.path.clone(),
+                    weight_shape: w.shape.clone(),
+                    convolutional: matches!(spec, LayerSpec::Conv2d { .. }),
+                });
+            }
+            let kind = match *spec {
+                LayerSpec::Linear { out } => Kind::Linear(Linear {
+                    k: input.len(),
+                    n: out,
+                }),
+                LayerSpec::Conv2d {
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                } => Kind::Conv2d(Conv2d {
+                    geometry: ConvGeometry {
+                        height: input.height,
+                        width: input.width,
+                        in_channels: input.channels,
+                        out_channels,
+                        kernel_h: kernel,
+                        kernel_w: kernel,
+                        stride,
+                        padding,
+                    },
+                }),
+                LayerSpec::MaxPool2d { size, stride } => Kind::MaxPool2d(MaxPool2d {
+                    geometry: PoolGeometry {
+                        height: input.height,
+                        width: input.width,
+                        channels: input.channels,
+                        size,
+                        stride,
+                    },
+                }),
+                LayerSpec::Relu => Kind::Relu,
+                LayerSpec::Flatten => Kind::Flatten,
+                LayerSpec::Dropout { rate } => Kind::Dropout { rate },
+            };
+            let mut step = Step {
+                kind,
+                src: current,
+                dst: 0,
+                in_len: input.len(),
+                out_len: output.len(),
+                params,
+            };
+            step.dst = match current {
+                // A first in-place layer has the input's f32 copy to work on.
+                Some(b) if step.in_place() => b,
+                _ => {
+                    buffers.push(output.len());
+                    buffers.len() - 1
+                }
+            };
+            current = Some(step.dst);
+            steps.push(step);
         }
         Model {
-            shapes: shapes.iter().map(|&(i, o)| [i, o]).collect(),
             arch,
             layers,
+            plan: Plan {
+                steps,
+                buffers,
+                input_buffer,
+            },
             params: vec![0.0; at],
             listed_weights: ListedWeights::default(),
         }
@@ -336,8 +270,9 @@ impl Model {
         Self::zeros(Architecture::softmax_regression())
     }
 
-    /// He-normal weights (std `sqrt(2 / fan_in)`) from ChaCha8 seeded with `seed`, one
-    /// stream per layer; zero biases. Reproducible on every machine.
+    /// He-normal weights (std `sqrt(2 / fan_in)`, `fan_in = kh·kw·in` for filters) from
+    /// ChaCha8 seeded with `seed`, one stream per layer with parameters; zero biases.
+    /// Reproducible on every machine.
     pub fn he_normal(arch: Architecture, seed: u64) -> Self {
         let mut model = Self::zeros(arch);
         for i in 0..model.layers.len() {
@@ -353,50 +288,20 @@ impl Model {
         &self.arch
     }
 
-    /// The layers' places in the arena.
+    /// The layers with parameters (linear and convolutional), input to output.
     pub fn layers(&self) -> &[LayerParams] {
         &self.layers
     }
 
-    /// Whether [`Input::Listed`] makes passes faster: the first layer is narrow (the
-    /// classes, as in softmax regression), so its product runs over the listed inputs.
-    pub fn reads_listed_inputs(&self) -> bool {
-        self.layers.first().is_some_and(|l| is_narrow(l.fan_out))
+    /// The passes' layout, for sizing workspaces.
+    pub(crate) fn plan(&self) -> &Plan {
+        &self.plan
     }
 
-    /// The first layer's weights packed for [`Input::Listed`], packing them if the
-    /// parameters changed since they last were.
-    fn packed_first_layer(&self) -> RwLockReadGuard<'_, PackedLayer> {
-        let read = || {
-            self.listed_weights
-                .0
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-        };
-        {
-            let packed = read();
-            if packed.current {
-                return packed;
-            }
-        }
-        {
-            let mut packed = self
-                .listed_weights
-                .0
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            // Another pass may have packed them while this one waited.
-            if !packed.current {
-                let layer = &self.layers[0];
-                packed.weights.pack(
-                    &self.params[layer.weight.clone()],
-                    layer.fan_in,
-                    layer.fan_out,
-                );
-                packed.current = true;
-            }
-        }
-        read()
+    /// Whether [`Input::Listed`] makes passes faster: the first layer is linear and narrow
+    /// (the classes, as in softmax regression), so its product runs over the listed inputs.
+    pub fn reads_listed_inputs(&self) -> bool {
+        matches!(self.plan.steps.first(), Some(Step { kind: Kind::Linear(l), .. }) if is_narrow(l.n))
     }
 
     /// All parameters, `[W1, b1, W2, b2, …]`.
@@ -410,12 +315,13 @@ impl Model {
         &mut self.params
     }
 
-    /// Weights of layer `i` (`[fan_in, fan_out]`, row-major).
+    /// Weights of the `i`-th layer with parameters (`[fan_in, fan_out]` or
+    /// `[kh, kw, in, out]`, row-major).
     pub fn weight(&self, i: usize) -> &[f32] {
         &self.params[self.layers[i].weight.clone()]
     }
 
-    /// Bias of layer `i`.
+    /// Bias of the `i`-th layer with parameters.
     pub fn bias(&self, i: usize) -> &[f32] {
         &self.params[self.layers[i].bias.clone()]
     }
@@ -423,15 +329,15 @@ impl Model {
     /// Hands every parameter tensor, with its path and shape, to `visit`, input to output.
     /// Summaries, model files and pictures all see the weights through this walk.
     pub fn visit_params<'a>(&'a self, mut visit: impl FnMut(ParamView<'a>)) {
-        for (layer, shape) in self.layers.iter().zip(&self.shapes) {
+        for layer in &self.layers {
             visit(ParamView {
                 path: &layer.weight_path,
-                shape,
+                shape: &layer.weight_shape,
                 values: &self.params[layer.weight.clone()],
             });
             visit(ParamView {
                 path: &layer.bias_path,
-                shape: &shape[1..],
+                shape: std::slice::from_ref(&layer.fan_out),
                 values: &self.params[layer.bias.clone()],
             });
         }
@@ -458,7 +364,14 @@ impl Model {
     /// workspace and returned (`[rows, classes]`).
     pub fn inference<'w>(&self, x: Input<'_>, rows: usize, ws: &'w mut Workspace) -> &'w [f32] {
         self.forward(x, rows, ws);
-        &ws.activations[self.layers.len() - 1][..rows * self.arch.classes]
+        self.logits(ws, rows)
+    }
+
+    /// The logits the last forward pass over `rows` examples left in `ws`,
+    /// `[rows, classes]`.
+    pub fn logits<'w>(&self, ws: &'w Workspace, rows: usize) -> &'w [f32] {
+        let last = self.plan.steps.last().expect("a model has layers");
+        &ws.buffers[last.dst][..rows * self.arch.classes()]
     }
 
     /// `loss`: sum over rows of softmax cross-entropy of the logits the last
@@ -470,58 +383,101 @@ impl Model {
             "loss needs a workspace from Workspace::new, not ::inference"
         );
         let rows = labels.len();
-        let n = rows * self.arch.classes;
-        let last = self.layers.len() - 1;
-        let (logits, grad) = (&ws.activations[last][..n], &mut ws.grad_a[..n]);
-        kernels::softmax_cross_entropy(logits, labels, self.arch.classes, grad_scale, grad)
+        let classes = self.arch.classes();
+        let n = rows * classes;
+        let last = self.plan.steps.last().expect("a model has layers");
+        let (logits, grad) = (&ws.buffers[last.dst][..n], &mut ws.grad_a[..n]);
+        kernels::softmax_cross_entropy(logits, labels, classes, grad_scale, grad)
     }
 
-    /// Forward pass of `rows` examples: every layer's output is kept in `ws` for backward.
+    /// Forward pass of `rows` examples for evaluation (dropout off): every layer's output is
+    /// kept in `ws` for backward.
     pub fn forward(&self, x: Input<'_>, rows: usize, ws: &mut Workspace) {
-        assert_eq!(
-            x.len(),
-            rows * self.arch.input,
-            "input is not rows x {}",
-            self.arch.input
-        );
+        self.forward_with(x, rows, ws, Mode::Eval);
+    }
+
+    /// Forward pass of `rows` examples in `mode`: a training pass draws dropout masks from
+    /// its key (and needs a workspace from [`Workspace::new`] when the model has dropout).
+    pub fn forward_with(&self, x: Input<'_>, rows: usize, ws: &mut Workspace, mode: Mode) {
+        let input_len = self.arch.input_len();
+        assert_eq!(x.len(), rows * input_len, "input is not rows x {input_len}");
         assert!(
             rows <= ws.rows,
             "workspace holds {} rows, asked {rows}",
             ws.rows
         );
-        let last = self.layers.len() - 1;
-        for (i, layer) in self.layers.iter().enumerate() {
-            let (before, rest) = ws.activations.split_at_mut(i);
-            let out = &mut rest[0][..rows * layer.fan_out];
-            let input = if i == 0 {
-                x
-            } else {
-                Input::Unit(&before[i - 1][..rows * layer.fan_in])
-            };
-            let weight = &self.params[layer.weight.clone()];
-            let packed =
-                (i == 0 && matches!(input, Input::Listed { .. }) && is_narrow(layer.fan_out))
-                    .then(|| self.packed_first_layer());
-            input_times_weight(
-                input,
-                rows,
-                layer.fan_in,
-                layer.fan_out,
-                weight,
-                out,
-                &mut ws.gemm,
-                packed.as_deref().map(|layer| &layer.weights),
-            );
-            kernels::add_bias_rows(out, &self.params[layer.bias.clone()]);
-            if i != last {
-                kernels::relu_in_place(out);
+        let key = match mode {
+            Mode::Train(key) => Some(key),
+            Mode::Eval => None,
+        };
+        if let Some(b) = self.plan.input_buffer {
+            x.to_unit(&mut ws.buffers[b][..rows * input_len]);
+        }
+        ws.dropout_on = false;
+        for (i, step) in self.plan.steps.iter().enumerate() {
+            let (n_in, n_out) = (rows * step.in_len, rows * step.out_len);
+            let params = step.params.map(|p| {
+                let p = &self.layers[p];
+                (&self.params[p.weight.clone()], &self.params[p.bias.clone()])
+            });
+            match (&step.kind, params) {
+                (Kind::Relu, _) => activation::relu_forward(&mut ws.buffers[step.dst][..n_out]),
+                (Kind::Flatten, _) => {}
+                (&Kind::Dropout { rate }, _) => {
+                    if let Some(key) = &key {
+                        assert!(
+                            ws.trainable,
+                            "a training pass needs a workspace from Workspace::new"
+                        );
+                        let x = &mut ws.buffers[step.dst][..n_out];
+                        dropout::forward_train(key, i, rate, rows, x, &mut ws.masks[i][..n_out]);
+                        ws.dropout_on = true;
+                    }
+                }
+                (Kind::Linear(l), Some((w, b))) => {
+                    let packed = (i == 0 && matches!(x, Input::Listed { .. }) && is_narrow(l.n))
+                        .then(|| self.listed_weights.get(w, l.k, l.n));
+                    let packed = packed.as_deref().map(|p| &p.weights);
+                    match step.src {
+                        None => {
+                            let out = &mut ws.buffers[step.dst][..n_out];
+                            l.forward(x, rows, w, b, out, &mut ws.gemm, packed);
+                        }
+                        Some(s) => {
+                            let (input, out) = read_write(&mut ws.buffers, s, step.dst);
+                            let input = Input::Unit(&input[..n_in]);
+                            l.forward(input, rows, w, b, &mut out[..n_out], &mut ws.gemm, packed);
+                        }
+                    }
+                }
+                (Kind::Conv2d(c), Some((w, b))) => {
+                    let s = step.src.expect("a convolution reads a buffer");
+                    let (input, out) = read_write(&mut ws.buffers, s, step.dst);
+                    c.forward(
+                        rows,
+                        &input[..n_in],
+                        w,
+                        b,
+                        &mut out[..n_out],
+                        &mut ws.scratch,
+                        &mut ws.gemm,
+                    );
+                }
+                (Kind::MaxPool2d(p), _) => {
+                    let s = step.src.expect("pooling reads a buffer");
+                    let (input, out) = read_write(&mut ws.buffers, s, step.dst);
+                    let argmax = ws.trainable.then(|| &mut ws.argmax[i][..n_out]);
+                    p.forward(rows, &input[..n_in], &mut out[..n_out], argmax);
+                }
+                (Kind::Linear(_) | Kind::Conv2d(_), None) => unreachable!("layers have params"),
             }
         }
     }
 
-    /// Backward pass after [`Model::forward`] and [`Model::loss`]: writes the gradient of
-    /// every parameter into `grads` (the arena's layout, overwritten, not accumulated).
-    /// With `input_grad`, also writes the gradient with respect to the input `x`.
+    /// Backward pass after [`Model::forward`] (or [`Model::forward_with`]) and
+    /// [`Model::loss`]: writes the gradient of every parameter into `grads` (the arena's
+    /// layout, overwritten, not accumulated). With `input_grad`, also writes the gradient
+    /// with respect to the input `x` (`[rows, input]`).
     pub fn backward(
         &self,
         x: Input<'_>,
@@ -539,50 +495,79 @@ impl Model {
             self.params.len(),
             "gradient arena has the wrong size"
         );
-        for (i, layer) in self.layers.iter().enumerate().rev() {
-            let input = if i == 0 {
-                x
-            } else {
-                Input::Unit(&ws.activations[i - 1][..rows * layer.fan_in])
+        let steps = &self.plan.steps;
+        let first_params = steps.iter().position(|s| s.params.is_some());
+        // ws.grad_a: the gradient of the current layer's output, [rows, out_len].
+        for (i, step) in steps.iter().enumerate().rev() {
+            let (n_in, n_out) = (rows * step.in_len, rows * step.out_len);
+            // Whether anything below this layer needs the gradient of its input.
+            let wanted = input_grad.is_some() || first_params.is_some_and(|f| f < i);
+            let params = step.params.map(|p| &self.layers[p]);
+            // Where a layer that is not in place writes its input's gradient.
+            let d_in: Option<&mut [f32]> = match () {
+                _ if !wanted || step.in_place() => None,
+                _ if i > 0 => Some(&mut ws.grad_b[..n_in]),
+                _ => input_grad.as_deref_mut().map(|g| &mut g[..n_in]),
             };
-            // d_out: [rows, fan_out]; dW = inputᵀ · d_out: [fan_in, rows] x [rows, fan_out].
-            let d_out = &ws.grad_a[..rows * layer.fan_out];
-            let dw = &mut grads[layer.weight.clone()];
-            input_t_times_grad(
-                input,
-                rows,
-                layer.fan_in,
-                layer.fan_out,
-                d_out,
-                dw,
-                &mut ws.gemm,
-            );
-            kernels::column_sums_into(d_out, &mut grads[layer.bias.clone()], false);
-            let d_in_target: &mut [f32] = if i > 0 {
-                &mut ws.grad_b[..rows * layer.fan_in]
-            } else if let Some(g) = input_grad.as_deref_mut() {
-                &mut g[..rows * layer.fan_in]
-            } else {
-                continue;
-            };
-            // d_in = d_out · Wᵀ: [rows, fan_out] x [fan_out, fan_in]
-            gemm(
-                rows,
-                layer.fan_in,
-                layer.fan_out,
-                MatRef::row_major(d_out, layer.fan_out),
-                MatRef::row_major(&self.params[layer.weight.clone()], layer.fan_out).t(),
-                d_in_target,
-                layer.fan_in,
-                false,
-                &mut ws.gemm,
-            );
-            if i > 0 {
-                kernels::relu_backward_in_place(
-                    &mut ws.grad_b[..rows * layer.fan_in],
-                    &ws.activations[i - 1][..rows * layer.fan_in],
-                );
+            let to_grad_b = wanted && !step.in_place() && i > 0;
+            match (&step.kind, params) {
+                (Kind::Relu, _) if wanted => {
+                    activation::relu_backward(
+                        &mut ws.grad_a[..n_out],
+                        &ws.buffers[step.dst][..n_out],
+                    );
+                }
+                (Kind::Dropout { .. }, _) if wanted && ws.dropout_on => {
+                    dropout::backward(&mut ws.grad_a[..n_out], &ws.masks[i][..n_out]);
+                }
+                (Kind::Relu | Kind::Dropout { .. } | Kind::Flatten, _) => {}
+                (Kind::Linear(l), Some(p)) => {
+                    let input = match step.src {
+                        None => x,
+                        Some(s) => Input::Unit(&ws.buffers[s][..n_in]),
+                    };
+                    let (dw, db) = grads[p.weight.start..p.bias.end].split_at_mut(p.weight.len());
+                    let w = &self.params[p.weight.clone()];
+                    l.backward(
+                        input,
+                        rows,
+                        w,
+                        &ws.grad_a[..n_out],
+                        dw,
+                        db,
+                        d_in,
+                        &mut ws.gemm,
+                    );
+                }
+                (Kind::Conv2d(c), Some(p)) => {
+                    let s = step.src.expect("a convolution reads a buffer");
+                    let (dw, db) = grads[p.weight.start..p.bias.end].split_at_mut(p.weight.len());
+                    c.backward(
+                        rows,
+                        &ws.buffers[s][..n_in],
+                        &self.params[p.weight.clone()],
+                        &ws.grad_a[..n_out],
+                        dw,
+                        db,
+                        d_in,
+                        &mut ws.scratch,
+                        &mut ws.gemm,
+                    );
+                }
+                (Kind::MaxPool2d(pool), _) => {
+                    if let Some(d_in) = d_in {
+                        pool.backward(rows, &ws.grad_a[..n_out], &ws.argmax[i][..n_out], d_in);
+                    }
+                }
+                (Kind::Linear(_) | Kind::Conv2d(_), None) => unreachable!("layers have params"),
+            }
+            if to_grad_b {
                 std::mem::swap(&mut ws.grad_a, &mut ws.grad_b);
+            }
+            if i == 0 && step.in_place() {
+                if let Some(g) = input_grad.as_deref_mut() {
+                    g[..n_in].copy_from_slice(&ws.grad_a[..n_in]);
+                }
             }
         }
     }

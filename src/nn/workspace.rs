@@ -3,20 +3,32 @@
 use super::model::Model;
 use crate::kernels::GemmWorkspace;
 
-/// Activations, gradient ping-pong buffers and packing space for up to `rows` examples.
-/// Created once and passed `&mut` to every pass, so no pass allocates.
+/// Activations, gradient ping-pong buffers, what layers keep from forward for backward
+/// (dropout multipliers, pooling argmax), convolution scratch and packing space for up to
+/// `rows` examples, sized once from the model's layer list. Created once and passed `&mut`
+/// to every pass, so no pass allocates.
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub(crate) rows: usize,
-    // Per layer, its output: [rows, fan_out] (after ReLU for hidden layers; logits last).
-    pub(crate) activations: Vec<Vec<f32>>,
-    // Gradient with respect to the current layer's output, and the previous one's:
-    // [rows, widest layer] each.
+    // Per buffer of the model's plan: [rows, h·w·c] (a layer's output; in-place layers share
+    // their input's; the logits last; the input's f32 copy first when the first layer is not
+    // linear).
+    pub(crate) buffers: Vec<Vec<f32>>,
+    // Gradient with respect to the current layer's output, and its input's:
+    // [rows, widest activation] each.
     pub(crate) grad_a: Vec<f32>,
     pub(crate) grad_b: Vec<f32>,
+    // Per layer: dropout's multipliers [rows, units] (empty for other layers).
+    pub(crate) masks: Vec<Vec<f32>>,
+    // Per layer: max-pooling's argmax [rows, oh, ow, c] (empty for other layers).
+    pub(crate) argmax: Vec<Vec<u32>>,
+    // Convolution patches, shared by the layers: [the largest layer's scratch_len(rows)].
+    pub(crate) scratch: Vec<f32>,
     pub(crate) gemm: GemmWorkspace,
     // Whether the gradient buffers exist (false for `Workspace::inference`).
     pub(crate) trainable: bool,
+    // Whether the last forward pass drew dropout masks (a training pass).
+    pub(crate) dropout_on: bool,
 }
 
 impl Workspace {
@@ -24,34 +36,49 @@ impl Workspace {
     /// `model` over at most `rows` examples: no gradient buffers, which for the input layer
     /// are `rows x 784` floats each. [`Model::backward`] refuses it.
     pub fn inference(model: &Model, rows: usize) -> Self {
+        let plan = model.plan();
         Workspace {
             rows,
-            activations: model
-                .layers()
+            buffers: plan
+                .buffers
                 .iter()
-                .map(|l| vec![0.0; rows * l.fan_out])
+                .map(|&len| vec![0.0; rows * len])
                 .collect(),
             grad_a: Vec::new(),
             grad_b: Vec::new(),
+            masks: Vec::new(),
+            argmax: Vec::new(),
+            scratch: vec![0.0; plan.scratch_len(rows)],
             gemm: GemmWorkspace::new(),
             trainable: false,
+            dropout_on: false,
         }
     }
 
     /// A workspace for forward and backward passes of `model` over at most `rows` examples.
     pub fn new(model: &Model, rows: usize) -> Self {
-        let widest = model
-            .layers()
-            .iter()
-            .map(|l| l.fan_in.max(l.fan_out))
-            .max()
-            .unwrap_or(0);
+        let plan = model.plan();
+        let widest = plan.widest();
+        let kept = plan.kept_lens();
         Workspace {
             grad_a: vec![0.0; rows * widest],
             grad_b: vec![0.0; rows * widest],
+            masks: kept.iter().map(|&(m, _)| vec![0.0; rows * m]).collect(),
+            argmax: kept.iter().map(|&(_, a)| vec![0; rows * a]).collect(),
             trainable: true,
             ..Self::inference(model, rows)
         }
+    }
+
+    /// Floats the workspace holds (activations, gradients, kept values, scratch), for
+    /// sizing how many rows to give it.
+    pub fn floats(&self) -> usize {
+        self.buffers.iter().map(Vec::len).sum::<usize>()
+            + self.grad_a.len()
+            + self.grad_b.len()
+            + self.masks.iter().map(Vec::len).sum::<usize>()
+            + self.argmax.iter().map(Vec::len).sum::<usize>()
+            + self.scratch.len()
     }
 
     /// The most examples one pass may take.

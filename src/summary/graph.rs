@@ -5,6 +5,8 @@
 //! `variables` (or `layer1`, `layer2`, ...), `logits`, `loss`, `train` and `evaluation`, with
 //! edges from the inputs each operation reads. Edges carry `_output_shapes` (batch size `?`).
 
+use crate::nn::{Architecture, LayerSpec, Shape};
+
 use super::proto::{
     attr_value, tensor_shape_proto, AttrValue, GraphDef, NodeDef, TensorShapeProto, DT_BOOL,
     DT_FLOAT, DT_INT32, DT_INT64,
@@ -31,20 +33,19 @@ pub struct LayerNames {
 /// (k from 1) for hidden layers and `logits/weight`, `logits/bias` for the last one.
 /// These are also good [`ParamView`](super::ParamView) paths.
 pub fn layer_names(num_hidden: usize) -> Vec<LayerNames> {
-    if num_hidden == 0 {
-        return vec![LayerNames {
-            weight: "variables/Weight".into(),
-            bias: "variables/Bias".into(),
-            scope: "logits".into(),
-        }];
-    }
-    (1..=num_hidden)
-        .map(|k| format!("layer{k}"))
-        .chain(std::iter::once("logits".to_string()))
-        .map(|scope| LayerNames {
-            weight: format!("{scope}/weight"),
-            bias: format!("{scope}/bias"),
-            scope,
+    // The names come from the architecture (one place makes them); widths do not matter.
+    let arch = Architecture::dense(1, &vec![1; num_hidden], 1).expect("widths of 1 are valid");
+    (0..arch.layers().len())
+        .filter_map(|i| {
+            let params = arch.params_of(i);
+            let [weight, bias] = &params[..] else {
+                return None;
+            };
+            Some(LayerNames {
+                weight: weight.path.clone(),
+                bias: bias.path.clone(),
+                scope: arch.layer_scope(i),
+            })
         })
         .collect()
 }
@@ -237,6 +238,143 @@ pub fn model_graph(input: usize, hidden: &[usize], classes: usize) -> GraphDef {
         &[&[]],
     );
 
+    GraphDef { node: g.nodes }
+}
+
+/// The graph of any architecture: [`model_graph`]'s for a dense network, otherwise one
+/// name scope per layer (`conv1`, `pool1`, `flatten`, `fc1`, ...; ReLU and dropout inside
+/// the scope of the layer they follow), then `loss`, `train` (one update per parameter from
+/// the backward pass, drawn as one node) and `evaluation`.
+pub fn architecture_graph(arch: &Architecture) -> GraphDef {
+    if let Some(w) = arch.dense_widths() {
+        return model_graph(w[0], &w[1..w.len() - 1], w[w.len() - 1]);
+    }
+    let mut g = Builder::default();
+    let dims = |s: Shape| -> Vec<i64> {
+        if s.is_flat() {
+            vec![BATCH, s.len() as i64]
+        } else {
+            vec![BATCH, s.height as i64, s.width as i64, s.channels as i64]
+        }
+    };
+    let input = arch.input();
+    let classes = arch.classes() as i64;
+    g.source(
+        "input/image",
+        "Placeholder",
+        DT_FLOAT,
+        &[BATCH, input.len() as i64],
+    );
+    g.source("input/label", "Placeholder", DT_FLOAT, &[BATCH, classes]);
+    let mut x = "input/image".to_string();
+    if !input.is_flat() {
+        g.source("input/Reshape/shape", "Const", DT_INT32, &[4]);
+        g.op(
+            "input/Reshape",
+            "Reshape",
+            &[&x, "input/Reshape/shape"],
+            &[&dims(input)],
+        );
+        x = "input/Reshape".into();
+    }
+    let mut variables = Vec::new();
+    for (i, spec) in arch.layers().iter().enumerate() {
+        let scope = arch.layer_scope(i);
+        let out = dims(arch.shapes()[i]);
+        for p in arch.params_of(i) {
+            let shape: Vec<i64> = p.shape.iter().map(|&d| d as i64).collect();
+            g.variable(&p.path, &shape);
+            variables.push(p.path);
+        }
+        let params = arch.params_of(i);
+        let name = match spec {
+            LayerSpec::Linear { .. } => {
+                let matmul = format!("{scope}/MatMul");
+                g.op(&matmul, "MatMul", &[&x, &params[0].path], &[&out]);
+                let add = format!("{scope}/add");
+                g.op(&add, "Add", &[&matmul, &params[1].path], &[&out]);
+                add
+            }
+            LayerSpec::Conv2d { .. } => {
+                let conv = format!("{scope}/Conv2D");
+                g.op(&conv, "Conv2D", &[&x, &params[0].path], &[&out]);
+                let add = format!("{scope}/BiasAdd");
+                g.op(&add, "BiasAdd", &[&conv, &params[1].path], &[&out]);
+                add
+            }
+            LayerSpec::Relu => {
+                let relu = format!("{scope}/Relu");
+                g.op(&relu, "Relu", &[&x], &[&out]);
+                relu
+            }
+            LayerSpec::MaxPool2d { .. } => {
+                let pool = format!("{scope}/MaxPool");
+                g.op(&pool, "MaxPool", &[&x], &[&out]);
+                pool
+            }
+            LayerSpec::Flatten => {
+                let shape = format!("{scope}/Reshape/shape");
+                g.source(&shape, "Const", DT_INT32, &[2]);
+                let reshape = format!("{scope}/Reshape");
+                g.op(&reshape, "Reshape", &[&x, &shape], &[&out]);
+                reshape
+            }
+            LayerSpec::Dropout { .. } => {
+                let mask = format!("{scope}/dropout/mask");
+                g.source(&mask, "RandomUniform", DT_FLOAT, &out);
+                let mul = format!("{scope}/dropout/mul");
+                g.op(&mul, "Mul", &[&x, &mask], &[&out]);
+                mul
+            }
+        };
+        x = name;
+    }
+    let logits = x;
+    let xent = "loss/SoftmaxCrossEntropyWithLogits";
+    g.op(
+        xent,
+        "SoftmaxCrossEntropyWithLogits",
+        &[&logits, "input/label"],
+        &[&[BATCH], &[BATCH, classes]],
+    );
+    g.source("loss/Const", "Const", DT_INT32, &[1]);
+    g.op("loss/Mean", "Mean", &[xent, "loss/Const"], &[&[]]);
+    let shapes: Vec<Vec<i64>> = variables.iter().map(|v| g.shape_of(v)).collect();
+    let shape_refs: Vec<&[i64]> = shapes.iter().map(Vec::as_slice).collect();
+    g.op(
+        "train/gradients/Backprop",
+        "SymbolicGradient",
+        &["loss/Mean"],
+        &shape_refs,
+    );
+    g.source(
+        "train/GradientDescent/learning_rate",
+        "Const",
+        DT_FLOAT,
+        &[],
+    );
+    let mut updates = Vec::new();
+    for (k, variable) in variables.iter().enumerate() {
+        let update = format!("train/GradientDescent/update_{variable}/ApplyGradientDescent");
+        let grad = format!("train/gradients/Backprop:{k}");
+        g.op(
+            &update,
+            "ApplyGradientDescent",
+            &[variable, "train/GradientDescent/learning_rate", &grad],
+            &[&shapes[k]],
+        );
+        updates.push(format!("^{update}"));
+    }
+    let controls: Vec<&str> = updates.iter().map(String::as_str).collect();
+    g.op("train/GradientDescent", "NoOp", &controls, &[]);
+    g.source("evaluation/ArgMax/dimension", "Const", DT_INT32, &[]);
+    g.op(
+        "evaluation/ArgMax",
+        "ArgMax",
+        &[&logits, "evaluation/ArgMax/dimension"],
+        &[&[BATCH]],
+    );
+    g.set_dtype("evaluation/ArgMax", "output_type", DT_INT64);
     GraphDef { node: g.nodes }
 }
 
@@ -435,6 +573,32 @@ mod tests {
         assert!(!g.node.iter().any(|n| n.name.starts_with("variables/")));
         let b = Builder { nodes: g.node };
         assert_eq!(b.shape_of("layer2/weight"), [256, 64]);
+    }
+
+    #[test]
+    fn convolutional_graph_has_a_scope_per_layer() {
+        let g = architecture_graph(&Architecture::cnn());
+        check_well_formed(&g);
+        assert_eq!(
+            inputs(&g, "conv1/Conv2D"),
+            ["input/Reshape", "conv1/weight"]
+        );
+        assert_eq!(inputs(&g, "conv1/Relu"), ["conv1/BiasAdd"]);
+        assert_eq!(inputs(&g, "pool1/MaxPool"), ["conv1/Relu"]);
+        assert_eq!(inputs(&g, "conv2/Conv2D")[0], "pool1/MaxPool");
+        assert_eq!(inputs(&g, "flatten/Reshape")[0], "pool2/MaxPool");
+        assert_eq!(inputs(&g, "fc1/MatMul"), ["flatten/Reshape", "fc1/weight"]);
+        assert_eq!(inputs(&g, "fc1/dropout/mul")[0], "fc1/Relu");
+        assert_eq!(inputs(&g, "fc2/MatMul"), ["fc1/dropout/mul", "fc2/weight"]);
+        assert_eq!(inputs(&g, "train/GradientDescent").len(), 8);
+        let b = Builder { nodes: g.node };
+        assert_eq!(b.shape_of("conv2/weight"), [5, 5, 32, 64]);
+        assert_eq!(b.shape_of("pool2/MaxPool"), [-1, 7, 7, 64]);
+        // A dense architecture draws the dense graph.
+        assert_eq!(
+            architecture_graph(&Architecture::mlp(&[256, 64])),
+            model_graph(784, &[256, 64], 10)
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What the trainer logs: the tutorial's summaries in a `train` and a `test` run.
 
-use super::graph::model_graph;
+use super::graph::{architecture_graph, model_graph};
 use super::histogram::histogram;
 use super::proto::{summary, Summary};
 use super::{SummaryError, SummaryWriter};
@@ -122,6 +122,16 @@ impl TensorBoardLogger {
         classes: usize,
     ) -> Result<(), SummaryError> {
         self.train.add_graph(&model_graph(input, hidden, classes));
+        self.train.flush()
+    }
+
+    /// Writes the graph of any architecture (see [`architecture_graph`]) into the train run
+    /// and flushes it.
+    pub fn log_architecture_graph(
+        &mut self,
+        arch: &crate::nn::Architecture,
+    ) -> Result<(), SummaryError> {
+        self.train.add_graph(&architecture_graph(arch));
         self.train.flush()
     }
 

@@ -37,7 +37,7 @@ impl TensorBoardObserver {
     /// and writes the graph of a model of architecture `arch` into the train run.
     pub fn create(logdir: &Path, arch: &Architecture) -> Result<Self, SummaryError> {
         let mut logger = TensorBoardLogger::create(logdir)?;
-        logger.log_graph(arch.input, &arch.hidden, arch.classes)?;
+        logger.log_architecture_graph(arch)?;
         Ok(TensorBoardObserver { logger })
     }
 

@@ -1,13 +1,29 @@
 //! `evaluation`: loss, accuracy and confusion matrix over a whole dataset.
 
+use std::sync::{Mutex, PoisonError};
+
 use super::parallel::Pool;
 use crate::data::{Dataset, PIXELS};
 use crate::kernels;
 use crate::kernels::listed::NonZeroRows;
 use crate::nn::{Input, Model, Workspace};
 
-/// Rows evaluated per chunk; chunk results are summed in chunk order.
+/// Rows evaluated per chunk of a dense model; chunk results are summed in chunk order.
 const CHUNK_ROWS: usize = 500;
+/// Most activation and scratch floats of one workspace: a convolutional model's chunks hold
+/// fewer rows (a row of the tutorial's CNN needs about 50 thousand).
+const WORKSPACE_FLOATS: usize = 4 << 20;
+
+/// Rows per chunk for `model`: [`CHUNK_ROWS`] for a dense model (whose results, summed in
+/// chunk order, are pinned by tests), fewer for one whose rows need more memory.
+fn chunk_rows(model: &Model) -> usize {
+    if !model.architecture().is_convolutional() {
+        return CHUNK_ROWS;
+    }
+    let per_row = Workspace::inference(model, 2).floats() - Workspace::inference(model, 1).floats();
+    let per_row = per_row.max(1);
+    (WORKSPACE_FLOATS / per_row).clamp(1, CHUNK_ROWS)
+}
 
 /// Loss, accuracy and confusion matrix of a model on a dataset.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +42,6 @@ pub struct EvalResult {
 
 #[derive(Debug)]
 struct Chunk {
-    ws: Workspace,
     /// The non-zero pixels of this chunk of the dataset last listed.
     listed: NonZeroRows,
     predictions: Vec<usize>,
@@ -43,6 +58,11 @@ struct Chunk {
 #[derive(Debug)]
 pub struct Evaluator {
     chunks: Vec<Chunk>,
+    /// Rows per chunk.
+    chunk_rows: usize,
+    /// One workspace per thread: a chunk takes whichever is free (its results do not depend
+    /// on which).
+    workspaces: Vec<Mutex<Workspace>>,
     /// The dataset evaluated last, and the one the chunks' lists are of.
     last_id: Option<u64>,
     listed_id: Option<u64>,
@@ -63,16 +83,20 @@ impl Evaluator {
     /// on the trainer's threads ([`Trainer::pool`](super::Trainer::pool)), not wake a second
     /// set that competes with the first for the cores.
     pub fn with_pool(model: &Model, examples: usize, pool: Pool) -> Self {
-        let classes = model.architecture().classes;
-        let chunks = examples.div_ceil(CHUNK_ROWS).max(1);
+        let classes = model.architecture().classes();
+        let chunk_rows = chunk_rows(model);
+        let chunks = examples.div_ceil(chunk_rows).max(1);
         Evaluator {
             chunks: (0..chunks)
                 .map(|_| Chunk {
-                    ws: Workspace::inference(model, CHUNK_ROWS),
                     listed: NonZeroRows::new(),
-                    predictions: vec![0; CHUNK_ROWS],
+                    predictions: vec![0; chunk_rows],
                     loss: 0.0,
                 })
+                .collect(),
+            chunk_rows,
+            workspaces: (0..pool.threads().min(chunks))
+                .map(|_| Mutex::new(Workspace::inference(model, chunk_rows)))
                 .collect(),
             last_id: None,
             listed_id: None,
@@ -86,18 +110,19 @@ impl Evaluator {
     pub fn evaluate(&mut self, model: &Model, data: &Dataset) -> EvalResult {
         let n = data.len();
         let classes = self.classes;
+        let chunk_rows = self.chunk_rows;
         assert!(
-            n <= self.chunks.len() * CHUNK_ROWS,
+            n <= self.chunks.len() * chunk_rows,
             "evaluator was sized for fewer examples"
         );
         let mut work: Vec<(usize, &mut Chunk, &mut [f32])> = Vec::new();
         let mut logits_left: &mut [f32] = &mut self.logits[..n * classes];
         for (c, chunk) in self.chunks.iter_mut().enumerate() {
-            let start = c * CHUNK_ROWS;
+            let start = c * chunk_rows;
             if start >= n {
                 break;
             }
-            let rows = CHUNK_ROWS.min(n - start);
+            let rows = chunk_rows.min(n - start);
             let (mine, rest) = logits_left.split_at_mut(rows * classes);
             logits_left = rest;
             work.push((start, chunk, mine));
@@ -109,6 +134,7 @@ impl Evaluator {
         if listing {
             self.listed_id = id;
         }
+        let workspaces = &self.workspaces;
         self.pool.for_each(&mut work, |(start, chunk, logits_out)| {
             let rows = logits_out.len() / classes;
             let pixels = &data.pixels()[*start * PIXELS..(*start + rows) * PIXELS];
@@ -124,8 +150,14 @@ impl Evaluator {
             } else {
                 Input::Pixels(pixels)
             };
-            let logits = model.inference(input, rows, &mut chunk.ws);
+            // At most one chunk a thread runs at a time, so one workspace is free.
+            let mut ws = workspaces
+                .iter()
+                .find_map(|w| w.try_lock().ok())
+                .unwrap_or_else(|| workspaces[0].lock().unwrap_or_else(PoisonError::into_inner));
+            let logits = model.inference(input, rows, &mut ws);
             logits_out.copy_from_slice(logits);
+            drop(ws);
             chunk.loss = kernels::elementwise::cross_entropy_and_argmax(
                 logits_out,
                 labels,

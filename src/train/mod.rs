@@ -19,7 +19,7 @@ pub use run::{
 use crate::data::batch::{gather, Batcher};
 use crate::data::{BatchOrder, Rows, PIXELS};
 use crate::kernels;
-use crate::nn::{Input, Model, Workspace};
+use crate::nn::{DropoutKey, Input, Mode, Model, Workspace};
 use crate::optim::Optimizer;
 
 /// A mean cross-entropy above this many nats means the logits are off by thousands: the
@@ -28,15 +28,23 @@ pub const DIVERGED_LOSS: f64 = 1e4;
 
 /// Work below this many FLOPs per shard is not worth a task of its own.
 const MIN_SHARD_FLOPS: usize = 2_000_000;
-/// Fewer rows than this per shard make packing the weights dominate.
+/// Fewer rows than this per shard make packing a dense layer's weights dominate.
 const MIN_SHARD_ROWS: usize = 32;
 
 /// How a batch of `batch` rows of `model` is cut: the rows of each shard. Depends on the
 /// model and the batch size alone.
 pub fn shard_rows(model: &Model, batch: usize) -> Vec<usize> {
-    // Forward, weight gradient and input gradient: three multiply-adds per weight and row.
-    let flops_per_row = 6 * model.architecture().forward_macs();
-    let min_rows = MIN_SHARD_ROWS.max(MIN_SHARD_FLOPS.div_ceil(flops_per_row.max(1)));
+    let arch = model.architecture();
+    // Forward, weight gradient and input gradient: three multiply-adds per weight use and row.
+    let macs = arch.forward_macs().max(1);
+    let flops_per_row = 6 * macs;
+    // A shard's weights are packed and its gradient summed once whatever its rows, so a
+    // shard needs enough uses of each weight: MIN_SHARD_ROWS rows of a dense layer (one use
+    // a row), fewer of a convolution (a filter is used at every output pixel).
+    let reuse_rows = (MIN_SHARD_ROWS * arch.weight_count()).div_ceil(macs);
+    let min_rows = reuse_rows
+        .max(MIN_SHARD_FLOPS.div_ceil(flops_per_row))
+        .max(1);
     // A power of two, so the shards split evenly over 1, 2, 4, 8 or 16 threads (3 shards
     // on 2 cores would leave one core idle for a third of every step).
     let shards = prev_power_of_two((batch / min_rows).max(1));
@@ -87,6 +95,8 @@ pub struct Trainer {
     grads: Vec<f32>,
     pool: Pool,
     steps_done: u64,
+    /// Keys the dropout masks, with the update number and the row in the batch.
+    seed: u64,
 }
 
 impl Trainer {
@@ -130,8 +140,21 @@ impl Trainer {
             shards,
             pool: Pool::new(threads),
             steps_done: 0,
+            seed: 0,
             model,
         }
+    }
+
+    /// Sets the seed of the dropout masks (0 by default). A unit's mask bit is a function of
+    /// this seed, the update number, the example's row in its batch and the unit alone,
+    /// so the thread count never changes it and a resumed run draws the same masks.
+    pub fn set_seed(&mut self, seed: u64) {
+        self.seed = seed;
+    }
+
+    /// The seed of the dropout masks.
+    pub fn seed(&self) -> u64 {
+        self.seed
     }
 
     /// The model as trained so far.
@@ -251,7 +274,8 @@ impl Trainer {
         }
         let grad_scale = 1.0 / self.batch as f32;
         let model = &self.model;
-        let classes = model.architecture().classes;
+        let classes = model.architecture().classes();
+        let (seed, step) = (self.seed, self.steps_done);
         // The next step's examples: each shard asks the memory for its next rows (those at
         // its place in the next batch) while it copies these.
         let upcoming = self.batcher.upcoming(self.batch);
@@ -267,9 +291,13 @@ impl Trainer {
             // The products read the bytes, each in its own way: the narrow ones skip zero
             // pixels, the blocked gemm converts them as it packs.
             let input = Input::Pixels(&shard.pixels);
-            model.forward(input, shard.rows, &mut shard.ws);
-            let logits =
-                &shard.ws.activations[shard.ws.activations.len() - 1][..shard.rows * classes];
+            let mode = Mode::Train(DropoutKey {
+                seed,
+                step,
+                first_row: shard.first,
+            });
+            model.forward_with(input, shard.rows, &mut shard.ws, mode);
+            let logits = model.logits(&shard.ws, shard.rows);
             shard.correct = count_correct(logits, &shard.labels, classes);
             shard.loss = model.loss(&shard.labels, grad_scale, &mut shard.ws);
             model.backward(input, shard.rows, &mut shard.ws, &mut shard.grads, None);

@@ -177,7 +177,8 @@ fn loss_f64(arch: &Architecture, params: &[f64], x: &[f64], labels: &[u8]) -> f6
     let rows = labels.len();
     let mut act: Vec<f64> = x.to_vec();
     let mut at = 0;
-    let shapes = arch.layer_shapes();
+    let widths = arch.dense_widths().expect("a dense network");
+    let shapes: Vec<(usize, usize)> = widths.windows(2).map(|w| (w[0], w[1])).collect();
     for (l, &(fi, fo)) in shapes.iter().enumerate() {
         let w = &params[at..at + fi * fo];
         let b = &params[at + fi * fo..at + fi * fo + fo];
@@ -194,7 +195,7 @@ fn loss_f64(arch: &Architecture, params: &[f64], x: &[f64], labels: &[u8]) -> f6
         }
         act = out;
     }
-    let c = arch.classes;
+    let c = arch.classes();
     let mut loss = 0.0;
     for r in 0..rows {
         let z = &act[r * c..(r + 1) * c];
@@ -207,11 +208,7 @@ fn loss_f64(arch: &Architecture, params: &[f64], x: &[f64], labels: &[u8]) -> f6
 
 #[test]
 fn analytic_gradients_match_central_differences_in_f64() {
-    let arch = Architecture {
-        input: 12,
-        hidden: vec![7, 5],
-        classes: 4,
-    };
+    let arch = Architecture::dense(12, &[7, 5], 4).unwrap();
     let mut model = Model::he_normal(arch.clone(), 11);
     // Non-zero biases so every term of the gradient is exercised.
     let n = model.params().len();

@@ -450,7 +450,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
         // Forward and weight gradient of every layer, input gradient of all but the first
         // (nothing needs the gradient with respect to the pixels): 49 GFLOP an epoch.
-        let first_layer = mlp.input * mlp.hidden[0];
+        let first_layer = mlp.input_len() * 256;
         let macs_per_example = 3 * mlp.forward_macs() - first_layer;
         let flops = 600.0 * 100.0 * 2.0 * macs_per_example as f64;
         row("  dense-equivalent rate", rate(flops, s), "");

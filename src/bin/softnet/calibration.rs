@@ -53,7 +53,7 @@ pub fn run(args: CalibrationArgs) -> anyhow::Result<()> {
     let model = softnet::io::load_model(&args.model)?;
     let mnist = args.data.load()?;
     let test = &mnist.test;
-    let classes = model.architecture().classes;
+    let classes = model.architecture().classes();
     let ev = evaluate_with_logits(&model, test)?;
     let before = calibration_at(&ev.logits, test.labels(), classes, 1.0)?;
     println!(

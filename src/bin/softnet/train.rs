@@ -23,6 +23,12 @@ pub enum Order {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModelName {
+    /// The tutorial's CNN: conv5x5x32,pool2,conv5x5x64,pool2,fc1024,dropout0.5,fc10.
+    Cnn,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum OptimizerName {
     /// Plain stochastic gradient descent (the tutorial's).
     Sgd,
@@ -100,6 +106,10 @@ fn hidden_arg(s: &str) -> Result<Vec<usize>, String> {
         .collect()
 }
 
+fn arch_arg(s: &str) -> Result<Architecture, String> {
+    Architecture::from_spec(s).map_err(|e| e.to_string())
+}
+
 /// Flags of `softnet train`. The defaults are the tutorial's run.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -123,7 +133,7 @@ pub struct TrainArgs {
     /// Order of the training examples.
     #[arg(long, value_enum, default_value_t = Order::Shuffle)]
     order: Order,
-    /// Seed of the shuffles and of the initial weights of hidden layers.
+    /// Seed of the shuffles, of the initial weights of hidden layers and of dropout masks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Worker threads (default: all cores). Results do not depend on it.
@@ -137,7 +147,17 @@ pub struct TrainArgs {
     // Spelled out so clap takes one value parsed as a whole list; a bare `Option<Vec<_>>`
     // means "several usize values" to clap's derive and panics when `hidden_arg` answers a Vec.
     hidden: Option<::std::vec::Vec<usize>>,
-    /// Start from weights in DIR: W1.npy, W2.npy, ... (or W.npy), biases b1.npy ... if present, else zero.
+    /// Network layers, comma-separated: conv<k>x<k>x<out> (SAME, stride 1; add s<stride>
+    /// and/or valid, e.g. conv3x3x16s2valid), pool<size> (stride = size; or pool3s2),
+    /// fc<out>, dropout<rate>. ReLU follows every conv and every fc but the last; the last
+    /// must be fc10. E.g. conv5x5x32,pool2,conv5x5x64,pool2,fc1024,dropout0.5,fc10.
+    #[arg(long, value_name = "LAYERS", value_parser = arch_arg, conflicts_with_all = ["hidden", "model"])]
+    arch: Option<Architecture>,
+    /// A named network: cnn is the tutorial's convolutional network (the --arch example).
+    #[arg(long, value_enum, conflicts_with = "hidden")]
+    model: Option<ModelName>,
+    /// Start from weights in DIR: W1.npy, W2.npy, ... (or W.npy), biases b1.npy ... if present, else zero;
+    /// for a network with convolutions conv1_w.npy, conv1_b.npy, ..., fc1_w.npy, ... as TensorFlow dumps them (HWIO filters).
     #[arg(long, value_name = "DIR")]
     init: Option<PathBuf>,
     /// Update rule.
@@ -216,9 +236,11 @@ impl Observer for Console {
 }
 
 fn build_model(args: &TrainArgs) -> anyhow::Result<Model> {
-    let arch = match &args.hidden {
-        Some(h) => Architecture::mlp(h),
-        None => Architecture::softmax_regression(),
+    let arch = match (&args.model, &args.arch, &args.hidden) {
+        (Some(ModelName::Cnn), _, _) => Architecture::cnn(),
+        (None, Some(arch), _) => arch.clone(),
+        (None, None, Some(h)) => Architecture::mlp(h),
+        (None, None, None) => Architecture::softmax_regression(),
     };
     let mut model = if arch.is_softmax_regression() {
         Model::zeros(arch)
@@ -226,50 +248,9 @@ fn build_model(args: &TrainArgs) -> anyhow::Result<Model> {
         Model::he_normal(arch, args.seed)
     };
     if let Some(dir) = &args.init {
-        load_init(&mut model, dir)?;
+        softnet::io::npy::load_init_dir(&mut model, dir)?;
     }
     Ok(model)
-}
-
-/// Copies `W1.npy`, `b1.npy`, ... (or `W.npy`, `b.npy` for softmax regression) from `dir`.
-fn load_init(model: &mut Model, dir: &std::path::Path) -> anyhow::Result<()> {
-    let layers = model.layers().to_vec();
-    let single = layers.len() == 1;
-    for (i, layer) in layers.iter().enumerate() {
-        let n = i + 1;
-        let mut w_path = dir.join(format!("W{n}.npy"));
-        if single && !w_path.exists() {
-            w_path = dir.join("W.npy");
-        }
-        let w = softnet::io::npy::read_npy(&w_path)?;
-        if w.shape != [layer.fan_in, layer.fan_out] {
-            bail!(
-                "{}: shape {:?} does not fit layer {n} [{}, {}]",
-                w_path.display(),
-                w.shape,
-                layer.fan_in,
-                layer.fan_out
-            );
-        }
-        model.set_param(&layer.weight_path, &w.values);
-        let mut b_path = dir.join(format!("b{n}.npy"));
-        if single && !b_path.exists() {
-            b_path = dir.join("b.npy");
-        }
-        if b_path.exists() {
-            let b = softnet::io::npy::read_npy(&b_path)?;
-            if b.shape != [layer.fan_out] {
-                bail!(
-                    "{}: shape {:?}, expected [{}]",
-                    b_path.display(),
-                    b.shape,
-                    layer.fan_out
-                );
-            }
-            model.set_param(&layer.bias_path, &b.values);
-        }
-    }
-    Ok(())
 }
 
 /// The data of a run: loaded, or with the training images still to inflate while it trains.
@@ -326,6 +307,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         Order::Shuffle => BatchOrder::Shuffle { seed: args.seed },
     };
     let mut trainer = Trainer::new(model, optimizer, train_len, args.batch, order, args.threads);
+    trainer.set_seed(args.seed);
     let checkpointer = checkpoints(&args, &mut trainer, steps)?;
     let bar = if std::io::stderr().is_terminal() && !args.quiet {
         let bar = indicatif::ProgressBar::new(steps);

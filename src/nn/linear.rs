@@ -1,0 +1,263 @@
+//! The linear (fully connected) layer: `out[rows, n] = x[rows, k]·W[k, n] + b[n]`.
+//!
+//! Where the dense fast paths live: the narrow kernels for 9 to 16 outputs (the classes),
+//! u8 pixels read as `value / 255` without an f32 copy, and [`Input::Listed`]'s non-zero
+//! inputs with their packed weights, which the model packs once per parameter change
+//! ([`ListedWeights`]) and every pass shares.
+
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+
+use crate::kernels::listed::{self, NonZeroRows, PackedWeights};
+use crate::kernels::{self, gemm, narrow, GemmWorkspace, MatRef, PixelRef};
+
+/// A batch of inputs, `[rows, input]` row-major: f32 features, or u8 pixels that the first
+/// layer reads as `value / 255` without an f32 copy.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// Features as f32.
+    Unit(&'a [f32]),
+    /// MNIST pixels, scaled by 1/255 on the fly.
+    Pixels(&'a [u8]),
+    /// Pixels with their non-zero inputs listed ([`NonZeroRows::list`] on the same
+    /// pixels), for rows multiplied again and again, such as a test set evaluated during
+    /// training: a narrow first layer multiplies only the listed inputs, other layers read
+    /// the pixels. Results are bit for bit those of the pixels alone (for finite weights).
+    Listed {
+        /// The pixels.
+        pixels: &'a [u8],
+        /// Their non-zero inputs.
+        listed: &'a NonZeroRows,
+    },
+}
+
+impl Input<'_> {
+    /// Number of stored values.
+    pub fn len(&self) -> usize {
+        match self {
+            Input::Unit(x) => x.len(),
+            Input::Pixels(x) => x.len(),
+            Input::Listed { pixels, .. } => pixels.len(),
+        }
+    }
+
+    /// Whether it holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the values as f32 into `out` (pixels as `value / 255`, bit for bit what the
+    /// products read), for layers that take f32 only.
+    pub fn to_unit(&self, out: &mut [f32]) {
+        match *self {
+            Input::Unit(x) => out.copy_from_slice(x),
+            Input::Pixels(x) | Input::Listed { pixels: x, .. } => {
+                for (o, &p) in out.iter_mut().zip(x) {
+                    *o = crate::data::batch::PIXEL_TO_UNIT[usize::from(p)];
+                }
+            }
+        }
+    }
+}
+
+/// Whether a layer of `n` outputs takes the narrow kernels (the classes), not the blocked
+/// gemm.
+pub(crate) fn is_narrow(n: usize) -> bool {
+    (narrow::MIN_WIDTH..=narrow::MAX_WIDTH).contains(&n)
+}
+
+/// The shape of one linear layer: `k` inputs (the input's `h·w·c`), `n` outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Linear {
+    /// Inputs per example.
+    pub k: usize,
+    /// Outputs per example.
+    pub n: usize,
+}
+
+impl Linear {
+    /// Forward: `out[rows, n] = x[rows, k]·w[k, n] + b[n]`. `packed` is `w` packed for a
+    /// listed input (required with [`Input::Listed`] when the layer is narrow).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        x: Input<'_>,
+        rows: usize,
+        w: &[f32],       // [k, n]
+        b: &[f32],       // [n]
+        out: &mut [f32], // [rows, n]
+        ws: &mut GemmWorkspace,
+        packed: Option<&PackedWeights>,
+    ) {
+        input_times_weight(x, rows, self.k, self.n, w, out, ws, packed);
+        kernels::add_bias_rows(out, b);
+    }
+
+    /// Backward: `dw[k, n] = xᵀ·d_out`, `db[n] = Σ_rows d_out` (both overwritten) and, with
+    /// `d_in`, `d_in[rows, k] = d_out·wᵀ` (overwritten).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        x: Input<'_>,
+        rows: usize,
+        w: &[f32],                // [k, n]
+        d_out: &[f32],            // [rows, n]
+        dw: &mut [f32],           // [k, n]
+        db: &mut [f32],           // [n]
+        d_in: Option<&mut [f32]>, // [rows, k]
+        ws: &mut GemmWorkspace,
+    ) {
+        let (k, n) = (self.k, self.n);
+        input_t_times_grad(x, rows, k, n, d_out, dw, ws);
+        kernels::column_sums_into(d_out, db, false);
+        if let Some(d_in) = d_in {
+            gemm(
+                rows,
+                k,
+                n,
+                MatRef::row_major(d_out, n),
+                MatRef::row_major(w, n).t(),
+                d_in,
+                k,
+                false,
+                ws,
+            );
+        }
+    }
+}
+
+/// `out[rows, n] = X·W` for an input `X[rows, k]`: the narrow kernels for 9 to 16 outputs
+/// (the classes), the blocked gemm otherwise.
+#[allow(clippy::too_many_arguments)]
+fn input_times_weight(
+    input: Input<'_>,
+    rows: usize,
+    k: usize,
+    n: usize,
+    w: &[f32],
+    out: &mut [f32],
+    ws: &mut GemmWorkspace,
+    listed_weights: Option<&PackedWeights>,
+) {
+    let narrow = is_narrow(n);
+    let wm = MatRef::row_major(w, n);
+    match input {
+        Input::Listed { listed: x, .. } if narrow => {
+            assert_eq!(
+                (x.rows(), x.k()),
+                (rows, k),
+                "listed rows are not {rows}x{k}"
+            );
+            let packed = listed_weights.expect("a listed input comes with its packed weights");
+            listed::matmul(x, packed, out)
+        }
+        Input::Unit(x) if narrow => narrow::matmul(rows, k, n, x, w, out),
+        Input::Pixels(x) | Input::Listed { pixels: x, .. } if narrow => {
+            narrow::matmul(rows, k, n, x, w, out)
+        }
+        Input::Unit(x) => gemm(rows, n, k, MatRef::row_major(x, k), wm, out, n, false, ws),
+        Input::Pixels(x) | Input::Listed { pixels: x, .. } => {
+            gemm(rows, n, k, PixelRef::row_major(x, k), wm, out, n, false, ws)
+        }
+    }
+}
+
+/// `dw[k, n] = Xᵀ·d` for an input `X[rows, k]` and output gradient `d[rows, n]`.
+fn input_t_times_grad(
+    input: Input<'_>,
+    rows: usize,
+    k: usize,
+    n: usize,
+    d: &[f32],
+    dw: &mut [f32],
+    ws: &mut GemmWorkspace,
+) {
+    let narrow = n <= narrow::MAX_WIDTH;
+    let dm = MatRef::row_major(d, n);
+    match input {
+        Input::Unit(x) if narrow => narrow::matmul_tn(rows, k, n, x, d, dw),
+        Input::Pixels(x) | Input::Listed { pixels: x, .. } if narrow => {
+            narrow::matmul_tn(rows, k, n, x, d, dw)
+        }
+        Input::Unit(x) => gemm(
+            k,
+            n,
+            rows,
+            MatRef::row_major(x, k).t(),
+            dm,
+            dw,
+            n,
+            false,
+            ws,
+        ),
+        Input::Pixels(x) | Input::Listed { pixels: x, .. } => gemm(
+            k,
+            n,
+            rows,
+            PixelRef::row_major(x, k).t(),
+            dm,
+            dw,
+            n,
+            false,
+            ws,
+        ),
+    }
+}
+
+/// A first linear layer's weights laid out for [`Input::Listed`], shared by every pass over
+/// the model: packed by the first such pass after the parameters last changed. One copy, not
+/// one per workspace: with an evaluation's twenty chunks each packing their own (twenty
+/// packs, a megabyte of copies in the caches) it took 4 to 9% longer.
+#[derive(Debug, Default)]
+pub(crate) struct ListedWeights(RwLock<PackedLayer>);
+
+#[derive(Debug, Default)]
+pub(crate) struct PackedLayer {
+    pub(crate) weights: PackedWeights,
+    /// Whether `weights` are the parameters as they are now.
+    current: bool,
+}
+
+impl ListedWeights {
+    /// The parameters are about to change.
+    pub(crate) fn invalidate(&mut self) {
+        self.0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .current = false;
+    }
+
+    /// The weights `w[k, n]` packed, packing them if the parameters changed since they
+    /// last were.
+    pub(crate) fn get(&self, w: &[f32], k: usize, n: usize) -> RwLockReadGuard<'_, PackedLayer> {
+        let read = || self.0.read().unwrap_or_else(PoisonError::into_inner);
+        {
+            let packed = read();
+            if packed.current {
+                return packed;
+            }
+        }
+        {
+            let mut packed = self.0.write().unwrap_or_else(PoisonError::into_inner);
+            // Another pass may have packed them while this one waited.
+            if !packed.current {
+                packed.weights.pack(w, k, n);
+                packed.current = true;
+            }
+        }
+        read()
+    }
+}
+
+impl Clone for ListedWeights {
+    /// A clone packs its own on first use.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for ListedWeights {
+    /// Derived from the parameters, which models compare.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
