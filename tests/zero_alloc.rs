@@ -49,6 +49,18 @@ fn training_steps_do_not_allocate() {
             100,
             3,
         ),
+        // A small CNN with dropout: convolutions, pooling, flatten and dropout masks too.
+        (
+            Architecture::from_spec("conv5x5x8,pool2,conv3x3x16,pool2,fc32,dropout0.5,fc10")
+                .unwrap(),
+            OptimizerKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            50,
+            2,
+        ),
     ];
     for (arch, kind, batch, threads) in cases {
         let model = Model::he_normal(arch.clone(), 1);

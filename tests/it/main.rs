@@ -4,10 +4,12 @@
 mod arriving;
 #[cfg(feature = "cli")]
 mod cli;
+mod cnn;
 mod common;
 #[cfg(feature = "download")]
 mod download;
 mod fuzz_regressions;
+mod gradcheck;
 mod idx;
 mod infer;
 mod kernels;

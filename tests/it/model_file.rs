@@ -83,3 +83,34 @@ fn architecture_is_inferred_from_names_when_metadata_is_absent() {
     let bytes = safetensors::serialize(views, None).unwrap();
     assert_eq!(load_model_bytes(&bytes, Path::new("p")).unwrap(), model);
 }
+
+#[test]
+fn a_cnn_file_holds_its_layer_list_and_hwio_filters_and_old_files_still_load() {
+    let model = Model::he_normal(Architecture::cnn(), 2);
+    let bytes = model_to_bytes(&model, &[]);
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(
+        header.metadata().as_ref().unwrap()["architecture"],
+        "28x28x1:conv5x5x32,relu,pool2,conv5x5x64,relu,pool2,flatten,fc1024,relu,dropout0.5,fc10"
+    );
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("conv1/weight").unwrap().shape(), [5, 5, 1, 32]);
+    assert_eq!(st.tensor("conv2/weight").unwrap().shape(), [5, 5, 32, 64]);
+    assert_eq!(st.tensor("fc1/weight").unwrap().shape(), [3136, 1024]);
+    assert_eq!(st.tensor("fc2/bias").unwrap().shape(), [10]);
+    let back = load_model_bytes(&bytes, Path::new("cnn.safetensors")).unwrap();
+    assert_eq!(back, model);
+
+    // A file written before layer lists ("784-10" metadata, the tutorial's names).
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/softmax.safetensors");
+    let old = load_model(&fixture).unwrap();
+    assert_eq!(old.architecture(), &Architecture::softmax_regression());
+    assert!(old.weight(0).iter().any(|&w| w != 0.0));
+
+    // A layer list that does not parse is named in the error.
+    let mut bad = bytes.clone();
+    let at = bad.windows(6).position(|w| w == b"pool2,").unwrap();
+    bad[at..at + 4].copy_from_slice(b"poox");
+    let err = load_model_bytes(&bad, Path::new("bad.safetensors")).unwrap_err();
+    assert!(err.to_string().contains("\"poox2\""), "{err}");
+}
