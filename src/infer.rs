@@ -14,6 +14,10 @@
 //! **Layout.** Weights are stored transposed, `[fan_out][stride]` with `stride` the fan-in
 //! rounded up to 32 and zero-padded, so each output is one contiguous SIMD dot product.
 //!
+//! **Convolutional models** (f32) run through the training code's forward pass
+//! ([`Model::inference`]) with a workspace made for each call: they are not limited in
+//! width, but a prediction allocates its activations and the convolutions' scratch.
+//!
 //! **Int8.** Weights are int8 per output channel (see [`crate::io::quantized`]); the layer
 //! input is an integer vector with one f32 scale: the pixels themselves (`0..=255`, scale
 //! 1/255, exactly the f32 model's `p / 255`), or, for f32 inputs and hidden activations, a
@@ -31,7 +35,7 @@ use crate::data::batch::PIXEL_TO_UNIT;
 use crate::data::{Dataset, PIXELS};
 use crate::error::ModelError;
 use crate::io::quantized::{load_any_model_bytes, read_model_file, AnyModel, QuantizedModel};
-use crate::nn::{Architecture, Model};
+use crate::nn::{Architecture, Input, Model, Workspace};
 use crate::train::EvalResult;
 
 /// Widest layer the engine runs (the size of its stack buffers).
@@ -90,6 +94,9 @@ struct Int8Layer {
 enum Engine {
     F32(Vec<F32Layer>),
     Int8(Vec<Int8Layer>),
+    /// A network the dense engine does not run (convolutions, pooling), through
+    /// [`Model::inference`].
+    Network(Box<Model>),
 }
 
 /// The network's input for one example.
@@ -150,6 +157,14 @@ impl Classifier {
     /// An f32 classifier with `model`'s weights.
     pub fn from_model(model: &Model) -> Result<Self, ClassifierError> {
         let arch = model.architecture().clone();
+        if arch.dense_widths().is_none() {
+            check_network(&arch, Path::new("<model>"))?;
+            return Ok(Classifier {
+                arch,
+                engine: Engine::Network(Box::new(model.clone())),
+                widest: 0,
+            });
+        }
         let widest = check(&arch, Path::new("<model>"))?;
         let layers = model
             .layers()
@@ -218,7 +233,7 @@ impl Classifier {
     /// Whether the weights are f32 or int8.
     pub fn precision(&self) -> Precision {
         match self.engine {
-            Engine::F32(_) => Precision::F32,
+            Engine::F32(_) | Engine::Network(_) => Precision::F32,
             Engine::Int8(_) => Precision::Int8,
         }
     }
@@ -302,6 +317,9 @@ impl Classifier {
         let n = classes_out.len();
         assert_eq!(pixels.len(), n * PIXELS, "pixels are not [n, {PIXELS}]");
         assert_eq!(confidence_out.len(), n, "one confidence per image");
+        if let Engine::Network(model) = &self.engine {
+            return network_predict_batch(model, pixels, classes_out, confidence_out);
+        }
         for ((image, c), p) in pixels
             .chunks_exact(PIXELS)
             .zip(classes_out.iter_mut())
@@ -318,6 +336,9 @@ impl Classifier {
     /// Loss, accuracy and confusion matrix on `data`, as [`crate::train::evaluate`] reports
     /// them for an f32 [`Model`].
     pub fn evaluate(&self, data: &Dataset) -> EvalResult {
+        if let Engine::Network(model) = &self.engine {
+            return crate::train::evaluate(model, data);
+        }
         let classes = self.arch.classes();
         let mut confusion = vec![vec![0usize; classes]; classes];
         let mut loss = 0.0f64;
@@ -356,8 +377,70 @@ impl Classifier {
         match &self.engine {
             Engine::F32(layers) => forward_f32::<N>(layers, src, out),
             Engine::Int8(layers) => forward_int8::<N>(layers, src, out),
+            Engine::Network(model) => {
+                let mut ws = Workspace::inference(model, 1);
+                let input = match src {
+                    Source::Pixels(p) => Input::Pixels(p),
+                    Source::Unit(x) => Input::Unit(x),
+                };
+                out.copy_from_slice(model.inference(input, 1, &mut ws));
+            }
         }
     }
+}
+
+/// Images a network's batch prediction runs at a time (one workspace for all).
+const NETWORK_CHUNK: usize = 64;
+
+/// [`Classifier::predict_batch`] for [`Engine::Network`]: chunks of images through one
+/// workspace.
+fn network_predict_batch(
+    model: &Model,
+    pixels: &[u8],
+    classes_out: &mut [u8],
+    confidence_out: &mut [f32],
+) {
+    let classes = model.architecture().classes();
+    let mut ws = Workspace::inference(model, NETWORK_CHUNK.min(classes_out.len()).max(1));
+    let mut z = vec![0.0f32; classes];
+    for ((images, cs), ps) in pixels
+        .chunks(NETWORK_CHUNK * PIXELS)
+        .zip(classes_out.chunks_mut(NETWORK_CHUNK))
+        .zip(confidence_out.chunks_mut(NETWORK_CHUNK))
+    {
+        let logits = model.inference(Input::Pixels(images), cs.len(), &mut ws);
+        for ((row, c), p) in logits.chunks_exact(classes).zip(cs).zip(ps) {
+            z.copy_from_slice(row);
+            let (class, confidence) = best_and_confidence(&mut z);
+            // MAX_CLASSES is 256: every class fits.
+            *c = class as u8;
+            *p = confidence;
+        }
+    }
+}
+
+/// The limits a network run through [`Model::inference`] must meet: MNIST's input and
+/// 2 to [`MAX_CLASSES`] classes.
+fn check_network(arch: &Architecture, name: &Path) -> Result<(), ClassifierError> {
+    let unsupported = |reason: String| ClassifierError::Unsupported {
+        source_name: name.to_path_buf(),
+        reason,
+    };
+    if arch.input_len() != PIXELS {
+        return Err(unsupported(format!(
+            "model {} takes {} inputs, the engine takes {PIXELS}",
+            arch.describe(),
+            arch.input_len()
+        )));
+    }
+    if !(2..=MAX_CLASSES).contains(&arch.classes()) {
+        return Err(unsupported(format!(
+            "model {} has {} classes, the engine handles 2 to {MAX_CLASSES}",
+            arch.describe(),
+            arch.classes()
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the engine's limits; returns the widest padded layer.
@@ -368,8 +451,7 @@ fn check(arch: &Architecture, name: &Path) -> Result<usize, ClassifierError> {
     };
     let Some(widths) = arch.dense_widths() else {
         return Err(unsupported(format!(
-            "model {} is not a dense network: the engine runs linear and ReLU layers only \
-             (convolutional models run through Model::inference)",
+            "model {} is not a dense network: the int8 engine runs linear and ReLU layers only",
             arch.describe()
         )));
     };
@@ -657,6 +739,32 @@ mod tests {
         assert!(err.contains("takes 100 inputs"), "{err}");
         let err = Classifier::from_bytes(b"junk").unwrap_err().to_string();
         assert!(err.starts_with("<bytes>: not a safetensors file"), "{err}");
+    }
+
+    #[test]
+    fn convolutional_models_predict_as_their_forward_pass() {
+        let arch = Architecture::from_spec("conv3x3x4,pool2,conv3x3x6s2,fc10").unwrap();
+        let model = Model::he_normal(arch, 7);
+        let classifier = Classifier::from_model(&model).unwrap();
+        assert_eq!(classifier.precision(), Precision::F32);
+        let images: Vec<u8> = (0..5).flat_map(image).collect();
+        let (mut classes, mut confidence) = ([0u8; 5], [0f32; 5]);
+        classifier.predict_batch(&images, &mut classes, &mut confidence);
+        for i in 0..5 {
+            let pixels: &[u8; PIXELS] = images[i * PIXELS..][..PIXELS].try_into().unwrap();
+            let want = reference_logits(&model, pixels);
+            let mut z = [0f32; 10];
+            classifier.logits_into(pixels, &mut z);
+            assert_eq!(&z[..], &want[..], "image {i}");
+            let (class, p) = classifier.predict(pixels);
+            assert_eq!(class, argmax(&want));
+            let sum: f32 = want.iter().map(|&v| (v - want[class]).exp()).sum();
+            assert!((p - 1.0 / sum).abs() < 1e-6, "{p} vs {}", 1.0 / sum);
+            // The batch runs the images together: the same class, the same confidence up
+            // to the last bits of the products' order.
+            assert_eq!(usize::from(classes[i]), class, "image {i}");
+            assert!((confidence[i] - p).abs() < 1e-5, "{} vs {p}", confidence[i]);
+        }
     }
 
     #[test]

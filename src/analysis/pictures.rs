@@ -69,9 +69,13 @@ pub fn digits_picture(
 }
 
 /// The model's first-layer weights as images. Softmax regression: the columns `W[:, j]`,
-/// titled by class, in two rows. A deeper model: the first `units` units of `layer1/weight`.
+/// titled by class, in two rows. A deeper model: the first `units` units of `layer1/weight`;
+/// a convolutional one: its first `units` filters.
 pub fn weights_picture(model: &Model, units: usize) -> Result<RgbImage, PictureError> {
     let layer = &model.layers()[0];
+    if layer.convolutional {
+        return filters_picture(model, units);
+    }
     let w = model.weight(0);
     let arch = model.architecture();
     let (columns, titles, grid_cols, title): (Vec<usize>, Vec<String>, usize, String) = if arch
@@ -107,6 +111,56 @@ pub fn weights_picture(model: &Model, units: usize) -> Result<RgbImage, PictureE
         &columns,
         &titles,
         grid_cols,
+        Some(&title),
+    )?)
+}
+
+/// A convolutional model's first filters, `[kh, kw, in, out]`: the first `units` filters as
+/// `kh x kw` images of their first input channel (MNIST's only one), in a near-square grid.
+fn filters_picture(model: &Model, units: usize) -> Result<RgbImage, PictureError> {
+    let layer = &model.layers()[0];
+    let (kh, kw, channels, filters) = match layer.weight_shape[..] {
+        [kh, kw, channels, filters] => (kh, kw, channels, filters),
+        _ => {
+            return Err(PictureError::Empty(format!(
+                "{} has shape {:?}, not [kh, kw, in, out]",
+                layer.weight_path, layer.weight_shape
+            )))
+        }
+    };
+    if kh != kw {
+        return Err(PictureError::Empty(format!(
+            "{}: only square filters are drawn, not {kh}x{kw}",
+            layer.weight_path
+        )));
+    }
+    let n = units.clamp(1, filters);
+    // Channel 0 of each filter as a [kh * kw, n] matrix, the layout the grid draws.
+    let w = model.weight(0);
+    let mut shown = vec![0.0f32; kh * kw * n];
+    for pixel in 0..kh * kw {
+        let row = &w[pixel * channels * filters..][..filters];
+        shown[pixel * n..(pixel + 1) * n].copy_from_slice(&row[..n]);
+    }
+    let channel_note = if channels > 1 {
+        format!(", input channel 0 of {channels}")
+    } else {
+        String::new()
+    };
+    let title = format!(
+        "{}: filters 0\u{2013}{} of {filters}, {kh}x{kw}{channel_note}",
+        layer.weight_path,
+        n - 1
+    );
+    let columns: Vec<usize> = (0..n).collect();
+    let titles: Vec<String> = columns.iter().map(|c| format!("filter {c}")).collect();
+    Ok(weights_grid(
+        &shown,
+        kh * kw,
+        n,
+        &columns,
+        &titles,
+        square_cols(n).max(4).min(n),
         Some(&title),
     )?)
 }
@@ -341,14 +395,19 @@ pub fn model_report(
         &digits_picture(test, n_show, None)?.encode_png()?,
         &format!("The first {n_show} test digits with their labels"),
     );
+    let first_is_conv = model.layers().first().is_some_and(|l| l.convolutional);
     let weights_caption = if arch.is_softmax_regression() {
         "W[:, j] for each class j: red pixels are evidence for the class, blue against".to_string()
+    } else if first_is_conv {
+        "The first convolution's filters, one image each (red positive, blue negative)".to_string()
     } else {
         "The first layer's weights, one image per hidden unit (red positive, blue negative)"
             .to_string()
     };
-    r.section("Weights")
-        .figure(&weights_picture(model, 16)?.encode_png()?, &weights_caption);
+    r.section("Weights").figure(
+        &weights_picture(model, if first_is_conv { 32 } else { 16 })?.encode_png()?,
+        &weights_caption,
+    );
 
     r.section("Fooling the classifier");
     if let Some((sweep, fooled)) = &weight {

@@ -16,8 +16,16 @@ const TITLE_H: u32 = 40;
 const PAD: u32 = 8;
 /// Caption band above each tile.
 const CAPTION_H: u32 = 26;
-/// Upscaling of each weight pixel.
+/// Upscaling of each weight pixel of a 28x28 tile; smaller tiles (a 5x5 filter) are
+/// enlarged until they are at least [`MIN_TILE`] pixels wide, so they stay readable.
 const SCALE: u32 = 5;
+/// Smallest tile width in pixels.
+const MIN_TILE: u32 = 100;
+
+/// Upscaling of each weight pixel for tiles of `side x side`.
+fn scale_for(side: u32) -> u32 {
+    SCALE.max(MIN_TILE.div_ceil(side.max(1)))
+}
 /// Colour bar: gap before it, its width, room for tick labels after it.
 const BAR_GAP: u32 = 18;
 const BAR_W: u32 = 22;
@@ -69,7 +77,7 @@ fn decimals_for(max: f32) -> usize {
 pub fn weights_grid_size(tiles: usize, side: u32, grid_cols: usize, titled: bool) -> (u32, u32) {
     let cols = grid_cols.min(tiles).max(1) as u32;
     let rows = tiles.div_ceil(grid_cols.max(1)) as u32;
-    let t = side * SCALE;
+    let t = side * scale_for(side);
     let w = 2 * MARGIN + cols * (t + 2 * PAD) + BAR_GAP + BAR_W + BAR_LABELS;
     let h = 2 * MARGIN + if titled { TITLE_H } else { 0 } + rows * (t + 2 * PAD + CAPTION_H);
     (w, h)
@@ -141,7 +149,8 @@ pub fn weights_grid(
         )?;
         top += TITLE_H;
     }
-    let t = side * SCALE;
+    let scale = scale_for(side);
+    let t = side * scale;
     let (cw, ch) = (t + 2 * PAD, t + 2 * PAD + CAPTION_H);
     for (k, (&j, caption)) in columns.iter().zip(titles).enumerate() {
         let (col, row) = ((k % grid_cols) as u32, (k / grid_cols) as u32);
@@ -160,7 +169,7 @@ pub fn weights_grid(
         let (dx, dy) = (x0 + PAD, y0 + PAD + CAPTION_H);
         for y in 0..t {
             for x in 0..t {
-                let i = ((y / SCALE) * side + x / SCALE) as usize;
+                let i = ((y / scale) * side + x / scale) as usize;
                 img.put_pixel(
                     dx + x,
                     dy + y,

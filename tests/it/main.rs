@@ -5,6 +5,8 @@ mod arriving;
 #[cfg(feature = "cli")]
 mod cli;
 mod cnn;
+#[cfg(feature = "cli")]
+mod cnn_cli;
 mod common;
 #[cfg(feature = "download")]
 mod download;

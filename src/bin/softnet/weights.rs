@@ -14,15 +14,22 @@ pub struct WeightsArgs {
     /// Output PNG.
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
-    /// For a model with hidden layers: how many first-layer units to draw (softmax
-    /// regression always shows its 10 class columns).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    units: u32,
+    /// For a model with hidden layers: how many first-layer units to draw; for a
+    /// convolutional model: how many first-layer filters (softmax regression always shows
+    /// its 10 class columns).
+    /// [default: 16 units, or every filter]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    units: Option<u32>,
 }
 
 pub fn run(args: WeightsArgs) -> anyhow::Result<()> {
     let model = softnet::io::load_model(&args.model)?;
-    let img = weights_picture(&model, args.units as usize)?;
+    let units = match args.units {
+        Some(units) => units as usize,
+        None if model.layers().first().is_some_and(|l| l.convolutional) => usize::MAX,
+        None => 16,
+    };
+    let img = weights_picture(&model, units)?;
     img.save_png(&args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
     println!(
