@@ -19,6 +19,8 @@
 //! depths that are zero across a whole panel, so padding costs little in the product.
 
 use super::elementwise::{add_bias_rows, column_sums_into};
+use wide::f32x16;
+
 use super::gemm::{gemm, GemmWorkspace, MatRef};
 
 /// How a convolution treats the border, by TensorFlow's rules.
@@ -121,7 +123,30 @@ impl ConvGeometry {
     /// f32s of scratch that each of the three passes needs for `rows` images: one chunk of
     /// patches, which does not grow past a fixed size however many images there are.
     pub fn scratch_len(&self, rows: usize) -> usize {
-        self.chunk_positions(rows) * self.patch_len()
+        let patches = self.chunk_positions(rows) * self.patch_len();
+        let forward = if self.direct() {
+            Direct::forward(self).padded_len()
+        } else {
+            patches
+        };
+        let input_gradient = if self.direct_input_gradient() {
+            self.filter_len() + Direct::input_gradient(self).padded_len()
+        } else {
+            patches
+        };
+        forward.max(input_gradient)
+    }
+
+    /// Whether the forward pass and the filter gradient run the direct kernels: when the
+    /// output channels come in whole vectors.
+    fn direct(&self) -> bool {
+        self.out_channels % LANES == 0
+    }
+
+    /// Whether the input gradient runs the direct kernel: at stride 1, when the input
+    /// channels come in whole vectors.
+    fn direct_input_gradient(&self) -> bool {
+        self.stride == 1 && self.in_channels % LANES == 0
     }
 
     /// Values of one patch row, `K = kernel_h·kernel_w·in_channels`.
@@ -236,8 +261,8 @@ fn col2im_add(g: &ConvGeometry, d_patches: &[f32], first: usize, d_input: &mut [
 /// `out[rows, oh, ow, cout] = conv(input[rows, h, w, cin], filter[kh, kw, cin, cout]) +
 /// bias[cout]`, overwriting `out`.
 ///
-/// Each output is the product's sum (in gemm's order) plus the bias, as TensorFlow's
-/// `conv2d` followed by `bias_add`. `scratch` holds at least
+/// Each output is the sum of its products plus the bias, as TensorFlow's `conv2d`
+/// followed by `bias_add`. `scratch` holds at least
 /// [`g.scratch_len(rows)`](ConvGeometry::scratch_len) values; its contents are not used.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward(
@@ -256,6 +281,25 @@ pub fn conv2d_forward(
     assert_len("bias", bias.len(), g.out_channels);
     assert_len("out", out.len(), rows * g.output_len());
     assert_scratch(g, rows, scratch);
+    if g.direct() {
+        forward_direct(g, rows, input, filter, bias, out, scratch);
+    } else {
+        forward_im2col(g, rows, input, filter, bias, out, scratch, ws);
+    }
+}
+
+/// The forward pass by im2col and gemm, a chunk of output positions at a time.
+#[allow(clippy::too_many_arguments)]
+fn forward_im2col(
+    g: &ConvGeometry,
+    rows: usize,
+    input: &[f32],
+    filter: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    scratch: &mut [f32],
+    ws: &mut GemmWorkspace,
+) {
     let (k, cout) = (g.patch_len(), g.out_channels);
     let total = rows * g.positions();
     let chunk = g.chunk_positions(rows);
@@ -279,6 +323,237 @@ pub fn conv2d_forward(
     }
 }
 
+/// Lanes of one vector of output channels.
+const LANES: usize = 16;
+
+/// Rows per register tile of the direct kernels (output positions forward, filter taps for
+/// the filter gradient), each with 32 channels (two f32x16): 24 accumulators of AVX-512's
+/// 32 registers, or 12 of AVX2's 16 (an f32x16 is two registers there).
+const TILE_ROWS: usize = if cfg!(target_feature = "avx512f") {
+    8
+} else {
+    3
+};
+
+#[inline(always)]
+fn load16(values: &[f32]) -> f32x16 {
+    f32x16::new(values[..LANES].try_into().expect("16 lanes"))
+}
+
+/// A convolution as the direct kernels see it: VALID windows over an image already padded,
+/// `[hp, wp, cin]`, with a `[kh, kw, cin, cout]` filter.
+#[derive(Debug, Clone, Copy)]
+struct Direct {
+    /// Padded rows and columns.
+    hp: usize,
+    wp: usize,
+    cin: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    /// Output columns and positions (rows times columns).
+    ow: usize,
+    positions: usize,
+}
+
+impl Direct {
+    /// The forward convolution of `g`, over its input padded so that every window lies
+    /// inside: `(oh - 1)·stride + kh` rows by `(ow - 1)·stride + kw` columns.
+    fn forward(g: &ConvGeometry) -> Self {
+        Direct {
+            hp: (g.out_height().max(1) - 1) * g.stride + g.kernel_h,
+            wp: (g.out_width().max(1) - 1) * g.stride + g.kernel_w,
+            cin: g.in_channels,
+            cout: g.out_channels,
+            kh: g.kernel_h,
+            kw: g.kernel_w,
+            stride: g.stride,
+            ow: g.out_width(),
+            positions: g.positions(),
+        }
+    }
+
+    /// The input gradient of `g` (stride 1) as a forward convolution: `d_out` padded by
+    /// `kh - 1 - pad_top` rows above and `kw - 1 - pad_left` columns left, to `h + kh - 1`
+    /// by `w + kw - 1`, convolved VALID with the filter flipped in both axes and its
+    /// channels swapped, gives an `[h, w, cin]` image.
+    fn input_gradient(g: &ConvGeometry) -> Self {
+        debug_assert_eq!(g.stride, 1);
+        Direct {
+            hp: g.height + g.kernel_h - 1,
+            wp: g.width + g.kernel_w - 1,
+            cin: g.out_channels,
+            cout: g.in_channels,
+            kh: g.kernel_h,
+            kw: g.kernel_w,
+            stride: 1,
+            ow: g.width,
+            positions: g.height * g.width,
+        }
+    }
+
+    fn padded_len(&self) -> usize {
+        self.hp * self.wp * self.cin
+    }
+
+    /// Where the window of output position `p` starts in the padded image.
+    #[inline(always)]
+    fn window_at(&self, p: usize) -> usize {
+        ((p / self.ow) * self.stride * self.wp + (p % self.ow) * self.stride) * self.cin
+    }
+}
+
+/// Copies `image` (`[h, w, c]`) into `padded` (`[.., wp, c]`) `top` rows down and `left`
+/// columns right, cropped to `hp` rows and `wp` columns; the values around it are left as
+/// they are (zeros, written once for the whole batch).
+#[allow(clippy::too_many_arguments)]
+fn pad_into(
+    image: &[f32],
+    (h, w, c): (usize, usize, usize),
+    (top, left): (usize, usize),
+    (hp, wp): (usize, usize),
+    padded: &mut [f32],
+) {
+    let columns = w.min(wp.saturating_sub(left));
+    for y in top..hp.min(top + h) {
+        let src = &image[(y - top) * w * c..][..columns * c];
+        padded[(y * wp + left) * c..][..columns * c].copy_from_slice(src);
+    }
+}
+
+/// Runs `$body` for each block of channels of `$cout` (a multiple of 16), with `$j0` its
+/// first channel, `$v` its vectors of 16 and `$r` the rows of its register tiles: blocks
+/// of 64 channels by 6 rows on AVX-512 (24 accumulators, and few enough row pointers to
+/// stay in registers), then of 32 by [`TILE_ROWS`], then a last 16.
+macro_rules! for_channel_blocks {
+    ($cout:expr, |$j0:ident, $r:ident, $v:ident| $body:expr) => {{
+        let mut $j0 = 0;
+        while $j0 < $cout {
+            if cfg!(target_feature = "avx512f") && $j0 + 4 * LANES <= $cout {
+                const $r: usize = 6;
+                const $v: usize = 4;
+                $body;
+                $j0 += $v * LANES;
+            } else if $j0 + 2 * LANES <= $cout {
+                const $r: usize = TILE_ROWS;
+                const $v: usize = 2;
+                $body;
+                $j0 += $v * LANES;
+            } else {
+                const $r: usize = TILE_ROWS;
+                const $v: usize = 1;
+                $body;
+                $j0 += $v * LANES;
+            }
+        }
+    }};
+}
+
+/// The forward pass straight from the padded images: see [`direct_tiles`].
+fn forward_direct(
+    g: &ConvGeometry,
+    rows: usize,
+    input: &[f32],
+    filter: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    if rows * g.output_len() == 0 {
+        return;
+    }
+    let d = Direct::forward(g);
+    let padded = &mut scratch[..d.padded_len()];
+    padded.fill(0.0);
+    let shape = (g.height, g.width, g.in_channels);
+    let images = input
+        .chunks_exact(g.input_len())
+        .zip(out.chunks_exact_mut(g.output_len()));
+    for (image, out) in images {
+        pad_into(
+            image,
+            shape,
+            (g.pad_top(), g.pad_left()),
+            (d.hp, d.wp),
+            padded,
+        );
+        for_channel_blocks!(d.cout, |j0, R, V| direct_tiles::<R, V>(
+            &d,
+            padded,
+            filter,
+            Some(bias),
+            j0,
+            out
+        ));
+    }
+}
+
+/// Channels `j0..j0 + 16·V` of one image's output (`[positions, cout]`) from its padded
+/// input, plus `bias` when given.
+///
+/// Each register tile holds [`TILE_ROWS`] output positions (consecutive in `(oy, ox)`
+/// order) by `16·V` channels and runs over the taps `(ky, kx, ci)` in order: a broadcast
+/// input value times a row of the filter, per tap and position. Nothing is packed; each
+/// output is its products summed in tap order, then the bias.
+#[inline(always)]
+fn direct_tiles<const R: usize, const V: usize>(
+    d: &Direct,
+    padded: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    j0: usize,
+    out: &mut [f32],
+) {
+    let (cin, cout) = (d.cin, d.cout);
+    for t in (0..d.positions).step_by(R) {
+        // The last tile may hold fewer positions: its dead rows repeat the first one.
+        let live = R.min(d.positions - t);
+        let bases: [usize; R] =
+            std::array::from_fn(|r| d.window_at(t + if r < live { r } else { 0 }));
+        let mut acc = [[f32x16::ZERO; V]; R];
+        // A filter row `ky` reads `kw·cin` consecutive values of the padded image, and
+        // its taps are consecutive rows of the filter.
+        let run = d.kw * cin;
+        for ky in 0..d.kh {
+            let at = ky * d.wp * cin;
+            let values: [&[f32]; R] = std::array::from_fn(|r| &padded[bases[r] + at..][..run]);
+            let taps = &filter[ky * run * cout..][..run * cout];
+            for j in 0..run {
+                let row = &taps[j * cout + j0..][..V * LANES];
+                let w: [f32x16; V] = std::array::from_fn(|v| load16(&row[v * LANES..]));
+                for (acc, values) in acc.iter_mut().zip(&values) {
+                    debug_assert!(j < values.len());
+                    // SAFETY: each `values` row was sliced to `run` values and `j < run`.
+                    // Unchecked because the bounds test of each row's read was not hoisted
+                    // out of the loop, and cost a tenth of the kernel's time.
+                    let x = f32x16::splat(unsafe { *values.get_unchecked(j) });
+                    for (a, w) in acc.iter_mut().zip(&w) {
+                        *a = x.mul_add(*w, *a);
+                    }
+                }
+            }
+        }
+        // Through memory once, for the stores: without this LLVM kept a copy of every
+        // accumulator in memory up to date inside the loop, a store after each multiply-add
+        // (half the speed on 64 channels).
+        let acc = std::hint::black_box(acc);
+        for (r, acc) in acc.iter().enumerate() {
+            if r >= live {
+                continue;
+            }
+            let dst = &mut out[(t + r) * cout + j0..][..V * LANES];
+            for (v, (dst, a)) in dst.chunks_exact_mut(LANES).zip(acc).enumerate() {
+                let sum = match bias {
+                    Some(bias) => *a + load16(&bias[j0 + v * LANES..]),
+                    None => *a,
+                };
+                dst.copy_from_slice(sum.as_array());
+            }
+        }
+    }
+}
+
 /// `d_input[rows, h, w, cin]`, the gradient of a loss with respect to the input of
 /// [`conv2d_forward`] given `d_out[rows, oh, ow, cout]`, the gradient with respect to its
 /// output; overwrites `d_input`.
@@ -296,6 +571,23 @@ pub fn conv2d_backward_input(
     assert_len("filter", filter.len(), g.filter_len());
     assert_len("d_input", d_input.len(), rows * g.input_len());
     assert_scratch(g, rows, scratch);
+    if g.direct_input_gradient() {
+        backward_input_direct(g, rows, d_out, filter, d_input, scratch);
+    } else {
+        backward_input_im2col(g, rows, d_out, filter, d_input, scratch, ws);
+    }
+}
+
+/// The input gradient by gemm into patch space and col2im, a chunk at a time.
+fn backward_input_im2col(
+    g: &ConvGeometry,
+    rows: usize,
+    d_out: &[f32],
+    filter: &[f32],
+    d_input: &mut [f32],
+    scratch: &mut [f32],
+    ws: &mut GemmWorkspace,
+) {
     d_input.fill(0.0);
     let (k, cout) = (g.patch_len(), g.out_channels);
     let total = rows * g.positions();
@@ -315,6 +607,55 @@ pub fn conv2d_backward_input(
             ws,
         );
         col2im_add(g, d_patches, first, d_input);
+    }
+}
+
+/// The input gradient of a stride-1 convolution as the forward convolution of
+/// [`Direct::input_gradient`], through [`direct_tiles`]: the flipped filter is written
+/// once into scratch, then each image's `d_out` is padded and convolved.
+fn backward_input_direct(
+    g: &ConvGeometry,
+    rows: usize,
+    d_out: &[f32],
+    filter: &[f32],
+    d_input: &mut [f32],
+    scratch: &mut [f32],
+) {
+    if g.output_len() == 0 {
+        // No window: nothing reads the input.
+        d_input.fill(0.0);
+        return;
+    }
+    if rows * g.input_len() == 0 {
+        return;
+    }
+    let d = Direct::input_gradient(g);
+    let (flipped, padded) = scratch.split_at_mut(g.filter_len());
+    let padded = &mut padded[..d.padded_len()];
+    let (kh, kw, cin, cout) = (g.kernel_h, g.kernel_w, g.in_channels, g.out_channels);
+    // flipped[ky, kx, co, ci] = filter[kh - 1 - ky, kw - 1 - kx, ci, co]
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let src = &filter[((kh - 1 - ky) * kw + (kw - 1 - kx)) * cin * cout..][..cin * cout];
+            let dst = &mut flipped[(ky * kw + kx) * cout * cin..][..cout * cin];
+            for (ci, row) in src.chunks_exact(cout).enumerate() {
+                for (co, &v) in row.iter().enumerate() {
+                    dst[co * cin + ci] = v;
+                }
+            }
+        }
+    }
+    padded.fill(0.0);
+    let shape = (g.out_height(), g.out_width(), cout);
+    let at = (kh - 1 - g.pad_top(), kw - 1 - g.pad_left());
+    let images = d_out
+        .chunks_exact(g.output_len())
+        .zip(d_input.chunks_exact_mut(g.input_len()));
+    for (d_out, d_input) in images {
+        pad_into(d_out, shape, at, (d.hp, d.wp), padded);
+        for_channel_blocks!(cin, |j0, R, V| direct_tiles::<R, V>(
+            &d, padded, flipped, None, j0, d_input
+        ));
     }
 }
 
@@ -339,6 +680,23 @@ pub fn conv2d_backward_filter(
     assert_len("d_bias", d_bias.len(), g.out_channels);
     assert_scratch(g, rows, scratch);
     column_sums_into(d_out, d_bias, false);
+    if g.direct() {
+        backward_filter_direct(g, rows, input, d_out, d_filter, scratch);
+    } else {
+        backward_filter_im2col(g, rows, input, d_out, d_filter, scratch, ws);
+    }
+}
+
+/// The filter gradient by gemm, `patchesᵀ · d_out` accumulated a chunk at a time.
+fn backward_filter_im2col(
+    g: &ConvGeometry,
+    rows: usize,
+    input: &[f32],
+    d_out: &[f32],
+    d_filter: &mut [f32],
+    scratch: &mut [f32],
+    ws: &mut GemmWorkspace,
+) {
     let (k, cout) = (g.patch_len(), g.out_channels);
     let total = rows * g.positions();
     if total == 0 {
@@ -361,6 +719,176 @@ pub fn conv2d_backward_filter(
             first > 0,
             ws,
         );
+    }
+}
+
+/// The filter gradient straight from the padded images: see [`filter_tiles`].
+fn backward_filter_direct(
+    g: &ConvGeometry,
+    rows: usize,
+    input: &[f32],
+    d_out: &[f32],
+    d_filter: &mut [f32],
+    scratch: &mut [f32],
+) {
+    d_filter.fill(0.0);
+    if rows * g.output_len() == 0 {
+        return;
+    }
+    let d = Direct::forward(g);
+    let padded = &mut scratch[..d.padded_len()];
+    padded.fill(0.0);
+    let shape = (g.height, g.width, g.in_channels);
+    let images = input
+        .chunks_exact(g.input_len())
+        .zip(d_out.chunks_exact(g.output_len()));
+    for (image, d_out) in images {
+        pad_into(
+            image,
+            shape,
+            (g.pad_top(), g.pad_left()),
+            (d.hp, d.wp),
+            padded,
+        );
+        for_channel_blocks!(d.cout, |j0, R, V| filter_tiles::<R, V>(
+            &d, padded, d_out, j0, d_filter
+        ));
+    }
+}
+
+/// Adds one image's share to channels `j0..j0 + 16·V` of `d_filter` (`[K, cout]`), from
+/// its padded input and its `d_out` (`[positions, cout]`).
+///
+/// Each register tile holds [`TILE_ROWS`] filter rows `(ky, kx, ci)` by `16·V` channels,
+/// starts from what `d_filter` holds and runs over the output positions in order: a
+/// broadcast input value times a row of `d_out`, per position and filter row. So each
+/// weight's gradient is one running sum over the batch's positions, image after image.
+#[inline(always)]
+fn filter_tiles<const R: usize, const V: usize>(
+    d: &Direct,
+    padded: &[f32],
+    d_out: &[f32],
+    j0: usize,
+    d_filter: &mut [f32],
+) {
+    let (cin, cout) = (d.cin, d.cout);
+    let k = d.kh * d.kw * cin;
+    let span = ((d.kh - 1) * d.wp + d.kw) * cin;
+    for t in (0..k).step_by(R) {
+        // The last tile may hold fewer rows: its dead rows repeat the first one.
+        let live = R.min(k - t);
+        let offsets: [usize; R] = std::array::from_fn(|r| {
+            let q = t + if r < live { r } else { 0 };
+            let (tap, ci) = (q / cin, q % cin);
+            ((tap / d.kw) * d.wp + tap % d.kw) * cin + ci
+        });
+        let mut acc: [[f32x16; V]; R] = std::array::from_fn(|r| {
+            let row = &d_filter[(t + r.min(live - 1)) * cout + j0..][..V * LANES];
+            std::array::from_fn(|v| load16(&row[v * LANES..]))
+        });
+        for (p, grads) in d_out.chunks_exact(cout).enumerate() {
+            let window = &padded[d.window_at(p)..][..span];
+            let g: [f32x16; V] = std::array::from_fn(|v| load16(&grads[j0 + v * LANES..]));
+            for (acc, &at) in acc.iter_mut().zip(&offsets) {
+                let x = f32x16::splat(window[at]);
+                for (a, g) in acc.iter_mut().zip(&g) {
+                    *a = x.mul_add(*g, *a);
+                }
+            }
+        }
+        // Through memory once, for the stores, as in `direct_tiles`.
+        let acc = std::hint::black_box(acc);
+        for (r, acc) in acc.iter().enumerate() {
+            if r >= live {
+                continue;
+            }
+            let dst = &mut d_filter[(t + r) * cout + j0..][..V * LANES];
+            for (dst, a) in dst.chunks_exact_mut(LANES).zip(acc) {
+                dst.copy_from_slice(a.as_array());
+            }
+        }
+    }
+}
+
+/// The three passes by im2col and gemm whatever the shape, for the tests and benches that
+/// compare them with the direct kernels; `scratch` holds [`im2col::scratch_len`] values.
+#[doc(hidden)]
+pub mod im2col {
+    use super::*;
+
+    /// Scratch the im2col passes need for `rows` images.
+    pub fn scratch_len(g: &ConvGeometry, rows: usize) -> usize {
+        g.chunk_positions(rows) * g.patch_len()
+    }
+
+    /// [`conv2d_forward`] by im2col and gemm.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_forward(
+        g: &ConvGeometry,
+        rows: usize,
+        input: &[f32],
+        filter: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+        scratch: &mut [f32],
+        ws: &mut GemmWorkspace,
+    ) {
+        g.assert_valid();
+        assert_len("input", input.len(), rows * g.input_len());
+        assert_len("filter", filter.len(), g.filter_len());
+        assert_len("bias", bias.len(), g.out_channels);
+        assert_len("out", out.len(), rows * g.output_len());
+        assert!(
+            scratch.len() >= scratch_len(g, rows),
+            "scratch is too short"
+        );
+        forward_im2col(g, rows, input, filter, bias, out, scratch, ws);
+    }
+
+    /// [`conv2d_backward_input`] by gemm and col2im.
+    pub fn conv2d_backward_input(
+        g: &ConvGeometry,
+        rows: usize,
+        d_out: &[f32],
+        filter: &[f32],
+        d_input: &mut [f32],
+        scratch: &mut [f32],
+        ws: &mut GemmWorkspace,
+    ) {
+        g.assert_valid();
+        assert_len("d_out", d_out.len(), rows * g.output_len());
+        assert_len("filter", filter.len(), g.filter_len());
+        assert_len("d_input", d_input.len(), rows * g.input_len());
+        assert!(
+            scratch.len() >= scratch_len(g, rows),
+            "scratch is too short"
+        );
+        backward_input_im2col(g, rows, d_out, filter, d_input, scratch, ws);
+    }
+
+    /// [`conv2d_backward_filter`] by im2col and gemm.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_backward_filter(
+        g: &ConvGeometry,
+        rows: usize,
+        input: &[f32],
+        d_out: &[f32],
+        d_filter: &mut [f32],
+        d_bias: &mut [f32],
+        scratch: &mut [f32],
+        ws: &mut GemmWorkspace,
+    ) {
+        g.assert_valid();
+        assert_len("input", input.len(), rows * g.input_len());
+        assert_len("d_out", d_out.len(), rows * g.output_len());
+        assert_len("d_filter", d_filter.len(), g.filter_len());
+        assert_len("d_bias", d_bias.len(), g.out_channels);
+        assert!(
+            scratch.len() >= scratch_len(g, rows),
+            "scratch is too short"
+        );
+        column_sums_into(d_out, d_bias, false);
+        backward_filter_im2col(g, rows, input, d_out, d_filter, scratch, ws);
     }
 }
 
@@ -415,27 +943,36 @@ mod tests {
         }
     }
 
-    /// Runs the three fast kernels on `rows` random images of geometry `g`, every output
-    /// and the scratch filled with NaN beforehand, and compares them with the naive ones.
-    fn check_against_naive(g: &ConvGeometry, rows: usize, seed: u64) {
+    /// The three passes: the public ones, which pick a method by shape, or im2col's.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Method {
+        Picked,
+        Im2col,
+    }
+
+    /// Runs the three fast kernels by `method` on `rows` random images of geometry `g`,
+    /// every output and the scratch filled with NaN beforehand, and compares them with
+    /// the naive ones.
+    fn check_method(g: &ConvGeometry, rows: usize, seed: u64, method: Method) {
         let input = values(rows * g.input_len(), seed);
         let filter = values(g.filter_len(), seed + 1);
         let bias = values(g.out_channels, seed + 2);
         let d_out = values(rows * g.output_len(), seed + 3);
-        let mut scratch = vec![f32::NAN; g.scratch_len(rows)];
+        let len = match method {
+            Method::Picked => g.scratch_len(rows),
+            Method::Im2col => im2col::scratch_len(g, rows),
+        };
+        let mut scratch = vec![f32::NAN; len];
         let mut ws = GemmWorkspace::new();
 
         let mut out = vec![f32::NAN; rows * g.output_len()];
-        conv2d_forward(
-            g,
-            rows,
-            &input,
-            &filter,
-            &bias,
-            &mut out,
-            &mut scratch,
-            &mut ws,
-        );
+        let (s, ws_) = (&mut scratch, &mut ws);
+        match method {
+            Method::Picked => conv2d_forward(g, rows, &input, &filter, &bias, &mut out, s, ws_),
+            Method::Im2col => {
+                im2col::conv2d_forward(g, rows, &input, &filter, &bias, &mut out, s, ws_)
+            }
+        }
         let want =
             naive::conv2d_forward_f64(g, rows, &widen(&input), &widen(&filter), &widen(&bias));
         let mag = naive::conv2d_forward_f64(g, rows, &abs(&input), &abs(&filter), &abs(&bias));
@@ -443,15 +980,13 @@ mod tests {
 
         scratch.fill(f32::NAN);
         let mut d_input = vec![f32::NAN; rows * g.input_len()];
-        conv2d_backward_input(
-            g,
-            rows,
-            &d_out,
-            &filter,
-            &mut d_input,
-            &mut scratch,
-            &mut ws,
-        );
+        let (s, ws_) = (&mut scratch, &mut ws);
+        match method {
+            Method::Picked => conv2d_backward_input(g, rows, &d_out, &filter, &mut d_input, s, ws_),
+            Method::Im2col => {
+                im2col::conv2d_backward_input(g, rows, &d_out, &filter, &mut d_input, s, ws_)
+            }
+        }
         let want = naive::conv2d_backward_input_f64(g, rows, &widen(&d_out), &widen(&filter));
         let mag = naive::conv2d_backward_input_f64(g, rows, &abs(&d_out), &abs(&filter));
         assert_close("d_input", &d_input, &want, &mag);
@@ -459,16 +994,14 @@ mod tests {
         scratch.fill(f32::NAN);
         let mut d_filter = vec![f32::NAN; g.filter_len()];
         let mut d_bias = vec![f32::NAN; g.out_channels];
-        conv2d_backward_filter(
-            g,
-            rows,
-            &input,
-            &d_out,
-            &mut d_filter,
-            &mut d_bias,
-            &mut scratch,
-            &mut ws,
-        );
+        let (s, ws_) = (&mut scratch, &mut ws);
+        let (df, db) = (&mut d_filter, &mut d_bias);
+        match method {
+            Method::Picked => conv2d_backward_filter(g, rows, &input, &d_out, df, db, s, ws_),
+            Method::Im2col => {
+                im2col::conv2d_backward_filter(g, rows, &input, &d_out, df, db, s, ws_)
+            }
+        }
         let (want_f, want_b) =
             naive::conv2d_backward_filter_f64(g, rows, &widen(&input), &widen(&d_out));
         let (mag_f, mag_b) = naive::conv2d_backward_filter_f64(g, rows, &abs(&input), &abs(&d_out));
@@ -476,8 +1009,23 @@ mod tests {
         assert_close("d_bias", &d_bias, &want_b, &mag_b);
     }
 
+    /// [`check_method`] for both methods.
+    fn check_against_naive(g: &ConvGeometry, rows: usize, seed: u64) {
+        check_method(g, rows, seed, Method::Picked);
+        check_method(g, rows, seed, Method::Im2col);
+    }
+
+    /// 1, 3 and 32 channels, a few small counts, and 16 and 48, which the direct kernels
+    /// cover with a vector of 16 channels besides (or instead of) their pairs.
     fn channels() -> impl Strategy<Value = usize> {
-        prop_oneof![Just(1usize), Just(3), Just(32), 1usize..=5]
+        prop_oneof![
+            Just(1usize),
+            Just(3),
+            Just(32),
+            1usize..=5,
+            Just(16),
+            Just(48)
+        ]
     }
 
     fn geometry() -> impl Strategy<Value = ConvGeometry> {
@@ -699,6 +1247,9 @@ mod tests {
             geometry_of((6, 5, 2, 3), (2, 4, 2), Padding::Same),
             geometry_of((7, 7, 1, 4), (5, 5, 2), Padding::Valid),
             geometry_of((3, 3, 2, 2), (4, 4, 1), Padding::Same),
+            // Vectors of 16 channels in and out: the direct kernels.
+            geometry_of((4, 5, 16, 16), (3, 2, 1), Padding::Same),
+            geometry_of((5, 4, 3, 32), (4, 3, 2), Padding::Valid),
         ];
         for (case, g) in cases.iter().enumerate() {
             let rows = 2;
