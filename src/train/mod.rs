@@ -134,6 +134,22 @@ impl Trainer {
         }
     }
 
+    /// Puts the logits of the latest step's batch, as its forward pass computed them before
+    /// the update, into `out` (`[batch, classes]`, rows in batch order); empty before the
+    /// first step.
+    pub fn batch_logits(&self, out: &mut Vec<f32>) {
+        out.clear();
+        if self.steps_done == 0 {
+            return;
+        }
+        let classes = self.model.architecture().classes;
+        for shard in &self.shards {
+            if let Some(logits) = shard.ws.activations.last() {
+                out.extend_from_slice(&logits[..shard.rows * classes]);
+            }
+        }
+    }
+
     /// The model as trained so far.
     pub fn model(&self) -> &Model {
         &self.model

@@ -10,8 +10,9 @@ pub use crate::common::{gzip, idx_images, idx_labels};
 /// The built binary.
 pub fn softnet() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_softnet"));
-    // Never let the caller's MNIST_DIR stand in for a folder a test means to be missing.
-    cmd.env_remove("MNIST_DIR");
+    // Never let the caller's MNIST_DIR stand in for a folder a test means to be missing, and
+    // never go to the internet for a folder that is missing.
+    cmd.env_remove("MNIST_DIR").env("SOFTNET_OFFLINE", "1");
     cmd
 }
 
