@@ -6,13 +6,13 @@ use softnet::analysis::inspect::{
     self, calibration_at, evaluate_with_logits, fgsm_sweep, to_unit, weight_fool,
     weight_fooling_sweep, InspectError,
 };
-use softnet::analysis::pictures::{
-    changed_digits_picture, digits_picture, model_report, weights_picture, ReportOptions,
-};
 use softnet::data::{BatchOrder, Dataset, Mnist, PIXELS};
 use softnet::nn::{Architecture, Model};
 use softnet::optim::{Optimizer, OptimizerKind};
 use softnet::render::digits::DigitsGrid;
+use softnet::render::pictures::{
+    changed_digits_picture, digits_picture, model_report, weights_picture, ReportOptions,
+};
 use softnet::render::weights::weights_grid_size;
 use softnet::train::Trainer;
 
