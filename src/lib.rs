@@ -110,10 +110,8 @@ pub mod download;
 #[cfg(feature = "render")]
 pub mod preprocess;
 
-// The README's examples run as doctests. It is read through tests/fixtures/README.md, a link
-// to it, so that the paths its embedding example hands `include_bytes!` are relative to
-// tests/fixtures/, where its model file is, as they would be to the example's own source
-// file in a program.
-#[doc = include_str!("../tests/fixtures/README.md")]
+// The README's examples run as doctests, from a file beside the model its embedding example
+// bakes in (see there).
 #[cfg(doctest)]
-pub struct ReadmeDoctests;
+#[path = "../tests/fixtures/readme_doctests.rs"]
+mod readme_doctests;

@@ -232,7 +232,9 @@ fn resume_with_other_flags_is_refused_naming_them() {
     assert!(
         err.contains(
             "\n  --optimizer: adam in the checkpoint's run, sgd here\n  \
-                      --beta1: 0.9 in the checkpoint's run, not used here\n"
+             --beta1: 0.9 in the checkpoint's run, not used here\n  \
+             --beta2: 0.999 in the checkpoint's run, not used here\n  \
+             --adam-eps: 1e-8 in the checkpoint's run, not used here\n"
         ),
         "{err}"
     );

@@ -361,12 +361,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let train_started = Instant::now();
     observers.0.bar.set_position(trainer.steps_done());
     let load_overlapped = matches!(data, Data::Arriving(_));
-    let checkpoint_dir = checkpointer.as_ref().map(|_| {
-        args.resume
-            .clone()
-            .or_else(|| args.checkpoint_dir.clone())
-            .unwrap_or_default()
-    });
+    let checkpoint_dir = args.resume.clone().or_else(|| args.checkpoint_dir.clone());
     let logging = observers.1.is_some();
     interrupt::install();
     let mut observer = Interruptible(softnet::io::checkpoint::Checkpointed {
@@ -533,43 +528,66 @@ fn newest_checkpoint(
     Ok(load_latest(dir)?)
 }
 
+/// An enum flag's value as the command line spells it.
+fn flag_value(value: &impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_string())
+}
+
 /// The flags of a run that shape its result, as `(flag, value)` the way the command line
 /// takes them; a checkpoint records them, and a resume must give the same.
 struct RunSettings(Vec<(&'static str, String)>);
 
 impl RunSettings {
+    /// Every flag a run may record, in the order they are listed.
+    const ORDER: [&'static str; 15] = [
+        "--batch",
+        "--lr",
+        "--order",
+        "--seed",
+        "--optimizer",
+        "--momentum",
+        "--beta1",
+        "--beta2",
+        "--adam-eps",
+        "--weight-decay",
+        "--schedule",
+        "--lr-step",
+        "--lr-gamma",
+        "--steps",
+        "--on-nan",
+    ];
+
     fn of(args: &TrainArgs, steps: u64) -> Self {
-        let name = |v: &dyn Fn() -> Option<clap::builder::PossibleValue>| {
-            v().map_or_else(String::new, |p| p.get_name().to_string())
-        };
         let mut flags: Vec<(&'static str, String)> = vec![
             ("--batch", args.batch.to_string()),
-            ("--lr", args.lr.to_string()),
-            ("--order", name(&|| args.order.to_possible_value())),
+            ("--lr", format!("{:?}", args.lr)),
+            ("--order", flag_value(&args.order)),
             ("--seed", args.seed.to_string()),
-            ("--optimizer", name(&|| args.optimizer.to_possible_value())),
+            ("--optimizer", flag_value(&args.optimizer)),
         ];
         match args.optimizer {
             OptimizerName::Sgd => {}
-            OptimizerName::Momentum => flags.push(("--momentum", args.momentum.to_string())),
+            OptimizerName::Momentum => flags.push(("--momentum", format!("{:?}", args.momentum))),
             OptimizerName::Adam => flags.extend([
-                ("--beta1", args.beta1.to_string()),
-                ("--beta2", args.beta2.to_string()),
-                ("--adam-eps", args.adam_eps.to_string()),
+                ("--beta1", format!("{:?}", args.beta1)),
+                ("--beta2", format!("{:?}", args.beta2)),
+                ("--adam-eps", format!("{:?}", args.adam_eps)),
             ]),
         }
-        flags.push(("--weight-decay", args.weight_decay.to_string()));
-        flags.push(("--schedule", name(&|| args.schedule.to_possible_value())));
+        flags.push(("--weight-decay", format!("{:?}", args.weight_decay)));
+        flags.push(("--schedule", flag_value(&args.schedule)));
         match args.schedule {
             ScheduleName::Constant => {}
             ScheduleName::Step => flags.extend([
                 ("--lr-step", args.lr_step.to_string()),
-                ("--lr-gamma", args.lr_gamma.to_string()),
+                ("--lr-gamma", format!("{:?}", args.lr_gamma)),
             ]),
             // The rate at every update depends on the length of the run.
             ScheduleName::Cosine => flags.push(("--steps", steps.to_string())),
         }
-        flags.push(("--on-nan", name(&|| args.on_nan.to_possible_value())));
+        flags.push(("--on-nan", flag_value(&args.on_nan)));
         RunSettings(flags)
     }
 
@@ -608,12 +626,23 @@ impl RunSettings {
                 checkpoint.architecture
             ));
         }
+        // This command's flags in their order, then those only the checkpoint's run used.
         let mut flags: Vec<&str> = self.0.iter().map(|(f, _)| *f).collect();
-        for flag in recorded.keys() {
-            if !flags.contains(&flag.as_str()) {
-                flags.push(flag);
-            }
-        }
+        let theirs_only: Vec<&str> = recorded
+            .keys()
+            .map(String::as_str)
+            .filter(|f| !flags.contains(f))
+            .collect();
+        flags.extend(
+            RunSettings::ORDER
+                .iter()
+                .filter(|f| theirs_only.contains(f)),
+        );
+        flags.extend(
+            theirs_only
+                .iter()
+                .filter(|f| !RunSettings::ORDER.contains(f)),
+        );
         for flag in flags {
             let theirs = recorded.get(flag).and_then(|v| v.as_str());
             let ours = self
