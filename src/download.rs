@@ -222,7 +222,7 @@ pub enum DownloadError {
         file: String,
     },
     /// Every mirror was tried for a file and none gave a verified copy.
-    #[error("{file}: no mirror gave a verified copy: {}", list_failures(.failures))]
+    #[error("{file}: no mirror gave a verified copy:{}", list_failures(.failures))]
     AllMirrorsFailed {
         /// The file that could not be fetched.
         file: String,
@@ -263,12 +263,12 @@ pub enum DownloadError {
     },
 }
 
+/// One mirror a line, indented under the message.
 fn list_failures(failures: &[MirrorFailure]) -> String {
     failures
         .iter()
-        .map(|f| format!("{}: {}", f.url, f.reason))
-        .collect::<Vec<_>>()
-        .join("; ")
+        .map(|f| format!("\n  {}: {}", f.url, f.reason))
+        .collect()
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DownloadError + '_ {

@@ -1,11 +1,94 @@
-//! softnet: softmax regression and small dense networks on the CPU.
+//! Softmax regression and small dense networks for MNIST, trained and run on the CPU.
 //!
-//! (crate docs are filled in with the core; see README.md)
+//! softnet trains the TensorFlow tutorial's softmax regression (`logits = x·W + b`,
+//! `W[784, 10]`) and multilayer perceptrons with ReLU hidden layers, reproducing TensorFlow's
+//! numbers, and runs trained models through an inference engine that allocates nothing per
+//! prediction. The `softnet` command line (feature `cli`) is a thin layer over this crate.
+//!
+//! # Data representation
+//!
+//! - An image is 784 bytes (28x28, row-major, 0 = background), as in the MNIST files; a
+//!   [`Dataset`](data::Dataset) holds `n` of them back to back (`[n, 784]` u8) with their
+//!   labels (`[n]` u8, `0..10`). Kernels turn a pixel `p` into `p / 255` as they read it.
+//! - Matrices are flat row-major `f32` slices with their shape written beside them. A batch
+//!   is `[rows, 784]`; a weight is `[fan_in, fan_out]`, so a layer computes `x·W + b` for a
+//!   batch of row vectors; logits are `[rows, classes]`.
+//! - A model's parameters live in one flat arena, carved into named views
+//!   (`variables/Weight`, `layer1/weight`, ...). Optimisers, checkpoints, model files and
+//!   summaries all walk it through [`Model::visit_params`](nn::Model::visit_params).
+//!
+//! # Modules, along the data flow
+//!
+//! | step | module |
+//! |---|---|
+//! | IDX bytes → [`Dataset`](data::Dataset), batches into reused buffers | [`data`] ([`download`] fetches the files) |
+//! | a model: architecture, parameter arena, forward and backward passes | [`nn`] |
+//! | the numeric kernels under them: blocked gemm, narrow and listed products, softmax | [`kernels`] |
+//! | minibatch training in shards, evaluation, the run loop and its observers | [`train`] |
+//! | SGD, momentum, Adam, schedules | [`optim`] |
+//! | model files (safetensors, int8), checkpoints, `.npy` | [`io`] |
+//! | inference only: [`Classifier`] | [`infer`] |
+//! | TensorBoard event files | [`summary`] |
+//! | pictures, plots, the HTML report; PNG input | [`render`], [`preprocess`] |
+//! | calibration, fooling images | [`analysis`] |
+//! | typed errors at each boundary | [`error`] |
+//!
+//! # Example
+//!
+//! Train the tutorial's model for a few steps on a dataset made in code, then classify an
+//! image with the inference engine:
+//!
+//! ```
+//! use softnet::data::{BatchOrder, Dataset};
+//! use softnet::nn::Model;
+//! use softnet::optim::Optimizer;
+//! use softnet::train::Trainer;
+//! use softnet::Classifier;
+//!
+//! // Digit `l` lights up the l-th band of 78 pixels.
+//! let labels: Vec<u8> = (0..100).map(|i| (i % 10) as u8).collect();
+//! let pixels: Vec<u8> = labels
+//!     .iter()
+//!     .flat_map(|&l| (0..784).map(move |p| if p / 78 == usize::from(l) { 255 } else { 0 }))
+//!     .collect();
+//! let data = Dataset::new(pixels, labels);
+//! let mut trainer = Trainer::new(
+//!     Model::softmax_regression(), Optimizer::sgd(0.5), data.len(), 50,
+//!     BatchOrder::Sequential, Some(1),
+//! );
+//! for _ in 0..50 {
+//!     trainer.step(&data);
+//! }
+//! let classifier = Classifier::from_model(trainer.model())?;
+//! let image: &[u8; 784] = data.image(3).try_into().unwrap();
+//! assert_eq!(classifier.predict(image).0, 3);
+//! # Ok::<(), softnet::infer::ClassifierError>(())
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `parallel` | yes | training and evaluation on rayon's threads (the same results with any thread count) |
+//! | `gz` | yes | gzip'd IDX files |
+//! | `cli` | yes | the `softnet` binary |
+//! | `tensorboard` | yes | [`summary`]: TensorBoard event files |
+//! | `render` | yes | [`render`], [`preprocess`]: PNG pictures, plots, the HTML report, PNG input |
+//! | `download` | yes | [`download`]: fetching MNIST with SHA-256 verification |
+//!
+//! With `default-features = false` the crate keeps training, evaluation, model files and the
+//! inference engine. The SIMD instructions are those of the target CPU the crate is compiled
+//! for (`-C target-cpu=native` gives AVX2 or AVX-512).
+#![warn(missing_docs)]
+// `unsafe` lives where it is needed (the prefetch hints in `kernels`, mapping and huge pages
+// in `data`), each with a `// SAFETY:` note; every other module stays without it.
+#![deny(unsafe_code)]
 
 pub mod data;
 pub mod error;
 pub mod infer;
 pub mod io;
+#[allow(unsafe_code)]
 pub mod kernels;
 pub mod nn;
 pub mod optim;
@@ -27,7 +110,8 @@ pub mod download;
 #[cfg(feature = "render")]
 pub mod preprocess;
 
-/// The README's examples run as doctests.
-#[doc = include_str!("../README.md")]
+// The README's examples run as doctests, from a file beside the model its embedding example
+// bakes in (see there).
 #[cfg(doctest)]
-pub struct ReadmeDoctests;
+#[path = "../tests/fixtures/readme_doctests.rs"]
+mod readme_doctests;

@@ -5,13 +5,17 @@ Usage: python tests/tensorboard_check.py LOGDIR [--expect-accuracy-file F] [--no
 
 LOGDIR is what `softnet train --logdir LOGDIR` wrote: the runs LOGDIR/train and LOGDIR/test.
 
-1. Loads both runs with TensorBoard's own EventAccumulator (keeping every event) and checks:
+1. Loads both runs with TensorBoard's own EventAccumulator (keeping every event) and checks
+   that each carries every summary, as the tutorial's one merged summary op run for both
+   writers does:
    - `loss/cross_entropy` and `evaluation/accuracy` in both runs, at the same steps;
    - for every parameter P (tags `P/summaries/histogram`; `variables/Weight` and
-     `variables/Bias` for softmax regression): scalars `P/summaries/{mean,stddev,max,min}` and
-     the histogram at those steps, bucket counts summing to the element count (from the graph's
-     shapes), min/max/mean consistent with the scalars;
-   - `logits/logits_histogram` in the test run at those steps;
+     `variables/Bias` for softmax regression), in both runs: scalars
+     `P/summaries/{mean,stddev,max,min}` and the histogram at those steps, bucket counts
+     summing to the element count (from the graph's shapes), min/max/mean consistent with the
+     scalars, and the same values in both runs (both see the same weights);
+   - `logits/logits_histogram` in both runs at those steps (a training batch in train, the
+     test set in test);
    - the first weight's images `W/images/image/<k>` decode as 28x28 greyscale PNGs
      (10 of them for softmax regression);
    - the graph in the train run: scopes input, variables or layer<k>, logits, loss, train,
@@ -197,7 +201,7 @@ def check_logs(c, logdir):
         graph = train.Graph()
         check_graph(c, graph)
 
-    # Parameters: scalars and histograms.
+    # Parameters: scalars and histograms, in both runs.
     params = sorted(
         t[: -len("/summaries/histogram")]
         for t in tags["train"]["histograms"]
@@ -208,49 +212,31 @@ def check_logs(c, logdir):
         for p in ("variables/Weight", "variables/Bias"):
             c.check(p in params, f"train: softmax parameter {p} logged")
     shapes = {n.name: graph_shape(n) for n in graph.node} if graph is not None else {}
-    for p in params:
-        count = None
-        if shapes.get(p) is not None:
-            count = math.prod(shapes[p])
-        stats = {}
-        for stat in STATS:
-            tag = f"{p}/summaries/{stat}"
-            if c.check(tag in tags["train"]["scalars"], f"train: scalar {tag}"):
-                ev = train.Scalars(tag)
-                c.check([e.step for e in ev] == steps, f"train: {tag} at the evaluation steps")
-                stats[stat] = {e.step: e.value for e in ev}
-        hist = train.Histograms(f"{p}/summaries/histogram")
-        c.check([h.step for h in hist] == steps, f"train: {p} histogram at the evaluation steps")
-        bad = []
-        for h in hist:
-            v = h.histogram_value
-            total = sum(v.bucket)
-            expect = count if count is not None else v.num
-            if total != expect or v.num != expect:
-                bad.append(f"step {h.step}: buckets sum {total}, num {v.num}, elements {expect}")
-            if len(v.bucket) != len(v.bucket_limit) or list(v.bucket_limit) != sorted(v.bucket_limit):
-                bad.append(f"step {h.step}: bucket limits not increasing / not parallel")
-            if v.min > v.max:
-                bad.append(f"step {h.step}: min {v.min} > max {v.max}")
-            if len(stats) == 4 and h.step in stats["min"]:
-                if not (close_f32(stats["min"][h.step], v.min) and close_f32(stats["max"][h.step], v.max)):
-                    bad.append(f"step {h.step}: histogram min/max differ from the scalars")
-                if v.num > 0 and not close_f32(stats["mean"][h.step], v.sum / v.num, rel=1e-4, abs_tol=1e-6):
-                    bad.append(f"step {h.step}: mean {stats['mean'][h.step]} != sum/num {v.sum / v.num}")
-                var = max(v.sum_squares / v.num - (v.sum / v.num) ** 2, 0.0) if v.num else 0.0
-                if not math.isclose(stats["stddev"][h.step], math.sqrt(var), rel_tol=1e-3, abs_tol=1e-5):
-                    bad.append(f"step {h.step}: stddev {stats['stddev'][h.step]} != {math.sqrt(var)}")
-        what = f"{count} elements" if count is not None else "num"
-        c.check(not bad, f"train: {p} histogram counts sum to {what}, stats agree", "; ".join(bad[:3]))
+    logged = {}
+    for name, acc in runs.items():
+        logged[name] = check_params(c, name, acc, tags[name], params, shapes, steps)
+    c.check(
+        logged["train"] == logged["test"],
+        "train and test: the same parameter statistics at every step",
+    )
 
-    # Logits histogram in the test run.
+    # Logits histograms: the training batch's in train, the test set's in test.
     tag = "logits/logits_histogram"
-    if c.check(tag in tags["test"]["histograms"], f"test: histogram {tag}"):
-        hist = test.Histograms(tag)
-        c.check([h.step for h in hist] == steps, f"test: {tag} at the evaluation steps")
+    for name, acc in runs.items():
+        if c.check(tag in tags[name]["histograms"], f"{name}: histogram {tag}"):
+            hist = acc.Histograms(tag)
+            c.check([h.step for h in hist] == steps, f"{name}: {tag} at the evaluation steps")
+            c.check(
+                all(sum(h.histogram_value.bucket) == h.histogram_value.num > 0 for h in hist),
+                f"{name}: {tag} bucket counts sum to num",
+            )
+    if tag in tags["train"]["histograms"] and tag in tags["test"]["histograms"]:
+        batch = {h.histogram_value.num for h in train.Histograms(tag)[1:]}
+        whole = {h.histogram_value.num for h in test.Histograms(tag)}
         c.check(
-            all(sum(h.histogram_value.bucket) == h.histogram_value.num > 0 for h in hist),
-            f"test: {tag} bucket counts sum to num",
+            len(whole) == 1 and all(n < min(whole) for n in batch),
+            "logits: a batch's in train, the whole test set's in test",
+            f"train {sorted(batch)}, test {sorted(whole)}",
         )
 
     # Images of the first weight's columns.
@@ -276,6 +262,52 @@ def check_logs(c, logdir):
                 bad.append(f"{t}: pixels span {lo}..{hi}, not scaled to 0..255")
     c.check(not bad and images, f"train: {len(images)} images decode as 28x28 greyscale PNG", "; ".join(bad[:3]))
     return train, test, steps
+
+
+def check_params(c, name, acc, tags, params, shapes, steps):
+    """Checks every parameter's scalars and histogram in one run; returns what was logged,
+    {(param, stat, step): value}, to compare the runs."""
+    logged = {}
+    for p in params:
+        count = None
+        if shapes.get(p) is not None:
+            count = math.prod(shapes[p])
+        stats = {}
+        for stat in STATS:
+            tag = f"{p}/summaries/{stat}"
+            if c.check(tag in tags["scalars"], f"{name}: scalar {tag}"):
+                ev = acc.Scalars(tag)
+                c.check([e.step for e in ev] == steps, f"{name}: {tag} at the evaluation steps")
+                stats[stat] = {e.step: e.value for e in ev}
+                logged.update({(p, stat, e.step): e.value for e in ev})
+        tag = f"{p}/summaries/histogram"
+        if not c.check(tag in tags["histograms"], f"{name}: histogram {tag}"):
+            continue
+        hist = acc.Histograms(tag)
+        c.check([h.step for h in hist] == steps, f"{name}: {p} histogram at the evaluation steps")
+        bad = []
+        for h in hist:
+            v = h.histogram_value
+            logged[(p, "histogram", h.step)] = (tuple(v.bucket_limit), tuple(v.bucket))
+            total = sum(v.bucket)
+            expect = count if count is not None else v.num
+            if total != expect or v.num != expect:
+                bad.append(f"step {h.step}: buckets sum {total}, num {v.num}, elements {expect}")
+            if len(v.bucket) != len(v.bucket_limit) or list(v.bucket_limit) != sorted(v.bucket_limit):
+                bad.append(f"step {h.step}: bucket limits not increasing / not parallel")
+            if v.min > v.max:
+                bad.append(f"step {h.step}: min {v.min} > max {v.max}")
+            if len(stats) == 4 and h.step in stats["min"]:
+                if not (close_f32(stats["min"][h.step], v.min) and close_f32(stats["max"][h.step], v.max)):
+                    bad.append(f"step {h.step}: histogram min/max differ from the scalars")
+                if v.num > 0 and not close_f32(stats["mean"][h.step], v.sum / v.num, rel=1e-4, abs_tol=1e-6):
+                    bad.append(f"step {h.step}: mean {stats['mean'][h.step]} != sum/num {v.sum / v.num}")
+                var = max(v.sum_squares / v.num - (v.sum / v.num) ** 2, 0.0) if v.num else 0.0
+                if not math.isclose(stats["stddev"][h.step], math.sqrt(var), rel_tol=1e-3, abs_tol=1e-5):
+                    bad.append(f"step {h.step}: stddev {stats['stddev'][h.step]} != {math.sqrt(var)}")
+        what = f"{count} elements" if count is not None else "num"
+        c.check(not bad, f"{name}: {p} histogram counts sum to {what}, stats agree", "; ".join(bad[:3]))
+    return logged
 
 
 def check_graph(c, graph):
@@ -437,12 +469,13 @@ def check_server(c, logdir, test, steps, timeout=90):
             f"{got[:3]} vs {want[:3]}",
         )
         # The other dashboards answer too.
-        try:
-            q = urllib.parse.urlencode({"run": "test", "tag": "logits/logits_histogram"})
-            hist = http_json(f"{base}/data/plugin/histograms/histograms?{q}")
-            c.check(len(hist) == len(steps), f"server: logits histogram ({len(hist)} steps)")
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            c.check(False, "server: logits histogram", str(e))
+        for run in ("train", "test"):
+            try:
+                q = urllib.parse.urlencode({"run": run, "tag": "logits/logits_histogram"})
+                hist = http_json(f"{base}/data/plugin/histograms/histograms?{q}")
+                c.check(len(hist) == len(steps), f"server: {run} logits histogram ({len(hist)} steps)")
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                c.check(False, f"server: {run} logits histogram", str(e))
         try:
             q = urllib.parse.urlencode({"run": "train", "conceptual": "false"})
             with urllib.request.urlopen(f"{base}/data/plugin/graphs/graph?{q}", timeout=10) as r:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The TensorBoard logs of `softnet train --logdir`, read by the real TensorBoard: tags, steps,
-# histograms, images and the graph through its event loader, the printed test accuracies
-# against the logged ones, and a live server queried over HTTP (tests/tensorboard_check.py).
-# Runs the tutorial's softmax regression and a small MLP.
+# The TensorBoard logs of `softnet train --logdir`, read by the real TensorBoard: both the
+# train and the test run carry every summary (loss, accuracy, each parameter's statistics and
+# histogram, the logits histogram), checked through its event loader with steps, histograms,
+# images and the graph; the printed test accuracies against the logged ones; and a live server
+# queried over HTTP (tests/tensorboard_check.py). Runs the tutorial's softmax regression and a
+# small MLP.
 set -euo pipefail
 source .ci/steps/lib/venv.sh tensorboard
 cargo build --release

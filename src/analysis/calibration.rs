@@ -110,11 +110,7 @@ fn check_shapes(
             expected,
         });
     }
-    if let Some((index, &label)) = labels
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| usize::from(l) >= classes)
-    {
+    if let Some((index, label)) = crate::data::first_label_out_of_range(labels, classes) {
         return Err(CalibrationError::Label {
             index,
             label,

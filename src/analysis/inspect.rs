@@ -191,11 +191,7 @@ pub fn input_gradient(
         }
         .into());
     }
-    if let Some((index, &label)) = labels
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| usize::from(l) >= classes)
-    {
+    if let Some((index, label)) = crate::data::first_label_out_of_range(labels, classes) {
         return Err(CalibrationError::Label {
             index,
             label,

@@ -2,12 +2,10 @@
 //!
 //! [`calibration`] and [`fooling`] take plain slices (probabilities, logits, labels, images)
 //! and know no model type. [`inspect`] runs a `Model` over a `Dataset` and feeds them (logits,
-//! input gradients for FGSM); [`pictures`] (feature `render`) turns the results into the
-//! pictures and the HTML report of the `softnet` subcommands `show`, `weights`, `fool`,
-//! `calibration` and `report`.
+//! input gradients for FGSM). Drawing the results is `render`'s (feature `render`:
+//! `render::pictures` makes the pictures and the HTML report of the `softnet` subcommands
+//! `show`, `weights`, `fool`, `calibration` and `report`); nothing here draws.
 
 pub mod calibration;
 pub mod fooling;
 pub mod inspect;
-#[cfg(feature = "render")]
-pub mod pictures;

@@ -108,11 +108,7 @@ pub fn parse_images(bytes: &[u8]) -> Result<IdxImages<'_>, IdxErrorKind> {
 /// Parses a labels file (magic 0x00000801), checking every label is below `classes`.
 pub fn parse_labels(bytes: &[u8], classes: usize) -> Result<&[u8], IdxErrorKind> {
     let (_, labels) = parse_header(bytes, LABELS_MAGIC, 1)?;
-    if let Some((index, &value)) = labels
-        .iter()
-        .enumerate()
-        .find(|(_, &v)| usize::from(v) >= classes)
-    {
+    if let Some((index, value)) = super::first_label_out_of_range(labels, classes) {
         return Err(IdxErrorKind::LabelOutOfRange {
             index,
             value,

@@ -50,7 +50,7 @@ impl Dataset {
             "pixels must be labels.len() x 784"
         );
         assert!(
-            labels.iter().all(|&l| usize::from(l) < CLASSES),
+            first_label_out_of_range(&labels, CLASSES).is_none(),
             "labels must be below 10"
         );
         Dataset {
@@ -180,6 +180,15 @@ impl PartialEq for Dataset {
     fn eq(&self, other: &Self) -> bool {
         self.pixels() == other.pixels() && self.labels == other.labels
     }
+}
+
+/// The first label that is not a class in `0..classes`, with its index: the one check of
+/// labels that files, datasets and analyses share.
+pub fn first_label_out_of_range(labels: &[u8], classes: usize) -> Option<(usize, u8)> {
+    labels
+        .iter()
+        .position(|&l| usize::from(l) >= classes)
+        .map(|i| (i, labels[i]))
 }
 
 /// The MNIST training and test sets.

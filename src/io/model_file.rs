@@ -80,6 +80,12 @@ pub fn save_model(model: &Model, path: &Path, extra: &[(&str, String)]) -> Resul
 
 /// Loads a model file written by softnet or by any tool that uses the same tensor names.
 pub fn load_model(path: &Path) -> Result<Model, ModelError> {
+    load_model_bytes(&read_model_file(path)?, path)
+}
+
+/// Reads `path` (at most [`MAX_MODEL_BYTES`]), whole: the bytes of a model file of either
+/// kind, before parsing.
+pub fn read_model_file(path: &Path) -> Result<Vec<u8>, ModelError> {
     let io = |source| ModelError::Io {
         path: path.to_path_buf(),
         source,
@@ -91,8 +97,7 @@ pub fn load_model(path: &Path) -> Result<Model, ModelError> {
             format!("{len} bytes is larger than any softnet model"),
         ));
     }
-    let bytes = std::fs::read(path).map_err(io)?;
-    load_model_bytes(&bytes, path)
+    std::fs::read(path).map_err(io)
 }
 
 /// Parses a model from safetensors `bytes`; `path` only names the source in errors.

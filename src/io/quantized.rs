@@ -19,6 +19,8 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 
 use super::model_file::{load_model_bytes, ARCHITECTURE_KEY, MAX_MODEL_BYTES, VERSION_KEY};
+// Where the inference engine has always found it; one reader serves both kinds of file.
+pub use super::model_file::read_model_file;
 use crate::error::ModelError;
 use crate::nn::{Architecture, Model};
 
@@ -329,22 +331,6 @@ pub fn load_any_model_bytes(bytes: &[u8], path: &Path) -> Result<AnyModel, Model
     } else {
         load_model_bytes(bytes, path).map(AnyModel::F32)
     }
-}
-
-/// Reads `path` (at most [`MAX_MODEL_BYTES`]), whole.
-pub fn read_model_file(path: &Path) -> Result<Vec<u8>, ModelError> {
-    let io = |source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let len = std::fs::metadata(path).map_err(io)?.len();
-    if len > MAX_MODEL_BYTES {
-        return Err(ModelError::invalid(
-            path,
-            format!("{len} bytes is larger than any softnet model"),
-        ));
-    }
-    std::fs::read(path).map_err(io)
 }
 
 /// Loads a model file of either kind.

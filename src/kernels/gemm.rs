@@ -15,8 +15,8 @@ use super::prefetch;
 ///
 /// A tile row is one f32x16 of accumulators (one AVX-512 register or two AVX2 ones), so
 /// AVX2 holds 4x2 and AVX-512 8x1, and each depth's row of B is used by eight broadcasts
-/// instead of four. Measured on one epoch of 784-256-10 (AMD Zen 4, interleaved runs):
-/// 687 to 532 ms on one thread, 518 to 418 on two; sixteen rows took 499, twelve 469.
+/// instead of four. Eight rows beat both four and more (twelve, sixteen spill registers);
+/// the measurements are in docs/performance.md and the commit that chose it.
 pub const MR: usize = if cfg!(target_feature = "avx512f") {
     8
 } else {
@@ -555,8 +555,8 @@ fn row_times_matrix<A: Operand>(
     });
     // The listed rows of B lie scattered over a matrix larger than L2, where the hardware
     // sees no stream to fetch ahead: a few depths ahead, the block's columns are asked for.
-    // Measured on a 784-256-10 model, 2000 test images one at a time: 5.80 to 5.53 us an
-    // image (medians of 10 interleaved runs; faster in 8). Whole rows at once were slower.
+    // Eight depths ahead covers the latency from L3 at the rate the tile consumes them;
+    // asking for whole rows at once was slower.
     const DEPTHS_AHEAD: usize = 8;
     let for_each_depth = |cols: Range<usize>, f: &mut dyn FnMut(usize)| match live {
         Some(depths) => {

@@ -12,7 +12,10 @@
 //! | fooling rate vs scale | [`plots::fooling_rate_plot`] |
 //! | one HTML page | [`report::HtmlReport`] |
 //!
-//! Inputs are plain slices and shapes; nothing here knows about model or dataset types.
+//! Inputs are plain slices and shapes, and the results of [`analysis`](crate::analysis);
+//! only [`pictures`], which runs a model over a dataset to draw what the `softnet` picture
+//! subcommands show, knows model and dataset types. Data flows one way: analysis, then
+//! drawing.
 
 use std::path::PathBuf;
 
@@ -22,6 +25,7 @@ pub mod digits;
 mod draw;
 pub mod font;
 pub mod image;
+pub mod pictures;
 pub mod plots;
 pub mod report;
 pub mod weights;

@@ -61,12 +61,15 @@ impl TensorBoardLogger {
         Ok(logger)
     }
 
-    /// Logs one evaluation at `step`:
-    /// - into both runs: `loss/cross_entropy` and `evaluation/accuracy` (from `train` and `test`,
-    ///   each a `(loss, accuracy)` pair);
-    /// - into the train run, for each parameter: `<path>/summaries/{mean,stddev,max,min}`
-    ///   (stddev over all elements, population) and the histogram `<path>/summaries/histogram`;
-    /// - into the test run: the histogram `logits/logits_histogram` of `test_logits`.
+    /// Logs one evaluation at `step` into both runs, as the tutorial's one merged summary
+    /// evaluated for each writer:
+    /// - `loss/cross_entropy` and `evaluation/accuracy` (from `train` and `test`, each a
+    ///   `(loss, accuracy)` pair);
+    /// - for each parameter: `<path>/summaries/{mean,stddev,max,min}` (stddev over all
+    ///   elements, population) and the histogram `<path>/summaries/histogram`: the same
+    ///   values in both runs, since both see the same weights;
+    /// - the histogram `logits/logits_histogram`: of `train_logits` (a training batch) in the
+    ///   train run, of `test_logits` (the test set) in the test run.
     ///
     /// Then flushes both runs. Fails before writing anything if a parameter's values do not
     /// match its shape.
@@ -76,12 +79,13 @@ impl TensorBoardLogger {
         train: (f32, f32),
         test: (f32, f32),
         params: &[ParamView<'_>],
+        train_logits: &[f32],
         test_logits: &[f32],
     ) -> Result<(), SummaryError> {
         for param in params {
             param.check()?;
         }
-        let mut train_values = eval_scalars(train);
+        let mut variables = Vec::new();
         for param in params {
             let stats = Stats::of(param.values);
             let prefix = format!("{}/summaries", param.path);
@@ -91,26 +95,25 @@ impl TensorBoardLogger {
                 ("max", stats.max),
                 ("min", stats.min),
             ] {
-                train_values.push(scalar(&format!("{prefix}/{name}"), value as f32));
+                variables.push(scalar(&format!("{prefix}/{name}"), value as f32));
             }
-            train_values.push(summary::Value {
+            variables.push(summary::Value {
                 tag: format!("{prefix}/histogram"),
                 kind: Some(summary::value::Kind::Histo(histogram(param.values))),
             });
         }
-        self.train.add_summary(
-            Summary {
-                value: train_values,
-            },
-            step,
-        );
-
-        let mut test_values = eval_scalars(test);
-        test_values.push(summary::Value {
-            tag: "logits/logits_histogram".into(),
-            kind: Some(summary::value::Kind::Histo(histogram(test_logits))),
-        });
-        self.test.add_summary(Summary { value: test_values }, step);
+        for (writer, evaluation, logits) in [
+            (&mut self.train, train, train_logits),
+            (&mut self.test, test, test_logits),
+        ] {
+            let mut values = eval_scalars(evaluation);
+            values.extend(variables.iter().cloned());
+            values.push(summary::Value {
+                tag: "logits/logits_histogram".into(),
+                kind: Some(summary::value::Kind::Histo(histogram(logits))),
+            });
+            writer.add_summary(Summary { value: values }, step);
+        }
         self.flush()
     }
 
@@ -306,7 +309,7 @@ mod tests {
             values: &w,
         }];
         let err = tb
-            .log_eval(0, (1.0, 0.5), (1.0, 0.5), &params, &[])
+            .log_eval(0, (1.0, 0.5), (1.0, 0.5), &params, &[], &[])
             .unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -24,8 +24,8 @@
 //!     ParamView { path: "variables/Weight", shape: &[784, 10], values: &w },
 //!     ParamView { path: "variables/Bias", shape: &[10], values: &b },
 //! ];
-//! let test_logits = vec![0.0f32; 10_000 * 10];
-//! tb.log_eval(0, (2.30, 0.10), (2.30, 0.098), &params, &test_logits)?;
+//! let (train_logits, test_logits) = (vec![0.0f32; 100 * 10], vec![0.0f32; 10_000 * 10]);
+//! tb.log_eval(0, (2.30, 0.10), (2.30, 0.098), &params, &train_logits, &test_logits)?;
 //! tb.log_weight_images(0, &params)?;
 //! # Ok(())
 //! # }

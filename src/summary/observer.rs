@@ -6,10 +6,11 @@ use crate::nn::{Architecture, Model};
 use crate::train::{EvalEvent, Observer};
 use std::path::Path;
 
-/// Logs a training run for TensorBoard: the graph once, at creation; then at each evaluation
-/// the train and test loss and accuracy, every parameter's statistics and histogram, the
-/// test logits' histogram and the first weight matrix as images; and flushes, so a run
-/// stopped at any moment leaves files readable up to its last evaluation.
+/// Logs a training run for TensorBoard: the graph once, at creation; then at each evaluation,
+/// into both the train and the test run, the loss and accuracy, every parameter's statistics
+/// and histogram and the logits' histogram (of a training batch, of the test set), and the
+/// first weight matrix as images into the train run; and flushes, so a run stopped at any
+/// moment leaves files readable up to its last evaluation.
 ///
 /// Nothing is computed between evaluations (it has no `on_step`), so the training loop runs
 /// as fast as without it.
@@ -53,6 +54,7 @@ impl TensorBoardObserver {
             (event.train_loss as f32, event.train_accuracy as f32),
             (event.test.loss as f32, event.test.accuracy as f32),
             &params,
+            event.train_logits,
             event.test_logits,
         )?;
         self.logger.log_weight_images(step, &params)
@@ -132,12 +134,14 @@ mod tests {
             confusion: vec![vec![0; 10]; 10],
         };
         let logits = vec![0.5f32; 8 * 10];
+        let train_logits = vec![0.25f32; 4 * 10];
         let event = EvalEvent {
             step: 300,
             model: &model,
             train_loss: 0.5,
             train_accuracy: 0.75,
             test: &test,
+            train_logits: &train_logits,
             test_logits: &logits,
         };
         Observer::on_eval(&mut tb, &event).unwrap();
@@ -146,44 +150,66 @@ mod tests {
         assert!(train
             .iter()
             .any(|e| matches!(e.what, Some(event::What::GraphDef(_)))));
-        let tags = tags_at(&train, 300);
-        for p in [
-            "layer1/weight",
-            "layer1/bias",
-            "logits/weight",
-            "logits/bias",
-        ] {
-            for s in ["mean", "stddev", "max", "min", "histogram"] {
-                let tag = format!("{p}/summaries/{s}");
-                assert!(tags.contains(&tag), "{tag} missing from {tags:?}");
+        let test_events = events(&dir.path().join("test"));
+        // Both runs carry every summary, as the tutorial's merged summary does.
+        for (run, events) in [("train", &train), ("test", &test_events)] {
+            let tags = tags_at(events, 300);
+            for p in [
+                "layer1/weight",
+                "layer1/bias",
+                "logits/weight",
+                "logits/bias",
+            ] {
+                for s in ["mean", "stddev", "max", "min", "histogram"] {
+                    let tag = format!("{p}/summaries/{s}");
+                    assert!(tags.contains(&tag), "{run}: {tag} missing from {tags:?}");
+                }
             }
+            assert!(tags.contains(&"logits/logits_histogram".to_string()));
         }
-        // Ten columns of the first weight (16 hidden units) as images.
+        // Ten columns of the first weight (16 hidden units) as images, in the train run.
+        let tags = tags_at(&train, 300);
         let images: Vec<_> = tags.iter().filter(|t| t.contains("/images/")).collect();
         assert_eq!(images.len(), 10);
         assert_eq!(images[0], "layer1/weight/images/image/0");
 
-        let test_events = events(&dir.path().join("test"));
-        let values: Vec<(String, f32)> = test_events
-            .iter()
-            .filter_map(|e| match &e.what {
-                Some(event::What::Summary(s)) => Some(s.value.clone()),
-                _ => None,
-            })
-            .flatten()
-            .filter_map(|v| match v.kind {
-                Some(summary::value::Kind::SimpleValue(x)) => Some((v.tag, x)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            values,
-            [
-                ("loss/cross_entropy".to_string(), 0.25),
-                ("evaluation/accuracy".to_string(), 0.875)
-            ]
-        );
-        assert!(tags_at(&test_events, 300).contains(&"logits/logits_histogram".to_string()));
+        let scalars = |events: &[Event], tag: &str| -> Vec<f32> {
+            events
+                .iter()
+                .filter_map(|e| match &e.what {
+                    Some(event::What::Summary(s)) => Some(s.value.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|v| v.tag == tag)
+                .filter_map(|v| match v.kind {
+                    Some(summary::value::Kind::SimpleValue(x)) => Some(x),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(scalars(&test_events, "loss/cross_entropy"), [0.25]);
+        assert_eq!(scalars(&test_events, "evaluation/accuracy"), [0.875]);
+        assert_eq!(scalars(&train, "loss/cross_entropy"), [0.5]);
+        assert_eq!(scalars(&train, "evaluation/accuracy"), [0.75]);
+        // The logits histograms count what each run was given.
+        let logits_count = |events: &[Event]| -> Vec<f64> {
+            events
+                .iter()
+                .filter_map(|e| match &e.what {
+                    Some(event::What::Summary(s)) => Some(s.value.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|v| v.tag == "logits/logits_histogram")
+                .filter_map(|v| match v.kind {
+                    Some(summary::value::Kind::Histo(h)) => Some(h.num),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(logits_count(&train), [40.0]);
+        assert_eq!(logits_count(&test_events), [80.0]);
     }
 
     #[test]

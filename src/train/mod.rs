@@ -157,6 +157,19 @@ impl Trainer {
         self.seed
     }
 
+    /// Puts the logits of the latest step's batch, as its forward pass computed them before
+    /// the update, into `out` (`[batch, classes]`, rows in batch order); empty before the
+    /// first step.
+    pub fn batch_logits(&self, out: &mut Vec<f32>) {
+        out.clear();
+        if self.steps_done == 0 {
+            return;
+        }
+        for shard in &self.shards {
+            out.extend_from_slice(self.model.logits(&shard.ws, shard.rows));
+        }
+    }
+
     /// The model as trained so far.
     pub fn model(&self) -> &Model {
         &self.model

@@ -59,6 +59,9 @@ pub struct EvalEvent<'a> {
     pub train_accuracy: f64,
     /// Test-set results.
     pub test: &'a EvalResult,
+    /// Logits of the latest training batch, before its update, `[batch, classes]` (at step
+    /// 0, of the training examples [`observe_initial`] evaluates).
+    pub train_logits: &'a [f32],
     /// Test-set logits, `[test examples, classes]`.
     pub test_logits: &'a [f32],
 }
@@ -126,7 +129,9 @@ pub fn observe_initial(
     observer: &mut dyn Observer,
 ) -> Result<EvalResult, TrainError> {
     let model = trainer.model();
-    let train = evaluator.evaluate(model, &mnist.train.head(mnist.test.len()));
+    let head = mnist.train.head(mnist.test.len());
+    let train = evaluator.evaluate(model, &head);
+    let train_logits = evaluator.logits(head.len()).to_vec();
     let test = evaluator.evaluate(model, &mnist.test);
     let event = EvalEvent {
         step: trainer.steps_done(),
@@ -134,6 +139,7 @@ pub fn observe_initial(
         train_loss: train.loss,
         train_accuracy: train.accuracy,
         test: &test,
+        train_logits: &train_logits,
         test_logits: evaluator.logits(mnist.test.len()),
     };
     observer.on_eval(&event).map_err(TrainError::Observer)?;
@@ -239,6 +245,8 @@ struct Progress {
     seen: usize,
     skipped: u64,
     last_eval: Option<EvalResult>,
+    /// The latest batch's logits at an evaluation (reused from one to the next).
+    train_logits: Vec<f32>,
 }
 
 impl Progress {
@@ -271,12 +279,14 @@ impl Progress {
         if due || step == config.steps {
             let test = evaluator.evaluate(trainer.model(), test_set);
             let batches = (self.seen / trainer.batch_size()).max(1);
+            trainer.batch_logits(&mut self.train_logits);
             let event = EvalEvent {
                 step,
                 model: trainer.model(),
                 train_loss: self.loss_sum / batches as f64,
                 train_accuracy: self.correct as f64 / self.seen.max(1) as f64,
                 test: &test,
+                train_logits: &self.train_logits,
                 test_logits: evaluator.logits(test_set.len()),
             };
             if due {

@@ -11,7 +11,9 @@ use softnet::train::{
     run, run_while_loading, EvalEvent, Evaluator, Observer, OnNan, RunConfig, StepStats, Trainer,
 };
 
-use crate::common::{gzip as gz, idx_images, idx_labels, real_mnist_dir, synthetic};
+use crate::common::{
+    find_mnist_dir, gzip as gz, idx_images, idx_labels, real_mnist_dir, synthetic,
+};
 
 fn images_file(data: &Dataset) -> Vec<u8> {
     idx_images(data.pixels(), data.len() as u32)
@@ -198,10 +200,12 @@ fn a_run_started_while_loading_trains_what_a_run_after_loading_does() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn the_reference_run_started_while_loading_is_the_reference_run() {
-    let Some(dir) = real_mnist_dir() else {
-        return;
-    };
+    let dir = real_mnist_dir();
     let config = RunConfig {
         steps: 2000,
         eval_every: 100,
@@ -216,7 +220,7 @@ fn a_resumed_run_started_while_loading_continues_as_the_uninterrupted_run() {
     // Real MNIST where it is (60 pieces, so the resumed run waits for the one it starts
     // in), else a small synthetic set.
     let temp = tempfile::tempdir().unwrap();
-    let dir = real_mnist_dir().unwrap_or_else(|| {
+    let dir = find_mnist_dir().unwrap_or_else(|| {
         let (train, test) = (synthetic(2500, 7), synthetic(300, 8));
         write_files(temp.path(), &gz(&images_file(&train)), &train, &test);
         temp.path().to_path_buf()

@@ -4,30 +4,64 @@ use std::path::PathBuf;
 
 use softnet::data::{Dataset, Mnist, PIXELS};
 
-/// `../shared` beside the repository (CI lays it there).
-pub fn shared_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
+// Tests that need real MNIST or the TensorFlow reference outputs carry
+// `#[cfg_attr(softnet_no_mnist, ignore = "...")]` (or `softnet_no_reference`): build.rs sets
+// these where the folders below are absent, so such a test shows as `ignored` in the summary
+// instead of passing unchecked. With SOFTNET_REQUIRE_DATA=1 it never sets them, and a missing
+// folder fails the test with the message of `missing`.
+
+/// Where real MNIST is: `$MNIST_DIR`, else `../shared/data/mnist` beside the repository (the
+/// same order as build.rs), if the training images are there.
+pub fn find_mnist_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("MNIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/data/mnist"));
+    ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"]
+        .iter()
+        .any(|f| dir.join(f).is_file())
+        .then_some(dir)
 }
 
-/// The folder of the real MNIST files, or None (with a note) where `../shared` is absent.
-pub fn real_mnist_dir() -> Option<PathBuf> {
-    let dir = shared_dir().join("data/mnist");
-    if !dir.is_dir() {
-        eprintln!("skipping: {} is absent", dir.display());
-        return None;
-    }
-    Some(dir)
+/// The folder of the real MNIST files. Only for tests ignored under `softnet_no_mnist`.
+pub fn real_mnist_dir() -> PathBuf {
+    find_mnist_dir().unwrap_or_else(|| missing("MNIST", "MNIST_DIR", "../shared/data/mnist"))
 }
 
-/// The real MNIST files, or None (with a note) where `../shared` is absent or, without the
-/// `gz` feature, cannot be read (the shared files are gzip'd).
-pub fn real_mnist() -> Option<Mnist> {
-    let dir = real_mnist_dir()?;
-    if !cfg!(feature = "gz") {
-        eprintln!("skipping: the gzip'd MNIST files need the gz feature");
-        return None;
+/// The real MNIST files, loaded. Only for tests ignored under `softnet_no_mnist` (and without
+/// the `gz` feature, since the shared files are gzip'd).
+pub fn real_mnist() -> Mnist {
+    let dir = real_mnist_dir();
+    Mnist::load(&dir).unwrap_or_else(|e| panic!("the MNIST files in {} load: {e}", dir.display()))
+}
+
+/// The TensorFlow reference outputs (`tf_seed_2000/`, `mlp_784_256_10/`, ...):
+/// `$SOFTNET_REFERENCE_DIR`, else `../shared/reference`. Only for tests ignored under
+/// `softnet_no_reference`.
+pub fn reference_dir() -> PathBuf {
+    let dir = std::env::var_os("SOFTNET_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/reference"));
+    if !dir.join("tf_seed_2000").is_dir() {
+        missing(
+            "the TensorFlow reference outputs",
+            "SOFTNET_REFERENCE_DIR",
+            "../shared/reference",
+        );
     }
-    Some(Mnist::load(&dir).expect("the shared MNIST files load"))
+    dir
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails a test that needs data it cannot find, saying where it looked and why it ran at all.
+fn missing(what: &str, var: &str, default: &str) -> ! {
+    panic!(
+        "{what} not found (${var}, else {default} beside the repository). This test runs only \
+         where build.rs found it or SOFTNET_REQUIRE_DATA=1 asks for it; set {var}, or run \
+         `touch build.rs` after adding the folder."
+    )
 }
 
 /// A synthetic dataset: `n` random images whose label is a simple function of the pixels,
@@ -61,7 +95,7 @@ pub fn synthetic(n: usize, seed: u64) -> Dataset {
     Dataset::new(pixels, labels)
 }
 
-/// Reads a reference `.npy` file.
+/// Reads a reference `.npy` file (the error names the file).
 pub fn npy(path: &std::path::Path) -> softnet::io::npy::NpyArray {
     softnet::io::npy::read_npy(path).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -27,18 +27,10 @@ fn labels_sha() -> &'static str {
     MNIST_FILES.iter().find(|(n, _)| *n == LABELS).unwrap().1
 }
 
-/// The shared MNIST folder, or `None` (with a message) when this checkout has none beside it.
-fn mnist_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist");
-    if dir.join(LABELS).is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: no MNIST files at {} (the repository's sibling shared/ folder)",
-            dir.display()
-        );
-        None
-    }
+/// The real MNIST files the server hands out (a test that calls it is ignored where they
+/// are absent: see `common`).
+fn mnist_dir() -> PathBuf {
+    crate::common::real_mnist_dir()
 }
 
 fn gunzip(b: &[u8]) -> Vec<u8> {
@@ -235,8 +227,12 @@ fn closed_port_url() -> String {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn downloads_all_four_verified_then_skips_them() {
-    let Some(src) = mnist_dir() else { return };
+    let src = mnist_dir();
     let routes = MNIST_FILES
         .iter()
         .map(|(n, _)| {
@@ -307,8 +303,12 @@ fn downloads_all_four_verified_then_skips_them() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn corrupted_copy_is_refused_and_nothing_is_left_behind() {
-    let Some(src) = mnist_dir() else { return };
+    let src = mnist_dir();
     let good = fs::read(src.join(LABELS)).unwrap();
     // Valid gzip whose content differs in one label: only the checksum can catch it.
     let mut raw = gunzip(&good);
@@ -347,8 +347,12 @@ fn corrupted_copy_is_refused_and_nothing_is_left_behind() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn damaged_gzip_bytes_are_refused_and_nothing_is_left_behind() {
-    let Some(src) = mnist_dir() else { return };
+    let src = mnist_dir();
     let mut bytes = fs::read(src.join(LABELS)).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
@@ -374,8 +378,12 @@ fn damaged_gzip_bytes_are_refused_and_nothing_is_left_behind() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn falls_back_to_the_next_mirror_when_the_first_404s() {
-    let Some(src) = mnist_dir() else { return };
+    let src = mnist_dir();
     let good = fs::read(src.join(LABELS)).unwrap();
     let server = Server::start(HashMap::from([(
         format!("/m2/{LABELS}"),
@@ -426,11 +434,14 @@ fn all_mirrors_failing_lists_each_and_why() {
     assert!(matches!(failures[2].reason, FailureReason::Transport(_)));
     let msg = err.to_string();
     assert!(
-        msg.starts_with(&format!("{LABELS}: no mirror gave a verified copy: ")),
+        msg.starts_with(&format!("{LABELS}: no mirror gave a verified copy:\n  ")),
         "{msg}"
     );
-    for u in &urls {
-        assert!(msg.contains(u.as_str()), "{msg}");
+    // One mirror a line, in the order tried.
+    let lines: Vec<&str> = msg.lines().skip(1).collect();
+    assert_eq!(lines.len(), urls.len(), "{msg}");
+    for (line, u) in lines.iter().zip(&urls) {
+        assert!(line.starts_with(&format!("  {u}: ")), "{msg}");
     }
     assert!(msg.contains("http status 404"), "{msg}");
     assert!(listing(tmp.path()).is_empty());
@@ -444,8 +455,12 @@ fn empty_mirror_list_is_an_error() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn a_recompressed_mirror_passes() {
-    let Some(src) = mnist_dir() else { return };
+    let src = mnist_dir();
     let good = fs::read(src.join(LABELS)).unwrap();
     let recompressed = gzip(&gunzip(&good), 1);
     assert_ne!(recompressed, good);
@@ -466,8 +481,12 @@ fn a_recompressed_mirror_passes() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn an_interrupted_transfer_resumes_with_a_range_request() {
-    let Some(src) = mnist_dir() else { return };
+    let src = mnist_dir();
     let good = fs::read(src.join(LABELS)).unwrap();
     let cut = 1500;
     let mut route = Route::new(good.clone());
@@ -511,8 +530,12 @@ fn an_interrupted_transfer_resumes_with_a_range_request() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn a_server_ignoring_range_gets_a_fresh_full_transfer() {
-    let Some(src) = mnist_dir() else { return };
+    let src = mnist_dir();
     let good = fs::read(src.join(LABELS)).unwrap();
     let mut route = Route::new(good.clone());
     route.ranges = false;
@@ -534,8 +557,12 @@ fn a_server_ignoring_range_gets_a_fresh_full_transfer() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn a_stale_partial_file_of_other_bytes_is_discarded_and_refetched() {
-    let Some(src) = mnist_dir() else { return };
+    let src = mnist_dir();
     let good = fs::read(src.join(LABELS)).unwrap();
     let server = Server::start(HashMap::from([(
         format!("/m/{LABELS}"),
@@ -569,8 +596,12 @@ fn a_stale_partial_file_of_other_bytes_is_discarded_and_refetched() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn a_bad_existing_file_is_replaced() {
-    let Some(src) = mnist_dir() else { return };
+    let src = mnist_dir();
     let good = fs::read(src.join(LABELS)).unwrap();
     let server = Server::start(HashMap::from([(
         format!("/m/{LABELS}"),
@@ -595,8 +626,12 @@ fn a_bad_existing_file_is_replaced() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn verify_accepts_the_shared_files_and_their_uncompressed_form() {
-    let Some(src) = mnist_dir() else { return };
+    let src = mnist_dir();
     let tmp = tempfile::tempdir().unwrap();
     // Labels only, to keep it quick: the gz and the raw form against the same constant.
     let raw = gunzip(&fs::read(src.join(LABELS)).unwrap());
@@ -614,8 +649,12 @@ mod cli {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        any(softnet_no_mnist, not(feature = "gz")),
+        ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+    )]
     fn cli_download_fetches_verifies_and_the_data_then_trains_with_verify() {
-        let Some(src) = mnist_dir() else { return };
+        let src = mnist_dir();
         let routes = MNIST_FILES
             .iter()
             .map(|(n, _)| {
@@ -699,8 +738,12 @@ mod cli {
     }
 
     #[test]
+    #[cfg_attr(
+        any(softnet_no_mnist, not(feature = "gz")),
+        ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+    )]
     fn cli_download_refuses_a_corrupted_copy_and_reports_dead_mirrors() {
-        let Some(src) = mnist_dir() else { return };
+        let src = mnist_dir();
         let mut raw = gunzip(&fs::read(src.join(LABELS)).unwrap());
         raw[8] = (raw[8] + 1) % 10;
         let mut routes: HashMap<String, Route> = MNIST_FILES
@@ -726,8 +769,8 @@ mod cli {
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(
             err.starts_with(&format!(
-                "error: {LABELS}: no mirror gave a verified copy: {}{LABELS}: checksum mismatch: \
-                 sha-256 of the decompressed content is {}, expected {}; {dead}{LABELS}: ",
+                "error: {LABELS}: no mirror gave a verified copy:\n  {}{LABELS}: checksum mismatch: \
+                 sha-256 of the decompressed content is {}, expected {}\n  {dead}{LABELS}: ",
                 server.url("bad"),
                 sha_hex(&raw),
                 labels_sha()
@@ -744,4 +787,102 @@ mod cli {
             ]
         );
     }
+
+    /// The README's first command on a fresh machine: no data anywhere, so `softnet train`
+    /// fetches the four files into ./data/mnist (from a loopback mirror standing in for the
+    /// internet), verifies them and trains; the second run finds them.
+    #[test]
+    #[cfg_attr(
+        any(softnet_no_mnist, not(feature = "gz")),
+        ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+    )]
+    fn train_on_a_fresh_machine_downloads_then_trains() {
+        let src = mnist_dir();
+        let routes = MNIST_FILES
+            .iter()
+            .map(|(n, _)| {
+                (
+                    format!("/m/{n}"),
+                    Route::new(fs::read(src.join(n)).unwrap()),
+                )
+            })
+            .collect();
+        let server = Server::start(routes);
+        let home = tempfile::tempdir().unwrap();
+        let fresh = || {
+            let mut cmd = crate::cli::softnet();
+            cmd.current_dir(home.path()).env_remove("SOFTNET_OFFLINE");
+            cmd.args(["train", "--steps", "20", "--eval-every", "0"]);
+            cmd
+        };
+        // Offline: today's error, and nothing created.
+        let out = fresh().arg("--offline").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.starts_with("error: MNIST data not found in data/mnist."),
+            "{err}"
+        );
+        assert!(
+            err.contains("Not downloaded: --offline or SOFTNET_OFFLINE=1 is set."),
+            "{err}"
+        );
+        assert!(!home.path().join("data").exists());
+
+        let out = crate::cli::run_ok(fresh().args(["--mirror", &server.url("m")]));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stdout
+                .lines()
+                .last()
+                .unwrap_or("")
+                .starts_with("Accuracy: 0."),
+            "{stdout}"
+        );
+        assert!(
+            stderr.starts_with("MNIST is not here yet: downloading the four files into data/mnist"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.matches(", sha-256 verified").count(), 4, "{stderr}");
+        for (n, _) in MNIST_FILES {
+            assert_eq!(
+                fs::read(home.path().join("data/mnist").join(n)).unwrap(),
+                fs::read(src.join(n)).unwrap()
+            );
+        }
+        // The second run reads them: no request reaches the mirror.
+        let requests = server.log().len();
+        let again = crate::cli::run_ok(&mut fresh());
+        assert_eq!(server.log().len(), requests);
+        assert_eq!(again.stdout, out.stdout, "the same run, the same accuracy");
+    }
+}
+
+/// A failed download leaves no empty folder behind. Needs no MNIST files: nothing answers.
+#[cfg(feature = "cli")]
+#[test]
+fn cli_download_that_fails_removes_the_folder_it_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("new/mnist");
+    let (dead1, dead2) = (closed_port_url(), closed_port_url());
+    let out = crate::cli::softnet()
+        .args(["download", "--timeout", "5", "--dir"])
+        .arg(&dir)
+        .args(["--mirror", &dead1, "--mirror", &dead2])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(
+        lines[1].starts_with(&format!("  {dead1}train-images")),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("  {dead2}train-images")),
+        "{err}"
+    );
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }

@@ -1,18 +1,18 @@
 //! The numbers behind softnet's pictures, on models trained briefly with the library:
 //! calibration bins, weight-image fooling, FGSM, picture sizes and the HTML report. Synthetic
-//! data always; real MNIST (a 300-step softmax regression) when `../shared` is present.
+//! data always; real MNIST (a 300-step softmax regression) where it is found.
 
 use softnet::analysis::inspect::{
     self, calibration_at, evaluate_with_logits, fgsm_sweep, to_unit, weight_fool,
     weight_fooling_sweep, InspectError,
 };
-use softnet::analysis::pictures::{
-    changed_digits_picture, digits_picture, model_report, weights_picture, ReportOptions,
-};
 use softnet::data::{BatchOrder, Dataset, Mnist, PIXELS};
 use softnet::nn::{Architecture, Model};
 use softnet::optim::{Optimizer, OptimizerKind};
 use softnet::render::digits::DigitsGrid;
+use softnet::render::pictures::{
+    changed_digits_picture, digits_picture, model_report, weights_picture, ReportOptions,
+};
 use softnet::render::weights::weights_grid_size;
 use softnet::train::Trainer;
 
@@ -253,8 +253,12 @@ fn the_report_shows_the_numbers_and_every_picture() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn real_mnist_softmax_after_300_steps() {
-    let Some(mnist) = real_mnist() else { return };
+    let mnist = real_mnist();
     let model = train(Model::softmax_regression(), &mnist.train, 300, 0.1);
     let ev = evaluate_with_logits(&model, &mnist.test).unwrap();
     assert!(ev.result.accuracy > 0.87, "accuracy {}", ev.result.accuracy);

@@ -78,25 +78,14 @@ fn a_blank_png_is_an_empty_error() {
 /// trained model (about 96% on MNIST itself), so it checks the drawings and the preprocessing
 /// together: a badly scaled, off-centre or inverted digit has no close MNIST neighbours of its
 /// class.
-#[cfg(feature = "gz")]
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn drawn_digits_have_mnist_neighbours_of_their_class() {
-    use std::io::Read;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist");
-    let read = |name: &str| -> Option<Vec<u8>> {
-        let f = std::fs::File::open(dir.join(name)).ok()?;
-        let mut v = Vec::new();
-        flate2::read::GzDecoder::new(f).read_to_end(&mut v).ok()?;
-        Some(v)
-    };
-    let (Some(images), Some(labels)) = (
-        read("t10k-images-idx3-ubyte.gz"),
-        read("t10k-labels-idx1-ubyte.gz"),
-    ) else {
-        eprintln!("skipping: no MNIST test set at {}", dir.display());
-        return;
-    };
-    let (images, labels) = (&images[16..], &labels[8..]);
+    let mnist = crate::common::real_mnist();
+    let (images, labels) = (mnist.test.pixels(), mnist.test.labels());
     let mut wrong = Vec::new();
     for (name, digit) in DRAWN {
         let img = load(name);

@@ -1,11 +1,12 @@
-//! Fidelity against the tutorial's TensorFlow graph (`../shared/reference/`), on real MNIST.
+//! Fidelity against the tutorial's TensorFlow graph (the reference outputs, see
+//! `common::reference_dir`), on real MNIST.
 
 use softnet::data::{BatchOrder, PIXELS};
 use softnet::nn::{Architecture, Input, Model, Workspace};
 use softnet::optim::Optimizer;
 use softnet::train::{run, Evaluator, RunConfig, Silent, Trainer};
 
-use crate::common::{npy, real_mnist, shared_dir};
+use crate::common::{npy, real_mnist, reference_dir};
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -16,9 +17,13 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, softnet_no_reference, not(feature = "gz")),
+    ignore = "needs MNIST and the reference outputs: MNIST_DIR, SOFTNET_REFERENCE_DIR or ../shared"
+)]
 fn softmax_regression_matches_tensorflow_weights_logits_and_history() {
-    let Some(mnist) = real_mnist() else { return };
-    let reference = shared_dir().join("reference/tf_seed_2000");
+    let mnist = real_mnist();
+    let reference = reference_dir().join("tf_seed_2000");
     let model = Model::softmax_regression();
     let mut evaluator = Evaluator::new(&model, mnist.test.len(), Some(2));
     let mut trainer = Trainer::new(
@@ -80,9 +85,13 @@ fn softmax_regression_matches_tensorflow_weights_logits_and_history() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, softnet_no_reference, not(feature = "gz")),
+    ignore = "needs MNIST and the reference outputs: MNIST_DIR, SOFTNET_REFERENCE_DIR or ../shared"
+)]
 fn mlp_ten_steps_match_tensorflow() {
-    let Some(mnist) = real_mnist() else { return };
-    let reference = shared_dir().join("reference/mlp_784_256_10");
+    let mnist = real_mnist();
+    let reference = reference_dir().join("mlp_784_256_10");
     let mut model = Model::zeros(Architecture::mlp(&[256]));
     model.set_param("layer1/weight", &npy(&reference.join("init/W1.npy")).values);
     model.set_param("logits/weight", &npy(&reference.join("init/W2.npy")).values);
@@ -126,9 +135,13 @@ fn mlp_ten_steps_match_tensorflow() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, softnet_no_reference, not(feature = "gz")),
+    ignore = "needs MNIST and the reference outputs: MNIST_DIR, SOFTNET_REFERENCE_DIR or ../shared"
+)]
 fn mlp_from_the_reference_init_reaches_tensorflows_accuracy_after_6000_updates() {
-    let Some(mnist) = real_mnist() else { return };
-    let init = shared_dir().join("reference/mlp_784_256_10/init");
+    let mnist = real_mnist();
+    let init = reference_dir().join("mlp_784_256_10/init");
     let mut model = Model::zeros(Architecture::mlp(&[256]));
     model.set_param("layer1/weight", &npy(&init.join("W1.npy")).values);
     model.set_param("logits/weight", &npy(&init.join("W2.npy")).values);

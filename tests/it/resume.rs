@@ -14,29 +14,33 @@ use crate::cli::{softnet, write_data_dir};
 /// (so the data position must be), an MLP, 400 updates.
 /// `steps` and `seed` vary in the test of a refused resume.
 fn train(data: &Path, steps: &str, seed: &str) -> Command {
+    train_with(data, &[("--steps", steps), ("--seed", seed)])
+}
+
+/// [`train`]'s command with some flags' values replaced (or added).
+fn train_with(data: &Path, changes: &[(&str, &str)]) -> Command {
+    let mut flags = vec![
+        ("--steps", "400"),
+        ("--batch", "50"),
+        ("--hidden", "64"),
+        ("--optimizer", "adam"),
+        ("--lr", "0.001"),
+        ("--seed", "7"),
+        ("--eval-every", "0"),
+        ("--checkpoint-every", "20"),
+    ];
+    for &(flag, value) in changes {
+        match flags.iter_mut().find(|(f, _)| *f == flag) {
+            Some(entry) => entry.1 = value,
+            None => flags.push((flag, value)),
+        }
+    }
     let mut cmd = softnet();
-    cmd.args([
-        "train",
-        "--steps",
-        steps,
-        "--batch",
-        "50",
-        "--hidden",
-        "64",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.001",
-        "--seed",
-        seed,
-        "--eval-every",
-        "0",
-        "--checkpoint-every",
-        "20",
-        "-q",
-        "--data",
-    ])
-    .arg(data);
+    cmd.arg("train");
+    for (flag, value) in flags {
+        cmd.args([flag, value]);
+    }
+    cmd.arg("-q").arg("--data").arg(data);
     cmd
 }
 
@@ -120,16 +124,15 @@ fn killed_and_resumed_training_ends_bit_identical() {
     let mut progress = Vec::new();
     loop {
         let resuming = list_checkpoints(&ckpt).is_ok_and(|l| !l.is_empty());
+        // The original command, with `--resume DIR` added once there is something to resume.
         let mut cmd = train(&data, "400", "7");
-        cmd.arg(if resuming {
-            "--resume"
-        } else {
-            "--checkpoint-dir"
-        })
-        .arg(&ckpt)
-        .arg("--save")
-        .arg(&resumed)
-        .stderr(std::process::Stdio::piped());
+        cmd.arg("--checkpoint-dir").arg(&ckpt);
+        if resuming {
+            cmd.arg("--resume").arg(&ckpt);
+        }
+        cmd.arg("--save")
+            .arg(&resumed)
+            .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         launches += 1;
         // Kill the first 5 runs at a random instant of what is left of the run; let the 6th
@@ -184,23 +187,154 @@ fn killed_and_resumed_training_ends_bit_identical() {
 }
 
 #[test]
-fn resume_with_other_flags_is_refused() {
+fn resume_with_other_flags_is_refused_naming_them() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     write_data_dir(&data, 500, 50);
     let ckpt = root.path().join("ckpt");
     crate::cli::run_ok(train(&data, "40", "7").arg("--checkpoint-dir").arg(&ckpt));
-    let out = train(&data, "40", "8")
-        .arg("--resume")
-        .arg(&ckpt)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let refused = |cmd: &mut Command| {
+        let out = cmd.arg("--resume").arg(&ckpt).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        err
+    };
+    let err = refused(&mut train_with(
+        &data,
+        &[("--steps", "40"), ("--seed", "8"), ("--lr", "0.002")],
+    ));
+    assert_eq!(
+        err,
+        format!(
+            "error: {}: cannot resume: this command differs from the run that wrote the \
+             checkpoint in what shapes the result:\n  \
+             --lr: 0.001 in the checkpoint's run, 0.002 here\n  \
+             --seed: 7 in the checkpoint's run, 8 here\n\
+             Give those flags the checkpoint's values, or start a new run in another \
+             --checkpoint-dir.\n",
+            ckpt.join("ckpt-000000000040.safetensors").display()
+        )
+    );
+    let err = refused(&mut train_with(
+        &data,
+        &[
+            ("--steps", "40"),
+            ("--hidden", "32"),
+            ("--optimizer", "sgd"),
+        ],
+    ));
     assert!(
         err.contains(
-            "ckpt-000000000040.safetensors: cannot resume: it was written with other settings"
+            "\n  the model: 784-64-10 in the checkpoint's run, 784-32-10 here (--hidden)\n"
         ),
         "{err}"
     );
+    assert!(
+        err.contains(
+            "\n  --optimizer: adam in the checkpoint's run, sgd here\n  \
+             --beta1: 0.9 in the checkpoint's run, not used here\n  \
+             --beta2: 0.999 in the checkpoint's run, not used here\n  \
+             --adam-eps: 1e-8 in the checkpoint's run, not used here\n"
+        ),
+        "{err}"
+    );
+    // Flags that do not change the result may: more updates at a constant rate, another
+    // evaluation interval.
+    let out = crate::cli::run_ok(
+        train_with(&data, &[("--steps", "60"), ("--eval-every", "20")])
+            .arg("--checkpoint-dir")
+            .arg(&ckpt)
+            .arg("--resume")
+            .arg(&ckpt),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Accuracy: "));
+    assert_eq!(newest_step(&ckpt), 60);
+    // Another folder for each is a usage mistake, said as such.
+    let err = refused(
+        train(&data, "60", "7")
+            .arg("--checkpoint-dir")
+            .arg(root.path()),
+    );
+    assert!(err.contains("name different folders"), "{err}");
+}
+
+#[test]
+fn resuming_from_a_folder_without_checkpoints_says_how_to_start() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    write_data_dir(&data, 200, 50);
+    for dir in [root.path().to_path_buf(), root.path().join("absent")] {
+        let out = train(&data, "40", "7")
+            .arg("--resume")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(
+            err,
+            format!(
+                "error: {0}: no checkpoint (ckpt-*.safetensors) to resume from yet. To start \
+                 this run, give the same command with --checkpoint-dir {0} instead of --resume \
+                 (it writes a checkpoint every 20 updates, --checkpoint-every)\n",
+                dir.display()
+            )
+        );
+    }
+}
+
+/// Ctrl-C stops a run after a checkpoint of the update it was in and prints the command that
+/// goes on; that command ends where the uninterrupted run does.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_checkpoints_and_prints_the_command_that_resumes() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    write_data_dir(&data, 2000, 200);
+    let straight = root.path().join("straight.safetensors");
+    let long = "100000";
+    crate::cli::run_ok(train(&data, "6000", "7").arg("--save").arg(&straight));
+    let ckpt = root.path().join("ckpt");
+    let child = train(&data, long, "7")
+        .arg("--checkpoint-dir")
+        .arg(&ckpt)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the run is under way (its first checkpoint is written).
+    let started = Instant::now();
+    while newest_step(&ckpt) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: sends a signal to the child this test started and has not yet waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let stopped = newest_step(&ckpt);
+    assert!(stopped > 0 && stopped < 100_000, "{stopped}");
+    let (message, command) = err.split_once(":\n  ").expect("a command on its own line");
+    assert_eq!(
+        message,
+        format!(
+            "error: interrupted after {stopped} updates, checkpointed in {}. To go on from there",
+            ckpt.display()
+        )
+    );
+    let words: Vec<&str> = command.trim_end().split(' ').collect();
+    assert_eq!(words[0], env!("CARGO_BIN_EXE_softnet"));
+    assert_eq!(
+        words[words.len() - 2..],
+        ["--resume", &*ckpt.to_string_lossy()]
+    );
+    // The printed command, with a shorter run so that it ends where `straight` does.
+    assert!(stopped < 6000, "the interrupt came after update {stopped}");
+    let mut args: Vec<&str> = words[1..].to_vec();
+    let steps = args.iter().position(|w| *w == long).unwrap();
+    args[steps] = "6000";
+    let resumed = root.path().join("resumed.safetensors");
+    crate::cli::run_ok(softnet().args(&args).arg("--save").arg(&resumed));
+    assert_eq!(param_bits(&resumed), param_bits(&straight));
 }

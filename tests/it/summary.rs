@@ -186,20 +186,34 @@ fn logger_writes_the_tutorial_tags() {
         },
     ];
     let logits = vec![0.5f32; 200];
-    tb.log_eval(100, (0.4, 0.9), (0.45, 0.8912), &params, &logits)
-        .unwrap();
+    tb.log_eval(
+        100,
+        (0.4, 0.9),
+        (0.45, 0.8912),
+        &params,
+        &logits[..100],
+        &logits,
+    )
+    .unwrap();
     tb.log_weight_images(100, &params).unwrap();
 
     let train = events_in(&only_file(&dir.path().join("train")));
     let test = events_in(&only_file(&dir.path().join("test")));
     let test_scalars = scalars(&test);
     assert_eq!(
-        test_scalars,
+        test_scalars[..2],
         [
             (100, "loss/cross_entropy".to_string(), 0.45),
             (100, "evaluation/accuracy".to_string(), 0.8912),
         ]
     );
+    // The parameters' statistics are in both runs, as the tutorial's merged summary puts them.
+    let parameter_scalars = |s: &[(i64, String, f32)]| s[2..].to_vec();
+    assert_eq!(
+        parameter_scalars(&test_scalars),
+        parameter_scalars(&scalars(&train))
+    );
+    assert_eq!(test_scalars.len(), 2 + 2 * 4);
     let train_scalars = scalars(&train);
     let get = |tag: &str| {
         train_scalars
@@ -247,16 +261,16 @@ fn logger_writes_the_tutorial_tags() {
     }
     assert_eq!(graphs, 1);
     let tags: Vec<&str> = histos.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(
-        tags,
-        [
-            "variables/Weight/summaries/histogram",
-            "variables/Bias/summaries/histogram",
-            "logits/logits_histogram"
-        ]
-    );
+    // The train run's, then the test run's: the same parameters, their own logits.
+    let run = [
+        "variables/Weight/summaries/histogram",
+        "variables/Bias/summaries/histogram",
+        "logits/logits_histogram",
+    ];
+    assert_eq!(tags, [run, run].concat());
     assert_eq!(histos[0].1.bucket.iter().sum::<f64>(), 7840.0);
-    assert_eq!(histos[2].1.num, 200.0);
+    assert_eq!(histos[2].1.num, 100.0);
+    assert_eq!(histos[5].1.num, 200.0);
     assert_eq!(images.len(), 10);
     assert_eq!(images[3].0, "variables/Weight/images/image/3");
     assert!(images

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use softnet::analysis::inspect::{self, calibration_at, evaluate_with_logits};
-use softnet::analysis::pictures::stack_vertically;
+use softnet::render::pictures::stack_vertically;
 use softnet::render::plots::calibration_figure;
 
 use crate::DataArgs;

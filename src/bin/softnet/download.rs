@@ -1,10 +1,10 @@
 //! `softnet download`.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use softnet::download::{download_mnist, DownloadOptions, FileStatus, Progress};
+use softnet::download::{download_mnist, DownloadOptions, DownloadSummary, FileStatus, Progress};
 
 /// Flags of `softnet download`.
 #[derive(Debug, clap::Args)]
@@ -52,33 +52,70 @@ fn progress_bars() -> softnet::download::ProgressFn {
 }
 
 pub fn run(args: DownloadArgs) -> anyhow::Result<()> {
-    let mut opts = DownloadOptions::new(&args.dir);
-    if !args.mirrors.is_empty() {
-        opts.mirrors = args.mirrors;
-    }
-    opts.timeout = Duration::from_secs(args.timeout);
-    if std::io::stderr().is_terminal() && !args.quiet {
-        opts.progress = Some(progress_bars());
-    }
-    let summary = download_mnist(opts)?;
+    let timeout = Duration::from_secs(args.timeout);
+    let summary = fetch(&args.dir, &args.mirrors, timeout, !args.quiet)?;
     if !args.quiet {
-        for f in &summary.files {
-            match &f.status {
-                FileStatus::AlreadyPresent => {
-                    println!("{}: already present, sha-256 verified", f.path.display())
-                }
-                FileStatus::Downloaded {
-                    url,
-                    bytes,
-                    resumed,
-                    ..
-                } => println!(
-                    "{}: {bytes} bytes from {url}{}, sha-256 verified",
-                    f.path.display(),
-                    if *resumed { " (resumed)" } else { "" }
-                ),
-            }
+        for line in outcomes(&summary) {
+            println!("{line}");
         }
     }
     Ok(())
+}
+
+/// Downloads the four files into `dir` from `mirrors` (none: the built-in list), with
+/// progress bars when `progress` and stderr is a terminal. A folder this call created is
+/// removed again if the download fails and left it empty.
+pub fn fetch(
+    dir: &Path,
+    mirrors: &[String],
+    timeout: Duration,
+    progress: bool,
+) -> anyhow::Result<DownloadSummary> {
+    let mut opts = DownloadOptions::new(dir);
+    if !mirrors.is_empty() {
+        opts.mirrors = mirrors.to_vec();
+    }
+    opts.timeout = timeout;
+    if progress && std::io::stderr().is_terminal() {
+        opts.progress = Some(progress_bars());
+    }
+    // The folders the download will create: `dir` and its missing parents.
+    let created: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    let result = download_mnist(opts);
+    if result.is_err() {
+        for d in &created {
+            // Fails unless empty: a partial file stays, for the next attempt to resume.
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+        }
+    }
+    Ok(result?)
+}
+
+/// One line per file: where it came from, or that it was already there.
+pub fn outcomes(summary: &DownloadSummary) -> Vec<String> {
+    summary
+        .files
+        .iter()
+        .map(|f| match &f.status {
+            FileStatus::AlreadyPresent => {
+                format!("{}: already present, sha-256 verified", f.path.display())
+            }
+            FileStatus::Downloaded {
+                url,
+                bytes,
+                resumed,
+                ..
+            } => format!(
+                "{}: {bytes} bytes from {url}{}, sha-256 verified",
+                f.path.display(),
+                if *resumed { " (resumed)" } else { "" }
+            ),
+        })
+        .collect()
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::ValueEnum;
 use softnet::analysis::inspect::{self, fgsm_sweep, to_unit, weight_fool, weight_fooling_sweep};
-use softnet::analysis::pictures::{changed_digits_picture, FGSM_EPSILONS, WEIGHT_SCALES};
 use softnet::data::PIXELS;
+use softnet::render::pictures::{changed_digits_picture, FGSM_EPSILONS, WEIGHT_SCALES};
 use softnet::render::plots::fooling_rate_plot;
 
 use crate::DataArgs;

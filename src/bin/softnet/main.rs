@@ -6,7 +6,7 @@
 mod bench;
 mod calibration;
 #[cfg(feature = "download")]
-mod download;
+pub mod download;
 mod eval;
 mod fool;
 mod predict;
@@ -18,6 +18,8 @@ mod weights;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+#[cfg(feature = "download")]
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -56,16 +58,29 @@ enum Command {
     Download(download::DownloadArgs),
 }
 
-/// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`.
+/// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`; fetched into
+/// the default folder when none has them (as the tutorial's `input_data` does).
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Data")]
 pub struct DataArgs {
-    /// Folder holding the four MNIST files (gzip'd or raw IDX). Default: $MNIST_DIR, then ./data/mnist.
+    /// Folder holding the four MNIST files (gzip'd or raw IDX). Default: $MNIST_DIR, then
+    /// ./data/mnist, downloaded there if missing.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Check the SHA-256 of the four files' decompressed content against MNIST's first.
+    /// Check the SHA-256 of the four files' decompressed content against the published MNIST
+    /// files before using them.
     #[cfg(feature = "download")]
     #[arg(long)]
     pub verify: bool,
+    /// Never download: fail when the data folder lacks MNIST (also SOFTNET_OFFLINE=1).
+    #[cfg(feature = "download")]
+    #[arg(long)]
+    pub offline: bool,
+    /// URL prefix of a mirror to download MNIST from when it is missing, tried in the order
+    /// given, replacing the built-in list (as `softnet download --mirror`).
+    #[cfg(feature = "download")]
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
 }
 
 impl DataArgs {
@@ -77,12 +92,40 @@ impl DataArgs {
     /// Reads the four files from the folder these flags point to, leaving the decoding to
     /// the caller (see [`softnet::data::PendingMnist`]).
     pub fn open(&self) -> anyhow::Result<softnet::data::PendingMnist> {
-        let dir = softnet::data::locate_data_dir(self.data.as_deref())?;
+        let dir = self.locate()?;
         #[cfg(feature = "download")]
         if self.verify {
             softnet::download::verify_dir(&dir)?;
         }
         Ok(softnet::data::Mnist::open(&dir)?)
+    }
+
+    /// The data folder; when no folder has MNIST and none was named with `--data`, the
+    /// default one after downloading the files into it.
+    fn locate(&self) -> anyhow::Result<PathBuf> {
+        let err = match softnet::data::locate_data_dir(self.data.as_deref()) {
+            Ok(dir) => return Ok(dir),
+            Err(e) => e,
+        };
+        #[cfg(feature = "download")]
+        if self.data.is_none() {
+            if self.offline || std::env::var_os("SOFTNET_OFFLINE").is_some_and(|v| v == "1") {
+                anyhow::bail!("{err}\n(Not downloaded: --offline or SOFTNET_OFFLINE=1 is set.)");
+            }
+            let dir = std::env::var_os("MNIST_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("data/mnist"));
+            eprintln!(
+                "MNIST is not here yet: downloading the four files into {} (--offline to stop this)",
+                dir.display()
+            );
+            let summary = download::fetch(&dir, &self.mirrors, Duration::from_secs(30), true)?;
+            for line in download::outcomes(&summary) {
+                eprintln!("{line}");
+            }
+            return Ok(dir);
+        }
+        Err(err.into())
     }
 }
 
@@ -106,10 +149,25 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause whose text already ends the
+/// message: the library's errors name their OS error in their own text and also hand it out
+/// as their source, and it should be printed once.
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Ends the process quietly, as `cat` or `grep` do, when the reader of its output goes away

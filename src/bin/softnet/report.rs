@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use softnet::analysis::pictures::{model_report, ReportOptions};
+use softnet::render::pictures::{model_report, ReportOptions};
 
 use crate::DataArgs;
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::ValueEnum;
-use softnet::analysis::pictures::digits_picture;
+use softnet::render::pictures::digits_picture;
 
 use crate::DataArgs;
 

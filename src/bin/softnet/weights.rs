@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use softnet::analysis::pictures::weights_picture;
+use softnet::render::pictures::weights_picture;
 
 /// Flags of `softnet weights`.
 #[derive(Debug, clap::Args)]

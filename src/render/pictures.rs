@@ -1,12 +1,12 @@
 //! Pictures of a model and a dataset, and the one-page HTML report: the glue between
-//! [`inspect`] (which runs the model) and [`render`](crate::render) (which
-//! draws slices). Each `softnet` picture subcommand is one call here.
+//! [`inspect`] (which runs the model) and the drawing modules beside this one (which draw
+//! slices). Each `softnet` picture subcommand is one call here.
 
 use thiserror::Error;
 
-use super::calibration::{most_confident_mistakes, CalibrationReport, ConfidentMistake};
-use super::fooling::fooling_rate;
-use super::inspect::{
+use crate::analysis::calibration::{most_confident_mistakes, CalibrationReport, ConfidentMistake};
+use crate::analysis::fooling::fooling_rate;
+use crate::analysis::inspect::{
     self, calibration_at, evaluate_with_logits, fgsm_sweep, fit_model_temperature, to_unit,
     weight_fooling_sweep, FgsmOutcome, InspectError,
 };
