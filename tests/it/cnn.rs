@@ -9,7 +9,7 @@ use softnet::nn::{Architecture, Input, Model, Workspace};
 use softnet::optim::{Optimizer, OptimizerKind};
 use softnet::train::{evaluate, run, Evaluator, RunConfig, Silent, Trainer};
 
-use crate::common::{npy, real_mnist, shared_dir, synthetic};
+use crate::common::{npy, real_mnist, reference_dir, synthetic};
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -23,7 +23,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn reference_cnn() -> Model {
     let arch = Architecture::from_spec("conv5x5x32,pool2,conv5x5x64,pool2,fc1024,fc10").unwrap();
     let mut model = Model::zeros(arch);
-    let init = shared_dir().join("reference/cnn_mnist/init");
+    let init = reference_dir().join("cnn_mnist/init");
     softnet::io::npy::load_init_dir(&mut model, &init).unwrap_or_else(|e| panic!("{e}"));
     model
 }
@@ -35,9 +35,13 @@ fn logits100(model: &Model, test: &Dataset) -> Vec<f32> {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, softnet_no_reference, not(feature = "gz")),
+    ignore = "needs MNIST and the reference outputs: MNIST_DIR, SOFTNET_REFERENCE_DIR or ../shared"
+)]
 fn cnn_ten_steps_match_tensorflow() {
-    let Some(mnist) = real_mnist() else { return };
-    let reference = shared_dir().join("reference/cnn_mnist/tf_after_10_steps");
+    let mnist = real_mnist();
+    let reference = reference_dir().join("cnn_mnist/tf_after_10_steps");
     let model = reference_cnn();
     let d = max_abs_diff(
         &logits100(&model, &mnist.test),
@@ -79,7 +83,7 @@ fn cnn_ten_steps_match_tensorflow() {
 #[test]
 #[ignore = "2400 CNN updates on real MNIST take minutes in release on two cores; run with --ignored"]
 fn cnn_reaches_tensorflows_accuracy_after_2400_updates() {
-    let Some(mnist) = real_mnist() else { return };
+    let mnist = real_mnist();
     let model = reference_cnn();
     let mut evaluator = Evaluator::new(&model, mnist.test.len(), None);
     let mut trainer = Trainer::new(
@@ -173,8 +177,12 @@ fn cnn_training_with_dropout_is_identical_on_1_2_and_3_threads() {
 }
 
 #[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
 fn a_small_cnn_learns_real_mnist_in_one_epoch_of_6000_images() {
-    let Some(mnist) = real_mnist() else { return };
+    let mnist = real_mnist();
     let train = mnist.train.head(6000);
     let test = mnist.test.head(2000);
     let arch = Architecture::from_spec("conv5x5x8,pool2,conv5x5x16,pool2,fc10").unwrap();
