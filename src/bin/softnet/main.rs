@@ -6,7 +6,7 @@
 mod bench;
 mod calibration;
 #[cfg(feature = "download")]
-pub mod download;
+mod download;
 mod eval;
 mod fool;
 mod predict;
