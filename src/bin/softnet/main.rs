@@ -6,7 +6,7 @@
 mod bench;
 mod calibration;
 #[cfg(feature = "download")]
-pub mod download;
+mod download;
 mod eval;
 mod fool;
 mod predict;
@@ -61,25 +61,24 @@ enum Command {
 /// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`; fetched into
 /// the default folder when none has them (as the tutorial's `input_data` does).
 #[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "Data")]
 pub struct DataArgs {
     /// Folder holding the four MNIST files (gzip'd or raw IDX). Default: $MNIST_DIR, then
     /// ./data/mnist, downloaded there if missing.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, help_heading = "Data", value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Check the SHA-256 of the four files' decompressed content against the published MNIST
     /// files before using them.
     #[cfg(feature = "download")]
-    #[arg(long)]
+    #[arg(long, help_heading = "Data")]
     pub verify: bool,
     /// Never download: fail when the data folder lacks MNIST (also SOFTNET_OFFLINE=1).
     #[cfg(feature = "download")]
-    #[arg(long)]
+    #[arg(long, help_heading = "Data")]
     pub offline: bool,
     /// URL prefix of a mirror to download MNIST from when it is missing, tried in the order
     /// given, replacing the built-in list (as `softnet download --mirror`).
     #[cfg(feature = "download")]
-    #[arg(long = "mirror", value_name = "URL")]
+    #[arg(long = "mirror", help_heading = "Data", value_name = "URL")]
     pub mirrors: Vec<String>,
 }
 
