@@ -604,7 +604,7 @@ impl RunSettings {
         let mut differences = Vec::new();
         if checkpoint.architecture != arch {
             differences.push(format!(
-                "  the model: {} in the checkpoint's run, {arch} here (--hidden)",
+                "  the model: {} in the checkpoint's run, {arch} here (--hidden, --arch or --model)",
                 checkpoint.architecture
             ));
         }
