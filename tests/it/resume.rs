@@ -225,7 +225,7 @@ fn resume_with_other_flags_is_refused_naming_them() {
     ));
     assert!(
         err.contains(
-            "\n  the model: 784-64-10 in the checkpoint's run, 784-32-10 here (--hidden)\n"
+            "\n  the model: 784-64-10 in the checkpoint's run, 784-32-10 here (--hidden, --arch or --model)\n"
         ),
         "{err}"
     );
