@@ -54,6 +54,28 @@ fn steps(c: &mut Criterion) {
     group.finish();
 }
 
+fn cnn_steps(c: &mut Criterion) {
+    let data = mnist();
+    let mut group = c.benchmark_group("training step of the tutorial's CNN (batch 50)");
+    group.throughput(Throughput::Elements(50));
+    group.sample_size(10);
+    for threads in [1, 2] {
+        let model = Model::he_normal(Architecture::cnn(), 1);
+        let mut trainer = Trainer::new(
+            model,
+            Optimizer::sgd(0.01),
+            60_000,
+            50,
+            BatchOrder::Sequential,
+            Some(threads),
+        );
+        group.bench_function(format!("{threads} thread(s)"), |b| {
+            b.iter(|| trainer.in_pool(|t| black_box(t.step(&data.train))))
+        });
+    }
+    group.finish();
+}
+
 fn reference_run(c: &mut Criterion) {
     let data = mnist();
     let mut group = c.benchmark_group("reference run");
@@ -193,5 +215,12 @@ fn inference(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, steps, reference_run, from_files, inference);
+criterion_group!(
+    benches,
+    steps,
+    cnn_steps,
+    reference_run,
+    from_files,
+    inference
+);
 criterion_main!(benches);

@@ -3,7 +3,7 @@
 //! Where the dense fast paths live: the narrow kernels for 9 to 16 outputs (the classes),
 //! u8 pixels read as `value / 255` without an f32 copy, and [`Input::Listed`]'s non-zero
 //! inputs with their packed weights, which the model packs once per parameter change
-//! ([`ListedWeights`]) and every pass shares.
+//! (`ListedWeights`) and every pass shares.
 
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 

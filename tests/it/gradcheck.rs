@@ -131,7 +131,7 @@ fn check(arch: Architecture, seed: u64) {
             *p += 0.05 * ((i % 7) as f32 - 3.0);
         }
     }
-    let rows = 3;
+    let rows = 2;
     let classes = arch.classes();
     let input_len = arch.input_len();
     let x: Vec<f32> = (0..rows * input_len)
@@ -255,6 +255,17 @@ fn every_layer_kind_matches_central_differences_in_f64() {
                 Dropout { rate: 0.2 },
                 conv(2, 2, 1, Padding::Valid),
                 MaxPool2d { size: 3, stride: 1 },
+                Linear { out: 3 },
+            ],
+        ),
+        // Sixteen channels in and out at stride 1: the convolution kernels' vector paths
+        // (direct forward, filter and input gradients where the kernels have them).
+        (
+            Shape::new(5, 5, 16),
+            vec![
+                conv(16, 3, 1, Padding::Same),
+                Relu,
+                MaxPool2d { size: 2, stride: 1 },
                 Linear { out: 3 },
             ],
         ),

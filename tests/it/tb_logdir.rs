@@ -185,3 +185,72 @@ fn softnet_train_logdir_writes_what_it_prints() {
         [0, 100, 200]
     );
 }
+
+#[test]
+fn a_cnn_logdir_has_a_histogram_of_every_parameter_and_a_scope_per_layer() {
+    use softnet::nn::Architecture;
+    use softnet::summary::proto::GraphDef;
+    let mnist = Mnist {
+        train: synthetic(200, 1),
+        test: synthetic(100, 2),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let logdir = dir.path().join("runs/cnn");
+    let arch = Architecture::from_spec("conv3x3x4,pool2,fc16,dropout0.5,fc10").unwrap();
+    let model = Model::he_normal(arch, 1);
+    let mut evaluator = Evaluator::new(&model, mnist.test.len(), Some(2));
+    let mut trainer = Trainer::new(
+        model,
+        Optimizer::sgd(0.05),
+        mnist.train.len(),
+        50,
+        BatchOrder::Shuffle { seed: 3 },
+        Some(2),
+    );
+    let tb = TensorBoardObserver::create(&logdir, trainer.model().architecture()).unwrap();
+    let mut observers = (Silent, Some(tb));
+    observe_initial(&trainer, &mnist, &mut evaluator, &mut observers).unwrap();
+    let config = RunConfig {
+        steps: 4,
+        eval_every: 2,
+        on_nan: OnNan::Stop,
+    };
+    run(
+        &mut trainer,
+        &mnist,
+        &config,
+        &mut evaluator,
+        &mut observers,
+    )
+    .unwrap();
+    let train = run_events(&logdir.join("train"));
+    for path in [
+        "conv1/weight",
+        "conv1/bias",
+        "fc1/weight",
+        "fc1/bias",
+        "fc2/weight",
+        "fc2/bias",
+    ] {
+        let tag = format!("{path}/summaries/histogram");
+        assert_eq!(steps_of(&train, &tag), [0, 2, 4], "{tag}");
+    }
+    let graph = train
+        .iter()
+        .find_map(|e| match &e.what {
+            Some(event::What::GraphDef(bytes)) => Some(GraphDef::decode(&bytes[..]).unwrap()),
+            _ => None,
+        })
+        .expect("a graph");
+    for node in [
+        "conv1/Conv2D",
+        "conv1/Relu",
+        "pool1/MaxPool",
+        "flatten/Reshape",
+        "fc1/MatMul",
+        "fc1/dropout/mul",
+        "fc2/add",
+    ] {
+        assert!(graph.node.iter().any(|n| n.name == node), "no node {node}");
+    }
+}

@@ -243,6 +243,14 @@ fn build_model(args: &TrainArgs) -> anyhow::Result<Model> {
         (None, None, Some(h)) => Architecture::mlp(h),
         (None, None, None) => Architecture::softmax_regression(),
     };
+    if arch.classes() != softnet::data::CLASSES {
+        bail!(
+            "--arch: the last layer has {} outputs, MNIST has {} classes (end with fc{})",
+            arch.classes(),
+            softnet::data::CLASSES,
+            softnet::data::CLASSES
+        );
+    }
     let mut model = if arch.is_softmax_regression() {
         Model::zeros(arch)
     } else {
