@@ -84,11 +84,14 @@ pub fn add_bias_rows(m: &mut [f32], bias: &[f32]) {
         0,
         "matrix length is not a multiple of the bias length"
     );
-    for row in m.chunks_exact_mut(cols) {
-        for (v, b) in row.iter_mut().zip(bias) {
-            *v += b;
+    // Plain loops, dispatched so that the compiler vectorises them for the level.
+    kernel!(AddBias { m: &'a mut [f32], bias: &'a [f32] } -> (), |_s| {
+        for row in m.chunks_exact_mut(bias.len()) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
         }
-    }
+    })
 }
 
 /// `out[j] (+)= Σ_i m[i, j]` over the row-major `[rows, out.len()]` matrix `m`, summing rows
@@ -106,11 +109,13 @@ pub fn column_sums_into(m: &[f32], out: &mut [f32], accumulate: bool) {
         0,
         "matrix length is not a multiple of the column count"
     );
-    for row in m.chunks_exact(cols) {
-        for (o, v) in out.iter_mut().zip(row) {
-            *o += v;
+    kernel!(ColumnSums { m: &'a [f32], out: &'a mut [f32] } -> (), |_s| {
+        for row in m.chunks_exact(out.len()) {
+            for (o, v) in out.iter_mut().zip(row) {
+                *o += v;
+            }
         }
-    }
+    })
 }
 
 /// Index of the largest value of each row of the row-major `[rows, cols]` matrix `m`
@@ -174,35 +179,43 @@ pub fn softmax_cross_entropy(
         logits.len(),
         "gradient and logits differ in size"
     );
-    let mut loss = 0.0f64;
-    // Shift each row by its max into `grad`, exponentiate the whole buffer with SIMD, then
-    // normalise row by row: N = 10 is too narrow to vectorise per row.
-    for (z, g) in logits
-        .chunks_exact(classes)
-        .zip(grad.chunks_exact_mut(classes))
-    {
-        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        for (gv, zv) in g.iter_mut().zip(z) {
-            *gv = zv - max;
+    kernel!(SoftmaxXent {
+        logits: &'a [f32],
+        labels: &'a [u8],
+        classes: usize,
+        scale: f32,
+        grad: &'a mut [f32],
+    } -> f64, |s| {
+        let mut loss = 0.0f64;
+        // Shift each row by its max into `grad`, exponentiate the whole buffer with SIMD,
+        // then normalise row by row: N = 10 is too narrow to vectorise per row.
+        for (z, g) in logits
+            .chunks_exact(classes)
+            .zip(grad.chunks_exact_mut(classes))
+        {
+            let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for (gv, zv) in g.iter_mut().zip(z) {
+                *gv = zv - max;
+            }
         }
-    }
-    exp_in_place(grad);
-    for ((z, g), &label) in logits
-        .chunks_exact(classes)
-        .zip(grad.chunks_exact_mut(classes))
-        .zip(labels)
-    {
-        let label = usize::from(label);
-        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = g.iter().sum();
-        loss += f64::from(sum.ln() - (z[label] - max));
-        let inv = 1.0 / sum;
-        for gv in g.iter_mut() {
-            *gv = *gv * inv * scale;
+        exp_slice(s, grad);
+        for ((z, g), &label) in logits
+            .chunks_exact(classes)
+            .zip(grad.chunks_exact_mut(classes))
+            .zip(labels)
+        {
+            let label = usize::from(label);
+            let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = g.iter().sum();
+            loss += f64::from(sum.ln() - (z[label] - max));
+            let inv = 1.0 / sum;
+            for gv in g.iter_mut() {
+                *gv = *gv * inv * scale;
+            }
+            g[label] -= scale;
         }
-        g[label] -= scale;
-    }
-    loss
+        loss
+    })
 }
 
 /// What an evaluation needs of `logits` (`[rows, classes]`, row-major): the sum over rows
@@ -349,16 +362,22 @@ pub fn softmax_rows(logits: &[f32], classes: usize, probs: &mut [f32]) {
 /// SIMD path, so every element is rounded alike).
 pub fn exp_in_place(values: &mut [f32]) {
     kernel!(ExpInPlace { values: &'a mut [f32] } -> (), |s| {
-        let mut chunks = values.chunks_exact_mut(LANES);
-        for c in &mut chunks {
-            s.store(exp(s, s.load(c)), c);
-        }
-        let tail = chunks.into_remainder();
-        if !tail.is_empty() {
-            let e = exp(s, s.load_partial(tail));
-            s.store_partial(e, tail);
-        }
+        exp_slice(s, values)
     })
+}
+
+/// [`exp_in_place`] at the level of `s`.
+#[inline(always)]
+fn exp_slice<S: Simd>(s: S, values: &mut [f32]) {
+    let mut chunks = values.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        s.store(exp(s, s.load(c)), c);
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let e = exp(s, s.load_partial(tail));
+        s.store_partial(e, tail);
+    }
 }
 
 /// `v = max(v, 0)` element-wise (NaN becomes 0, as `vmaxps` has it).
@@ -383,9 +402,11 @@ pub fn relu_backward_in_place(grad: &mut [f32], activation: &[f32]) {
         activation.len(),
         "gradient and activation differ in size"
     );
-    for (g, &a) in grad.iter_mut().zip(activation) {
-        if a <= 0.0 {
-            *g = 0.0;
+    kernel!(ReluBackward { grad: &'a mut [f32], activation: &'a [f32] } -> (), |_s| {
+        for (g, &a) in grad.iter_mut().zip(activation) {
+            if a <= 0.0 {
+                *g = 0.0;
+            }
         }
-    }
+    })
 }
