@@ -1,26 +1,46 @@
 //! 2-D convolution, forward and both gradients, over NHWC activations and HWIO filters
-//! (TensorFlow's layouts), by im2col and the blocked [`gemm`].
+//! (TensorFlow's layouts): direct SIMD kernels where the channels come in vectors of 16,
+//! im2col and the blocked [`gemm`] for every other shape.
 //!
 //! With NHWC input and a HWIO filter, the patch an output position `(oy, ox)` reads is its
 //! `(ky, kx, cin)` values, in the order of the filter viewed as a row-major `[K, cout]`
-//! matrix (`K = kh·kw·cin`). So, over a chunk of `P` output positions (consecutive in
-//! `(image, oy, ox)` order, and so consecutive rows of the NHWC output):
+//! matrix (`K = kh·kw·cin`), and the values of one filter row `ky` are a contiguous run of
+//! the input (`kw` neighbouring pixels of `cin` channels).
+//!
+//! **Direct kernels** (output channels a multiple of 16; for the input gradient, stride 1
+//! and input channels a multiple of 16). Each image is first copied into a zero-padded
+//! image in scratch, so that every window lies inside it. Then register tiles of a few
+//! rows by 16 to 64 channels (up to 24 f32x16 accumulators) run over the sum:
+//!
+//! - forward: a tile of output positions, over the taps `(ky, kx, ci)` in order, adds a
+//!   broadcast input value times a row of the filter; then the bias;
+//! - filter gradient: a tile of filter rows `(ky, kx, ci)`, starting from what the batch's
+//!   earlier images gave, over the output positions in order, adds a broadcast input value
+//!   times a row of `d_out`;
+//! - input gradient (stride 1): the forward kernel on `d_out` padded by `k - 1 - pad`,
+//!   with the filter flipped in both axes and its in and out channels swapped.
+//!
+//! Nothing is packed or copied per tile, as im2col's patches and gemm's panels are.
+//!
+//! **im2col + gemm** (any shape). Over a chunk of `P` output positions (consecutive in
+//! `(image, oy, ox)` order, so consecutive rows of the NHWC output):
 //!
 //! - forward: `out[P, cout] = patches[P, K] · W[K, cout]`, then `+ bias`;
 //! - filter gradient: `dW[K, cout] += patches[P, K]ᵀ · d_out[P, cout]`, chunk after chunk;
 //! - input gradient: `d_patches[P, K] = d_out[P, cout] · W[K, cout]ᵀ`, then each patch row
 //!   is added back where it was read from (col2im).
 //!
-//! The patches of a chunk live in caller-provided scratch ([`ConvGeometry::scratch_len`]),
-//! a few hundred KB whatever the batch, so they stay in cache between being written and
-//! being multiplied. Within a patch row, the values of one filter row `ky` are a contiguous
-//! run of the input (`kw` neighbouring pixels of `cin` channels), so building patches is a
-//! copy per `(position, ky)`, with zeros where the window hangs over the padding; gemm skips
-//! depths that are zero across a whole panel, so padding costs little in the product.
+//! The patches of a chunk (a few hundred KB whatever the batch) stay in cache between
+//! being written and being multiplied; gemm skips depths that are zero across a whole
+//! panel, so padding costs little in the product.
+//!
+//! Either way, the scratch comes from the caller ([`ConvGeometry::scratch_len`]) and no
+//! kernel allocates. Results are deterministic, but the two methods sum in different
+//! orders, so they agree to rounding, not to the bit.
 
-use super::elementwise::{add_bias_rows, column_sums_into};
 use wide::f32x16;
 
+use super::elementwise::{add_bias_rows, column_sums_into};
 use super::gemm::{gemm, GemmWorkspace, MatRef};
 
 /// How a convolution treats the border, by TensorFlow's rules.
@@ -120,8 +140,10 @@ impl ConvGeometry {
         self.patch_len() * self.out_channels
     }
 
-    /// f32s of scratch that each of the three passes needs for `rows` images: one chunk of
-    /// patches, which does not grow past a fixed size however many images there are.
+    /// f32s of scratch that each of the three passes needs for `rows` images: a padded
+    /// image (and, for the input gradient, the flipped filter) for the direct kernels, or
+    /// one chunk of patches for im2col; neither grows past a fixed size however many
+    /// images there are.
     pub fn scratch_len(&self, rows: usize) -> usize {
         let patches = self.chunk_positions(rows) * self.patch_len();
         let forward = if self.direct() {
@@ -821,7 +843,7 @@ pub mod im2col {
         g.chunk_positions(rows) * g.patch_len()
     }
 
-    /// [`conv2d_forward`] by im2col and gemm.
+    /// [`super::conv2d_forward`] by im2col and gemm.
     #[allow(clippy::too_many_arguments)]
     pub fn conv2d_forward(
         g: &ConvGeometry,
@@ -845,7 +867,7 @@ pub mod im2col {
         forward_im2col(g, rows, input, filter, bias, out, scratch, ws);
     }
 
-    /// [`conv2d_backward_input`] by gemm and col2im.
+    /// [`super::conv2d_backward_input`] by gemm and col2im.
     pub fn conv2d_backward_input(
         g: &ConvGeometry,
         rows: usize,
@@ -866,7 +888,7 @@ pub mod im2col {
         backward_input_im2col(g, rows, d_out, filter, d_input, scratch, ws);
     }
 
-    /// [`conv2d_backward_filter`] by im2col and gemm.
+    /// [`super::conv2d_backward_filter`] by im2col and gemm.
     #[allow(clippy::too_many_arguments)]
     pub fn conv2d_backward_filter(
         g: &ConvGeometry,
