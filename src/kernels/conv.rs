@@ -348,9 +348,11 @@ fn forward_im2col(
 /// Lanes of one vector of output channels.
 const LANES: usize = 16;
 
-/// Rows per register tile of the direct kernels (output positions forward, filter taps for
-/// the filter gradient), each with 32 channels (two f32x16): 24 accumulators of AVX-512's
-/// 32 registers, or 12 of AVX2's 16 (an f32x16 is two registers there).
+/// Rows per register tile of the direct kernels (output positions forward, filter rows
+/// for the filter gradient) with 32 or 16 channels: 8 rows of two f32x16 are 16 of
+/// AVX-512's 32 registers (twelve rows, 24 accumulators, ran no faster: their row pointers
+/// no longer fit in general registers, and 25 filter rows left a last tile mostly empty);
+/// on AVX2, 3 rows of two f32x16 are 12 of its 16 registers.
 const TILE_ROWS: usize = if cfg!(target_feature = "avx512f") {
     8
 } else {
@@ -429,7 +431,6 @@ impl Direct {
 /// Copies `image` (`[h, w, c]`) into `padded` (`[.., wp, c]`) `top` rows down and `left`
 /// columns right, cropped to `hp` rows and `wp` columns; the values around it are left as
 /// they are (zeros, written once for the whole batch).
-#[allow(clippy::too_many_arguments)]
 fn pad_into(
     image: &[f32],
     (h, w, c): (usize, usize, usize),
