@@ -1,7 +1,10 @@
-//! Matrix-multiply kernels on the shapes softnet runs, naive vs blocked vs narrow, with
-//! FLOP throughput; the blocked gemm on every SIMD level against `matrixmultiply`.
+//! Matrix-multiply kernels on the shapes softnet runs, naive vs blocked vs narrow, the
+//! blocked gemm on every SIMD level against `matrixmultiply`, and the tutorial CNN's
+//! convolution and max-pool passes, with FLOP throughput.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use softnet::kernels::conv::{self, ConvGeometry, Padding};
+use softnet::kernels::pool::{self, PoolGeometry};
 use softnet::kernels::simd::{with_level, Level};
 use softnet::kernels::{gemm, naive, narrow, GemmWorkspace, MatRef};
 use std::hint::black_box;
@@ -208,9 +211,185 @@ fn against_matrixmultiply(c: &mut Criterion) {
                 black_box(&out);
             })
         });
+/// (name, geometry): the tutorial CNN's two convolutions.
+fn cnn_convolutions() -> [(&'static str, ConvGeometry); 2] {
+    let layer = |name, (height, width, in_channels, out_channels)| {
+        let g = ConvGeometry {
+            height,
+            width,
+            in_channels,
+            out_channels,
+            kernel_h: 5,
+            kernel_w: 5,
+            stride: 1,
+            padding: Padding::Same,
+        };
+        (name, g)
+    };
+    [
+        layer("conv1 28x28x1->32 5x5", (28, 28, 1, 32)),
+        layer("conv2 14x14x32->64 5x5", (14, 14, 32, 64)),
+    ]
+}
+
+/// The tutorial CNN's layers at batch 50: each convolution pass, as the kernels pick it
+/// (direct where the channels come in vectors of 16) and by im2col + gemm, with its FLOPs
+/// (two per multiply-add of every tap, padding included), and each max-pool pass with its
+/// comparisons or additions.
+fn cnn(c: &mut Criterion) {
+    const BATCH: usize = 50;
+    let mut group = c.benchmark_group("cnn batch 50");
+    group.sample_size(20);
+    for (name, g) in cnn_convolutions() {
+        let input = data(BATCH * g.input_len(), 5);
+        let filter = data(g.filter_len(), 6);
+        let bias = data(g.out_channels, 7);
+        let d_out = data(BATCH * g.output_len(), 8);
+        let mut out = vec![0.0; BATCH * g.output_len()];
+        let mut d_input = vec![0.0; BATCH * g.input_len()];
+        let (mut d_filter, mut d_bias) = (vec![0.0; g.filter_len()], vec![0.0; g.out_channels]);
+        let mut scratch = vec![
+            0.0;
+            g.scratch_len(BATCH)
+                .max(conv::im2col::scratch_len(&g, BATCH))
+        ];
+        let mut ws = GemmWorkspace::new();
+        let flops = 2 * BATCH * g.out_height() * g.out_width() * g.filter_len();
+        group.throughput(Throughput::Elements(flops as u64));
+        group.bench_function(BenchmarkId::new("forward im2col", name), |bench| {
+            bench.iter(|| {
+                conv::im2col::conv2d_forward(
+                    &g,
+                    BATCH,
+                    &input,
+                    &filter,
+                    &bias,
+                    &mut out,
+                    &mut scratch,
+                    &mut ws,
+                );
+                black_box(&out);
+            })
+        });
+        group.bench_function(BenchmarkId::new("forward", name), |bench| {
+            bench.iter(|| {
+                conv::conv2d_forward(
+                    &g,
+                    BATCH,
+                    &input,
+                    &filter,
+                    &bias,
+                    &mut out,
+                    &mut scratch,
+                    &mut ws,
+                );
+                black_box(&out);
+            })
+        });
+        group.bench_function(BenchmarkId::new("backward input im2col", name), |bench| {
+            bench.iter(|| {
+                conv::im2col::conv2d_backward_input(
+                    &g,
+                    BATCH,
+                    &d_out,
+                    &filter,
+                    &mut d_input,
+                    &mut scratch,
+                    &mut ws,
+                );
+                black_box(&d_input);
+            })
+        });
+        group.bench_function(BenchmarkId::new("backward input", name), |bench| {
+            bench.iter(|| {
+                conv::conv2d_backward_input(
+                    &g,
+                    BATCH,
+                    &d_out,
+                    &filter,
+                    &mut d_input,
+                    &mut scratch,
+                    &mut ws,
+                );
+                black_box(&d_input);
+            })
+        });
+        group.bench_function(BenchmarkId::new("backward filter im2col", name), |bench| {
+            bench.iter(|| {
+                conv::im2col::conv2d_backward_filter(
+                    &g,
+                    BATCH,
+                    &input,
+                    &d_out,
+                    &mut d_filter,
+                    &mut d_bias,
+                    &mut scratch,
+                    &mut ws,
+                );
+                black_box(&d_filter);
+            })
+        });
+        group.bench_function(BenchmarkId::new("backward filter", name), |bench| {
+            bench.iter(|| {
+                conv::conv2d_backward_filter(
+                    &g,
+                    BATCH,
+                    &input,
+                    &d_out,
+                    &mut d_filter,
+                    &mut d_bias,
+                    &mut scratch,
+                    &mut ws,
+                );
+                black_box(&d_filter);
+            })
+        });
+    }
+    let pools = [
+        ("pool1 28x28x32 2/2", (28, 28, 32)),
+        ("pool2 14x14x64 2/2", (14, 14, 64)),
+    ];
+    for (name, (height, width, channels)) in pools {
+        let g = PoolGeometry {
+            height,
+            width,
+            channels,
+            size: 2,
+            stride: 2,
+        };
+        let input = data(BATCH * g.input_len(), 9);
+        let d_out = data(BATCH * g.output_len(), 10);
+        let mut out = vec![0.0; BATCH * g.output_len()];
+        let mut argmax = vec![0u32; BATCH * g.output_len()];
+        let mut d_input = vec![0.0; BATCH * g.input_len()];
+        // One comparison per window value.
+        group.throughput(Throughput::Elements(
+            (BATCH * g.output_len() * g.size * g.size) as u64,
+        ));
+        group.bench_function(BenchmarkId::new("max-pool forward", name), |bench| {
+            bench.iter(|| {
+                pool::max_pool_forward(&g, BATCH, &input, &mut out, Some(&mut argmax));
+                black_box(&out);
+            })
+        });
+        group.bench_function(
+            BenchmarkId::new("max-pool forward, no argmax", name),
+            |bench| {
+                bench.iter(|| {
+                    pool::max_pool_forward(&g, BATCH, &input, &mut out, None);
+                    black_box(&out);
+                })
+            },
+        );
+        group.bench_function(BenchmarkId::new("max-pool backward", name), |bench| {
+            bench.iter(|| {
+                pool::max_pool_backward(&g, BATCH, &d_out, &argmax, &mut d_input);
+                black_box(&d_input);
+            })
+        });
     }
     group.finish();
 }
 
-criterion_group!(benches, forward, weight_gradient, against_matrixmultiply);
+criterion_group!(benches, forward, weight_gradient, against_matrixmultiply, cnn);
 criterion_main!(benches);

@@ -33,14 +33,17 @@
 //! Kernels built from [`gemm()`] and plain loops (as convolution by im2col is) need none of
 //! this: `gemm` dispatches itself.
 
+pub mod conv;
 pub mod elementwise;
 #[cfg(test)]
 mod every_level;
 pub mod gemm;
 pub mod listed;
 pub mod naive;
+mod naive_conv;
 pub mod narrow;
 pub mod simd;
+pub mod pool;
 
 pub use elementwise::{
     add_bias_rows, argmax_rows, column_sums_into, relu_backward_in_place, relu_in_place,

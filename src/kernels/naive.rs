@@ -113,3 +113,7 @@ pub fn relu(values: &[f32]) -> Vec<f32> {
         .map(|v| if *v > 0.0 { *v } else { 0.0 })
         .collect()
 }
+
+// Convolution and max-pooling: `conv2d_forward`, `conv2d_backward_input`,
+// `conv2d_backward_filter` (and their f64 versions), `max_pool_forward`, `max_pool_backward`.
+pub use super::naive_conv::*;
