@@ -211,6 +211,10 @@ fn against_matrixmultiply(c: &mut Criterion) {
                 black_box(&out);
             })
         });
+    }
+    group.finish();
+}
+
 /// (name, geometry): the tutorial CNN's two convolutions.
 fn cnn_convolutions() -> [(&'static str, ConvGeometry); 2] {
     let layer = |name, (height, width, in_channels, out_channels)| {
@@ -391,5 +395,11 @@ fn cnn(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, weight_gradient, against_matrixmultiply, cnn);
+criterion_group!(
+    benches,
+    forward,
+    weight_gradient,
+    against_matrixmultiply,
+    cnn
+);
 criterion_main!(benches);

@@ -42,8 +42,8 @@ pub mod listed;
 pub mod naive;
 mod naive_conv;
 pub mod narrow;
-pub mod simd;
 pub mod pool;
+pub mod simd;
 
 pub use elementwise::{
     add_bias_rows, argmax_rows, column_sums_into, relu_backward_in_place, relu_in_place,
