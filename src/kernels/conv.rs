@@ -40,7 +40,7 @@
 //! orders, so they agree to rounding, not to the bit.
 
 use super::elementwise::{add_bias_rows, column_sums_into};
-use super::gemm::{gemm, GemmWorkspace, MatRef};
+use super::gemm::{gemm, GemmWorkspace, MatRef, KC};
 use super::simd::{dispatch, Level, Simd, SimdKernel};
 
 /// How a convolution treats the border, by TensorFlow's rules.
@@ -596,6 +596,13 @@ fn direct_tiles<S: Simd, const R: usize, const V: usize>(
         let bases: [usize; R] =
             std::array::from_fn(|r| d.window_at(t + if r < live { r } else { 0 }));
         let mut acc = [[s.zero(); V]; R];
+        // The taps are summed in blocks of gemm's KC, each block from zero and then added
+        // to the sum so far, as the im2col product sums its depths: the forward pass gives
+        // the im2col path's bits. A longer running sum rounds differently, and a training
+        // run amplifies that wherever two values of a pooling window nearly tie (the
+        // tutorial's CNN then left TensorFlow's parameters by 1e-5 within ten updates).
+        let mut in_block = 0;
+        let mut partial = false;
         // A filter row `ky` reads `kw·cin` consecutive values of the padded image, and
         // its taps are consecutive rows of the filter.
         let run = d.kw * cin;
@@ -603,37 +610,77 @@ fn direct_tiles<S: Simd, const R: usize, const V: usize>(
             let at = ky * d.wp * cin;
             let values: [&[f32]; R] = std::array::from_fn(|r| &padded[bases[r] + at..][..run]);
             let taps = &filter[ky * run * cout..][..run * cout];
-            for j in 0..run {
-                let row = &taps[j * cout + j0..][..V * LANES];
-                let w: [S::F32; V] = std::array::from_fn(|v| s.load(&row[v * LANES..]));
-                for (acc, values) in acc.iter_mut().zip(&values) {
-                    // Checked, and the checks are gone from the loop: every `values` row
-                    // holds `run` values and `j < run` (the unchecked read this once took
-                    // is no longer needed).
-                    let x = s.splat(values[j]);
-                    for (a, w) in acc.iter_mut().zip(&w) {
-                        *a = s.mul_add(x, *w, *a);
+            let mut j = 0;
+            while j < run {
+                let end = run.min(j + (KC - in_block));
+                for j in j..end {
+                    let row = &taps[j * cout + j0..][..V * LANES];
+                    let w: [S::F32; V] = std::array::from_fn(|v| s.load(&row[v * LANES..]));
+                    for (acc, values) in acc.iter_mut().zip(&values) {
+                        // Checked, and the checks are gone from the loop: every `values`
+                        // row holds `run` values and `j < run`.
+                        let x = s.splat(values[j]);
+                        for (a, w) in acc.iter_mut().zip(&w) {
+                            *a = s.mul_add(x, *w, *a);
+                        }
                     }
+                }
+                in_block += end - j;
+                j = end;
+                if in_block == KC {
+                    store_tile(
+                        s,
+                        &acc,
+                        live,
+                        partial,
+                        None,
+                        &mut out[t * cout + j0..],
+                        cout,
+                    );
+                    acc = [[s.zero(); V]; R];
+                    partial = true;
+                    in_block = 0;
                 }
             }
         }
-        // Through memory once, for the stores: without this LLVM kept a copy of every
-        // accumulator in memory up to date inside the loop, a store after each multiply-add
-        // (half the speed on 64 channels; measured again inside the dispatch: conv2's
-        // forward at batch 50 took 12.6 ms without it, 6.2 ms with it).
-        let acc = std::hint::black_box(acc);
-        for (r, acc) in acc.iter().enumerate() {
-            if r >= live {
-                continue;
-            }
-            let dst = &mut out[(t + r) * cout + j0..][..V * LANES];
-            for (v, (dst, a)) in dst.chunks_exact_mut(LANES).zip(acc).enumerate() {
-                let sum = match bias {
-                    Some(bias) => s.add(*a, s.load(&bias[j0 + v * LANES..])),
-                    None => *a,
-                };
-                s.store(sum, dst);
-            }
+        store_tile(
+            s,
+            &acc,
+            live,
+            partial,
+            bias.map(|b| &b[j0..]),
+            &mut out[t * cout + j0..],
+            cout,
+        );
+    }
+}
+
+/// Writes a direct tile's `live` rows of `16·V` channels (rows `cout` apart in `out`): the
+/// sums in `acc`, added to what `out` holds when `partial`, then `bias` added.
+#[inline(always)]
+fn store_tile<S: Simd, const R: usize, const V: usize>(
+    s: S,
+    acc: &[[S::F32; V]; R],
+    live: usize,
+    partial: bool,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    cout: usize,
+) {
+    // Through memory once, for the stores: without this LLVM kept a copy of every
+    // accumulator in memory up to date inside the loop, a store after each multiply-add
+    // (half the speed on 64 channels; measured again inside the dispatch: conv2's
+    // forward at batch 50 took 12.6 ms without it, 6.2 ms with it).
+    let acc = std::hint::black_box(*acc);
+    for (r, acc) in acc.iter().enumerate().take(live) {
+        let dst = &mut out[r * cout..][..V * LANES];
+        for (v, (dst, a)) in dst.chunks_exact_mut(LANES).zip(acc).enumerate() {
+            let sum = if partial { s.add(s.load(dst), *a) } else { *a };
+            let sum = match bias {
+                Some(bias) => s.add(sum, s.load(&bias[v * LANES..])),
+                None => sum,
+            };
+            s.store(sum, dst);
         }
     }
 }
@@ -1361,6 +1408,65 @@ mod tests {
             4,
         );
         check_against_naive(&geometry_of((6, 5, 48, 96), (3, 3, 2), Padding::Same), 2, 5);
+    }
+
+    /// The direct forward sums its taps in gemm's blocks, so it gives the im2col path's
+    /// bits: for one block (conv1's 25 taps), for several (a 5x5x32 filter has 800, the
+    /// tutorial's conv2), and for a block boundary inside a filter row, on every level.
+    #[test]
+    fn direct_forward_gives_the_im2col_paths_bits() {
+        for (shape, kernel, rows) in [
+            ((28, 28, 1, 32), (5, 5, 1), 2),
+            ((14, 14, 32, 64), (5, 5, 1), 2),
+            ((7, 6, 48, 16), (3, 4, 1), 3),
+        ] {
+            let g = geometry_of(shape, kernel, Padding::Same);
+            assert!(g.direct());
+            let input: Vec<f32> = (0..rows * g.input_len())
+                .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0).max(0.0))
+                .collect();
+            let filter: Vec<f32> = (0..g.filter_len())
+                .map(|i| (i * 104_729 % 997) as f32 / 997.0 - 0.5)
+                .collect();
+            let bias: Vec<f32> = (0..g.out_channels)
+                .map(|c| c as f32 / 64.0 - 0.25)
+                .collect();
+            for level in Level::supported().filter(|l| l.fuses_mul_add()) {
+                let run = |direct: bool| {
+                    let mut out = vec![f32::NAN; rows * g.output_len()];
+                    let mut ws = GemmWorkspace::new();
+                    with_level(level, || {
+                        if direct {
+                            let mut scratch = vec![f32::NAN; g.scratch_len(rows)];
+                            conv2d_forward(
+                                &g,
+                                rows,
+                                &input,
+                                &filter,
+                                &bias,
+                                &mut out,
+                                &mut scratch,
+                                &mut ws,
+                            );
+                        } else {
+                            let mut scratch = vec![f32::NAN; im2col::scratch_len(&g, rows)];
+                            im2col::conv2d_forward(
+                                &g,
+                                rows,
+                                &input,
+                                &filter,
+                                &bias,
+                                &mut out,
+                                &mut scratch,
+                                &mut ws,
+                            );
+                        }
+                    });
+                    out.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+                };
+                assert!(run(true) == run(false), "{shape:?} {kernel:?} on {level}");
+            }
+        }
     }
 
     /// `Σ out · r` for the naive forward in f64.
