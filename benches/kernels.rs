@@ -1,11 +1,14 @@
-//! Matrix-multiply kernels on the shapes softnet runs, naive vs blocked vs narrow, and the
-//! tutorial CNN's convolution and max-pool passes, with FLOP throughput.
+//! Matrix-multiply kernels on the shapes softnet runs, naive vs blocked vs narrow, the
+//! blocked gemm on every SIMD level against `matrixmultiply`, and the tutorial CNN's
+//! convolution and max-pool passes, with FLOP throughput.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use softnet::kernels::conv::{self, ConvGeometry, Padding};
 use softnet::kernels::pool::{self, PoolGeometry};
+use softnet::kernels::simd::{with_level, Level};
 use softnet::kernels::{gemm, naive, narrow, GemmWorkspace, MatRef};
 use std::hint::black_box;
+use std::time::Duration;
 
 fn data(len: usize, salt: usize) -> Vec<f32> {
     (0..len)
@@ -132,6 +135,82 @@ fn weight_gradient(c: &mut Criterion) {
                 })
             });
         }
+    }
+    group.finish();
+}
+
+/// (name, m, n, k, A transposed, B transposed): the products of an MLP 784-256-10 step on a
+/// batch of 100 (forward, the weight gradient `Xᵀ·dZ`, the input gradient `dZ·Wᵀ`) and
+/// the CNN's im2col products on a batch of 50.
+const GEMM_SHAPES: &[(&str, usize, usize, usize, bool, bool)] = &[
+    ("100x784x256 X·W", 100, 256, 784, false, false),
+    ("100x256x10 H·W2", 100, 10, 256, false, false),
+    ("784x100x256 Xᵀ·dZ", 784, 256, 100, true, false),
+    ("100x256x784 dZ·Wᵀ", 100, 784, 256, false, true),
+    ("9800x800x64 conv2 im2col", 9800, 64, 800, false, false),
+    ("39200x25x32 conv1 im2col", 39_200, 32, 25, false, false),
+];
+
+fn against_matrixmultiply(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm vs matrixmultiply");
+    group
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(20);
+    for &(name, m, n, k, ta, tb) in GEMM_SHAPES {
+        let (a, b) = (data(m * k, 5), data(k * n, 6));
+        // Transposed operands are stored the other way round and read through strides.
+        let a_ref = if ta {
+            MatRef::row_major(&a, m).t()
+        } else {
+            MatRef::row_major(&a, k)
+        };
+        let b_ref = if tb {
+            MatRef::row_major(&b, k).t()
+        } else {
+            MatRef::row_major(&b, n)
+        };
+        let mut out = vec![0.0; m * n];
+        let mut ws = GemmWorkspace::new();
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        for level in Level::supported() {
+            group.bench_function(
+                BenchmarkId::new(format!("softnet {level}"), name),
+                |bench| {
+                    with_level(level, || {
+                        bench.iter(|| {
+                            gemm(m, n, k, a_ref, b_ref, &mut out, n, false, &mut ws);
+                            black_box(&out);
+                        })
+                    })
+                },
+            );
+        }
+        group.bench_function(BenchmarkId::new("matrixmultiply", name), |bench| {
+            bench.iter(|| {
+                // SAFETY: the strides describe `a`, `b` and `out` as the m x k, k x n and
+                // m x n matrices they hold.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        a_ref.row_stride as isize,
+                        a_ref.col_stride as isize,
+                        b.as_ptr(),
+                        b_ref.row_stride as isize,
+                        b_ref.col_stride as isize,
+                        0.0,
+                        out.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                };
+                black_box(&out);
+            })
+        });
     }
     group.finish();
 }
@@ -316,5 +395,11 @@ fn cnn(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, weight_gradient, cnn);
+criterion_group!(
+    benches,
+    forward,
+    weight_gradient,
+    against_matrixmultiply,
+    cnn
+);
 criterion_main!(benches);

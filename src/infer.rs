@@ -29,12 +29,11 @@
 
 use std::path::{Path, PathBuf};
 
-use wide::{f32x8, i16x16, i32x8, i8x16};
-
 use crate::data::batch::PIXEL_TO_UNIT;
 use crate::data::{Dataset, PIXELS};
 use crate::error::ModelError;
 use crate::io::quantized::{load_any_model_bytes, read_model_file, AnyModel, QuantizedModel};
+use crate::kernels::simd::{dispatch, Simd, SimdKernel};
 use crate::nn::{Architecture, Input, Model, Workspace};
 use crate::train::EvalResult;
 
@@ -44,7 +43,7 @@ pub const MAX_WIDTH: usize = 4096;
 pub const MAX_CLASSES: usize = 256;
 /// Models no wider than this run with the small stack buffers.
 const SMALL_WIDTH: usize = 1024;
-/// Rows are padded to a multiple of this many values: four f32x8 or two i16x16 per step.
+/// Rows are padded to a multiple of this many values: two vectors of sixteen f32 per step.
 const ALIGN: usize = 32;
 
 /// Why a model cannot become a [`Classifier`].
@@ -374,17 +373,40 @@ impl Classifier {
     }
 
     fn logits_with<const N: usize>(&self, src: Source<'_>, out: &mut [f32]) {
-        match &self.engine {
-            Engine::F32(layers) => forward_f32::<N>(layers, src, out),
-            Engine::Int8(layers) => forward_int8::<N>(layers, src, out),
-            Engine::Network(model) => {
-                let mut ws = Workspace::inference(model, 1);
-                let input = match src {
-                    Source::Pixels(p) => Input::Pixels(p),
-                    Source::Unit(x) => Input::Unit(x),
-                };
-                out.copy_from_slice(model.inference(input, 1, &mut ws));
-            }
+        if let Engine::Network(model) = &self.engine {
+            let mut ws = Workspace::inference(model, 1);
+            let input = match src {
+                Source::Pixels(p) => Input::Pixels(p),
+                Source::Unit(x) => Input::Unit(x),
+            };
+            out.copy_from_slice(model.inference(input, 1, &mut ws));
+            return;
+        }
+        dispatch(Forward::<N> {
+            engine: &self.engine,
+            src,
+            out,
+        })
+    }
+}
+
+/// One example through the network, for [`dispatch`]: the whole forward pass runs at one
+/// level, so each dot product is inlined into it.
+struct Forward<'a, const N: usize> {
+    engine: &'a Engine,
+    src: Source<'a>,
+    out: &'a mut [f32],
+}
+
+impl<const N: usize> SimdKernel for Forward<'_, N> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        match self.engine {
+            Engine::F32(layers) => forward_f32::<S, N>(s, layers, self.src, self.out),
+            Engine::Int8(layers) => forward_int8::<S, N>(s, layers, self.src, self.out),
+            Engine::Network(_) => unreachable!("networks run through Model::inference"),
         }
     }
 }
@@ -506,35 +528,31 @@ fn best_and_confidence(z: &mut [f32]) -> (usize, f32) {
     (best, 1.0 / z.iter().sum::<f32>())
 }
 
-/// `Σ x_i w_i` over rows padded to [`ALIGN`], with four independent FMA chains.
-#[inline]
-fn dot_f32(x: &[f32], w: &[f32]) -> f32 {
+/// `Σ x_i w_i` over rows padded to [`ALIGN`], with four independent FMA chains of eight
+/// lanes (two vectors of sixteen), summed as `((c0 + c1) + (c2 + c3))` and then lane
+/// halves, pairs and the last two: the order `wide`'s f32x8 gave, kept so that results
+/// did not move.
+#[inline(always)]
+fn dot_f32<S: Simd>(s: S, x: &[f32], w: &[f32]) -> f32 {
     debug_assert!(x.len() == w.len() && x.len() % ALIGN == 0);
-    let load = |s: &[f32]| f32x8::new(s.try_into().expect("8 lanes"));
-    let mut acc = [f32x8::ZERO; 4];
+    let mut acc = [s.zero(); 2];
     for (xc, wc) in x.chunks_exact(ALIGN).zip(w.chunks_exact(ALIGN)) {
         for (k, a) in acc.iter_mut().enumerate() {
-            let r = k * 8..k * 8 + 8;
-            *a = load(&xc[r.clone()]).mul_add(load(&wc[r]), *a);
+            let r = k * 16..k * 16 + 16;
+            *a = s.mul_add(s.load(&xc[r.clone()]), s.load(&wc[r]), *a);
         }
     }
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])).reduce_add()
+    let (a, b) = (s.to_array(acc[0]), s.to_array(acc[1]));
+    let t: [f32; 8] = std::array::from_fn(|i| (a[i] + a[8 + i]) + (b[i] + b[8 + i]));
+    let q: [f32; 4] = std::array::from_fn(|i| t[i] + t[4 + i]);
+    (q[0] + q[2]) + (q[1] + q[3])
 }
 
 /// `Σ x_i q_i` in i32: i8 weights widened to i16, multiplied and pair-summed (`vpmaddwd`).
-#[inline]
-fn dot_int8(x: &[i16], q: &[i8]) -> i32 {
+#[inline(always)]
+fn dot_int8<S: Simd>(s: S, x: &[i16], q: &[i8]) -> i32 {
     debug_assert!(x.len() == q.len() && x.len() % ALIGN == 0);
-    let mut acc = [i32x8::ZERO; 2];
-    for (xc, qc) in x.chunks_exact(ALIGN).zip(q.chunks_exact(ALIGN)) {
-        for (k, a) in acc.iter_mut().enumerate() {
-            let r = k * 16..k * 16 + 16;
-            let xv = i16x16::new(xc[r.clone()].try_into().expect("16 lanes"));
-            let qv = i16x16::from_i8x16(i8x16::new(qc[r].try_into().expect("16 lanes")));
-            *a += xv.dot(qv);
-        }
-    }
-    (acc[0] + acc[1]).reduce_add()
+    s.dot_i16_i8(x, q)
 }
 
 /// Quantizes `x` to `-255..=255` into `out` (same length); returns the scale
@@ -553,7 +571,13 @@ fn quantize_activations(x: &[f32], out: &mut [i16]) -> f32 {
     max / 255.0
 }
 
-fn forward_f32<const N: usize>(layers: &[F32Layer], src: Source<'_>, out: &mut [f32]) {
+#[inline(always)]
+fn forward_f32<S: Simd, const N: usize>(
+    simd: S,
+    layers: &[F32Layer],
+    src: Source<'_>,
+    out: &mut [f32],
+) {
     let mut a = [0.0f32; N];
     let mut b = [0.0f32; N];
     match src {
@@ -571,11 +595,11 @@ fn forward_f32<const N: usize>(layers: &[F32Layer], src: Source<'_>, out: &mut [
         let rows = layer.weight.chunks_exact(layer.stride).zip(&layer.bias);
         if l == last {
             for (o, (w, b)) in out.iter_mut().zip(rows) {
-                *o = dot_f32(input, w) + b;
+                *o = dot_f32(simd, input, w) + b;
             }
         } else {
             for (o, (w, b)) in y.iter_mut().zip(rows) {
-                *o = (dot_f32(input, w) + b).max(0.0);
+                *o = (dot_f32(simd, input, w) + b).max(0.0);
             }
             // The next layer reads up to its padded width: the padding must be zero.
             let next = layers[l + 1].stride;
@@ -585,7 +609,13 @@ fn forward_f32<const N: usize>(layers: &[F32Layer], src: Source<'_>, out: &mut [
     }
 }
 
-fn forward_int8<const N: usize>(layers: &[Int8Layer], src: Source<'_>, out: &mut [f32]) {
+#[inline(always)]
+fn forward_int8<S: Simd, const N: usize>(
+    simd: S,
+    layers: &[Int8Layer],
+    src: Source<'_>,
+    out: &mut [f32],
+) {
     let mut xq = [0i16; N];
     let mut y = [0.0f32; N];
     let mut x_scale = match src {
@@ -611,7 +641,7 @@ fn forward_int8<const N: usize>(layers: &[Int8Layer], src: Source<'_>, out: &mut
             &mut y[..layer.fan_out]
         };
         for (o, (q, (s, b))) in target.iter_mut().zip(rows) {
-            *o = dot_int8(input, q) as f32 * (x_scale * s) + b;
+            *o = dot_int8(simd, input, q) as f32 * (x_scale * s) + b;
         }
         if l != last {
             for v in target.iter_mut() {

@@ -1,27 +1,47 @@
 //! 2-D convolution, forward and both gradients, over NHWC activations and HWIO filters
-//! (TensorFlow's layouts), by im2col and the blocked [`gemm`].
+//! (TensorFlow's layouts): direct SIMD kernels where the channels come in vectors of 16,
+//! im2col and the blocked [`gemm`] for every other shape.
 //!
 //! With NHWC input and a HWIO filter, the patch an output position `(oy, ox)` reads is its
 //! `(ky, kx, cin)` values, in the order of the filter viewed as a row-major `[K, cout]`
-//! matrix (`K = kh·kw·cin`). So, over a chunk of `P` output positions (consecutive in
-//! `(image, oy, ox)` order, and so consecutive rows of the NHWC output):
+//! matrix (`K = kh·kw·cin`), and the values of one filter row `ky` are a contiguous run of
+//! the input (`kw` neighbouring pixels of `cin` channels).
+//!
+//! **Direct kernels** (output channels a multiple of 16; for the input gradient, stride 1
+//! and input channels a multiple of 16). Each image is first copied into a zero-padded
+//! image in scratch, so that every window lies inside it. Then register tiles of a few
+//! rows by 16 to 64 channels (up to 24 vectors of accumulators, sized per SIMD level) run
+//! over the sum:
+//!
+//! - forward: a tile of output positions, over the taps `(ky, kx, ci)` in order, adds a
+//!   broadcast input value times a row of the filter; then the bias;
+//! - filter gradient: a tile of filter rows `(ky, kx, ci)`, starting from what the batch's
+//!   earlier images gave, over the output positions in order, adds a broadcast input value
+//!   times a row of `d_out`;
+//! - input gradient (stride 1): the forward kernel on `d_out` padded by `k - 1 - pad`,
+//!   with the filter flipped in both axes and its in and out channels swapped.
+//!
+//! Nothing is packed or copied per tile, as im2col's patches and gemm's panels are.
+//!
+//! **im2col + gemm** (any shape). Over a chunk of `P` output positions (consecutive in
+//! `(image, oy, ox)` order, so consecutive rows of the NHWC output):
 //!
 //! - forward: `out[P, cout] = patches[P, K] · W[K, cout]`, then `+ bias`;
 //! - filter gradient: `dW[K, cout] += patches[P, K]ᵀ · d_out[P, cout]`, chunk after chunk;
 //! - input gradient: `d_patches[P, K] = d_out[P, cout] · W[K, cout]ᵀ`, then each patch row
 //!   is added back where it was read from (col2im).
 //!
-//! The patches of a chunk live in caller-provided scratch ([`ConvGeometry::scratch_len`]),
-//! a few hundred KB whatever the batch, so they stay in cache between being written and
-//! being multiplied. Within a patch row, the values of one filter row `ky` are a contiguous
-//! run of the input (`kw` neighbouring pixels of `cin` channels), so building patches is a
-//! copy per `(position, ky)`, with zeros where the window hangs over the padding; gemm skips
-//! depths that are zero across a whole panel, so padding costs little in the product.
+//! The patches of a chunk (a few hundred KB whatever the batch) stay in cache between
+//! being written and being multiplied; gemm skips depths that are zero across a whole
+//! panel, so padding costs little in the product.
+//!
+//! Either way, the scratch comes from the caller ([`ConvGeometry::scratch_len`]) and no
+//! kernel allocates. Results are deterministic, but the two methods sum in different
+//! orders, so they agree to rounding, not to the bit.
 
 use super::elementwise::{add_bias_rows, column_sums_into};
-use wide::f32x16;
-
-use super::gemm::{gemm, GemmWorkspace, MatRef};
+use super::gemm::{gemm, GemmWorkspace, MatRef, KC};
+use super::simd::{dispatch, Level, Simd, SimdKernel};
 
 /// How a convolution treats the border, by TensorFlow's rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,8 +140,10 @@ impl ConvGeometry {
         self.patch_len() * self.out_channels
     }
 
-    /// f32s of scratch that each of the three passes needs for `rows` images: one chunk of
-    /// patches, which does not grow past a fixed size however many images there are.
+    /// f32s of scratch that each of the three passes needs for `rows` images: a padded
+    /// image (and, for the input gradient, the flipped filter) for the direct kernels, or
+    /// one chunk of patches for im2col; neither grows past a fixed size however many
+    /// images there are.
     pub fn scratch_len(&self, rows: usize) -> usize {
         let patches = self.chunk_positions(rows) * self.patch_len();
         let forward = if self.direct() {
@@ -326,20 +348,6 @@ fn forward_im2col(
 /// Lanes of one vector of output channels.
 const LANES: usize = 16;
 
-/// Rows per register tile of the direct kernels (output positions forward, filter taps for
-/// the filter gradient), each with 32 channels (two f32x16): 24 accumulators of AVX-512's
-/// 32 registers, or 12 of AVX2's 16 (an f32x16 is two registers there).
-const TILE_ROWS: usize = if cfg!(target_feature = "avx512f") {
-    8
-} else {
-    3
-};
-
-#[inline(always)]
-fn load16(values: &[f32]) -> f32x16 {
-    f32x16::new(values[..LANES].try_into().expect("16 lanes"))
-}
-
 /// A convolution as the direct kernels see it: VALID windows over an image already padded,
 /// `[hp, wp, cin]`, with a `[kh, kw, cin, cout]` filter.
 #[derive(Debug, Clone, Copy)]
@@ -407,7 +415,6 @@ impl Direct {
 /// Copies `image` (`[h, w, c]`) into `padded` (`[.., wp, c]`) `top` rows down and `left`
 /// columns right, cropped to `hp` rows and `wp` columns; the values around it are left as
 /// they are (zeros, written once for the whole batch).
-#[allow(clippy::too_many_arguments)]
 fn pad_into(
     image: &[f32],
     (h, w, c): (usize, usize, usize),
@@ -423,29 +430,74 @@ fn pad_into(
 }
 
 /// Runs `$body` for each block of channels of `$cout` (a multiple of 16), with `$j0` its
-/// first channel, `$v` its vectors of 16 and `$r` the rows of its register tiles: blocks
-/// of 64 channels by 6 rows on AVX-512 (24 accumulators, and few enough row pointers to
-/// stay in registers), then of 32 by [`TILE_ROWS`], then a last 16.
+/// first channel, `$v` its vectors of 16 and `$r` the rows of its register tiles, sized for
+/// the registers of the level `$S`:
+///
+/// - AVX-512 (32 registers, one per vector): blocks of 64 channels by 6 rows (24
+///   accumulators, and few enough row pointers to stay in general registers), then 32 by 8
+///   (16 accumulators; twelve rows ran no faster: their row pointers no longer fit in
+///   general registers, and 25 filter rows left a last tile mostly empty), then a last 16
+///   by 8;
+/// - AVX2 (16 registers, two per vector): 16 channels by 6 rows (12 registers of
+///   accumulators, 2 for the filter row, one broadcast) for the forward kernel, where
+///   32 channels by 3 rows spilled accumulators (half again as slow); the filter gradient
+///   (`$avx2_pairs`) takes 32 channels by 3 rows first, which reads each `d_out` row
+///   fewer times and ran faster there;
+/// - portable: 32 channels by 2 rows, then 16 by 4 (sixteen 128-bit registers on a baseline
+///   x86-64, four per vector).
+///
+/// The tile shape changes which outputs are computed together, never the order of any
+/// output's sum, so every level computes the same values (the fused ones bit for bit).
 macro_rules! for_channel_blocks {
-    ($cout:expr, |$j0:ident, $r:ident, $v:ident| $body:expr) => {{
+    ($S:ident, $avx2_pairs:expr, $cout:expr, |$j0:ident, $r:ident, $v:ident| $body:expr) => {{
         let mut $j0 = 0;
         while $j0 < $cout {
-            if cfg!(target_feature = "avx512f") && $j0 + 4 * LANES <= $cout {
-                const $r: usize = 6;
-                const $v: usize = 4;
-                $body;
-                $j0 += $v * LANES;
-            } else if $j0 + 2 * LANES <= $cout {
-                const $r: usize = TILE_ROWS;
-                const $v: usize = 2;
-                $body;
-                $j0 += $v * LANES;
-            } else {
-                const $r: usize = TILE_ROWS;
-                const $v: usize = 1;
-                $body;
-                $j0 += $v * LANES;
-            }
+            let vectors = ($cout - $j0) / LANES;
+            $j0 += LANES
+                * match (<$S as Simd>::LEVEL, vectors) {
+                    (Level::Avx512, 4..) => {
+                        const $r: usize = 6;
+                        const $v: usize = 4;
+                        $body;
+                        $v
+                    }
+                    (Level::Avx512, 2..) => {
+                        const $r: usize = 8;
+                        const $v: usize = 2;
+                        $body;
+                        $v
+                    }
+                    (Level::Avx512, _) => {
+                        const $r: usize = 8;
+                        const $v: usize = 1;
+                        $body;
+                        $v
+                    }
+                    (Level::Avx2, 2..) if $avx2_pairs => {
+                        const $r: usize = 3;
+                        const $v: usize = 2;
+                        $body;
+                        $v
+                    }
+                    (Level::Avx2, _) => {
+                        const $r: usize = 6;
+                        const $v: usize = 1;
+                        $body;
+                        $v
+                    }
+                    (Level::Portable, 2..) => {
+                        const $r: usize = 2;
+                        const $v: usize = 2;
+                        $body;
+                        $v
+                    }
+                    (Level::Portable, _) => {
+                        const $r: usize = 4;
+                        const $v: usize = 1;
+                        $body;
+                        $v
+                    }
+                };
         }
     }};
 }
@@ -466,38 +518,70 @@ fn forward_direct(
     let d = Direct::forward(g);
     let padded = &mut scratch[..d.padded_len()];
     padded.fill(0.0);
-    let shape = (g.height, g.width, g.in_channels);
-    let images = input
-        .chunks_exact(g.input_len())
-        .zip(out.chunks_exact_mut(g.output_len()));
-    for (image, out) in images {
-        pad_into(
-            image,
+    dispatch(DirectConv {
+        d,
+        shape: (g.height, g.width, g.in_channels),
+        at: (g.pad_top(), g.pad_left()),
+        images: input,
+        filter,
+        bias: Some(bias),
+        out,
+        padded,
+    });
+}
+
+/// A direct convolution of a batch, for [`dispatch`]: each `[h, w, c]` image of `images`
+/// (`shape`) is copied into `padded` at `at` (rows, columns), then convolved by
+/// [`direct_tiles`] into its `[positions, cout]` image of `out`.
+struct DirectConv<'a> {
+    d: Direct,
+    shape: (usize, usize, usize),
+    at: (usize, usize),
+    images: &'a [f32],
+    filter: &'a [f32],
+    bias: Option<&'a [f32]>,
+    out: &'a mut [f32],
+    padded: &'a mut [f32],
+}
+
+impl SimdKernel for DirectConv<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        let DirectConv {
+            d,
             shape,
-            (g.pad_top(), g.pad_left()),
-            (d.hp, d.wp),
-            padded,
-        );
-        for_channel_blocks!(d.cout, |j0, R, V| direct_tiles::<R, V>(
-            &d,
-            padded,
+            at,
+            images,
             filter,
-            Some(bias),
-            j0,
-            out
-        ));
+            bias,
+            out,
+            padded,
+        } = self;
+        let (h, w, c) = shape;
+        let images = images
+            .chunks_exact(h * w * c)
+            .zip(out.chunks_exact_mut(d.positions * d.cout));
+        for (image, out) in images {
+            pad_into(image, shape, at, (d.hp, d.wp), padded);
+            for_channel_blocks!(S, false, d.cout, |j0, R, V| direct_tiles::<S, R, V>(
+                s, &d, padded, filter, bias, j0, out
+            ));
+        }
     }
 }
 
 /// Channels `j0..j0 + 16·V` of one image's output (`[positions, cout]`) from its padded
 /// input, plus `bias` when given.
 ///
-/// Each register tile holds [`TILE_ROWS`] output positions (consecutive in `(oy, ox)`
+/// Each register tile holds `R` output positions (consecutive in `(oy, ox)`
 /// order) by `16·V` channels and runs over the taps `(ky, kx, ci)` in order: a broadcast
 /// input value times a row of the filter, per tap and position. Nothing is packed; each
 /// output is its products summed in tap order, then the bias.
 #[inline(always)]
-fn direct_tiles<const R: usize, const V: usize>(
+fn direct_tiles<S: Simd, const R: usize, const V: usize>(
+    s: S,
     d: &Direct,
     padded: &[f32],
     filter: &[f32],
@@ -511,7 +595,14 @@ fn direct_tiles<const R: usize, const V: usize>(
         let live = R.min(d.positions - t);
         let bases: [usize; R] =
             std::array::from_fn(|r| d.window_at(t + if r < live { r } else { 0 }));
-        let mut acc = [[f32x16::ZERO; V]; R];
+        let mut acc = [[s.zero(); V]; R];
+        // The taps are summed in blocks of gemm's KC, each block from zero and then added
+        // to the sum so far, as the im2col product sums its depths: the forward pass gives
+        // the im2col path's bits. A longer running sum rounds differently, and a training
+        // run amplifies that wherever two values of a pooling window nearly tie (the
+        // tutorial's CNN then left TensorFlow's parameters by 1e-5 within ten updates).
+        let mut in_block = 0;
+        let mut partial = false;
         // A filter row `ky` reads `kw·cin` consecutive values of the padded image, and
         // its taps are consecutive rows of the filter.
         let run = d.kw * cin;
@@ -519,37 +610,77 @@ fn direct_tiles<const R: usize, const V: usize>(
             let at = ky * d.wp * cin;
             let values: [&[f32]; R] = std::array::from_fn(|r| &padded[bases[r] + at..][..run]);
             let taps = &filter[ky * run * cout..][..run * cout];
-            for j in 0..run {
-                let row = &taps[j * cout + j0..][..V * LANES];
-                let w: [f32x16; V] = std::array::from_fn(|v| load16(&row[v * LANES..]));
-                for (acc, values) in acc.iter_mut().zip(&values) {
-                    debug_assert!(j < values.len());
-                    // SAFETY: each `values` row was sliced to `run` values and `j < run`.
-                    // Unchecked because the bounds test of each row's read was not hoisted
-                    // out of the loop, and cost a tenth of the kernel's time.
-                    let x = f32x16::splat(unsafe { *values.get_unchecked(j) });
-                    for (a, w) in acc.iter_mut().zip(&w) {
-                        *a = x.mul_add(*w, *a);
+            let mut j = 0;
+            while j < run {
+                let end = run.min(j + (KC - in_block));
+                for j in j..end {
+                    let row = &taps[j * cout + j0..][..V * LANES];
+                    let w: [S::F32; V] = std::array::from_fn(|v| s.load(&row[v * LANES..]));
+                    for (acc, values) in acc.iter_mut().zip(&values) {
+                        // Checked, and the checks are gone from the loop: every `values`
+                        // row holds `run` values and `j < run`.
+                        let x = s.splat(values[j]);
+                        for (a, w) in acc.iter_mut().zip(&w) {
+                            *a = s.mul_add(x, *w, *a);
+                        }
                     }
+                }
+                in_block += end - j;
+                j = end;
+                if in_block == KC {
+                    store_tile(
+                        s,
+                        &acc,
+                        live,
+                        partial,
+                        None,
+                        &mut out[t * cout + j0..],
+                        cout,
+                    );
+                    acc = [[s.zero(); V]; R];
+                    partial = true;
+                    in_block = 0;
                 }
             }
         }
-        // Through memory once, for the stores: without this LLVM kept a copy of every
-        // accumulator in memory up to date inside the loop, a store after each multiply-add
-        // (half the speed on 64 channels).
-        let acc = std::hint::black_box(acc);
-        for (r, acc) in acc.iter().enumerate() {
-            if r >= live {
-                continue;
-            }
-            let dst = &mut out[(t + r) * cout + j0..][..V * LANES];
-            for (v, (dst, a)) in dst.chunks_exact_mut(LANES).zip(acc).enumerate() {
-                let sum = match bias {
-                    Some(bias) => *a + load16(&bias[j0 + v * LANES..]),
-                    None => *a,
-                };
-                dst.copy_from_slice(sum.as_array());
-            }
+        store_tile(
+            s,
+            &acc,
+            live,
+            partial,
+            bias.map(|b| &b[j0..]),
+            &mut out[t * cout + j0..],
+            cout,
+        );
+    }
+}
+
+/// Writes a direct tile's `live` rows of `16·V` channels (rows `cout` apart in `out`): the
+/// sums in `acc`, added to what `out` holds when `partial`, then `bias` added.
+#[inline(always)]
+fn store_tile<S: Simd, const R: usize, const V: usize>(
+    s: S,
+    acc: &[[S::F32; V]; R],
+    live: usize,
+    partial: bool,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    cout: usize,
+) {
+    // Through memory once, for the stores: without this LLVM kept a copy of every
+    // accumulator in memory up to date inside the loop, a store after each multiply-add
+    // (half the speed on 64 channels; measured again inside the dispatch: conv2's
+    // forward at batch 50 took 12.6 ms without it, 6.2 ms with it).
+    let acc = std::hint::black_box(*acc);
+    for (r, acc) in acc.iter().enumerate().take(live) {
+        let dst = &mut out[r * cout..][..V * LANES];
+        for (v, (dst, a)) in dst.chunks_exact_mut(LANES).zip(acc).enumerate() {
+            let sum = if partial { s.add(s.load(dst), *a) } else { *a };
+            let sum = match bias {
+                Some(bias) => s.add(sum, s.load(&bias[v * LANES..])),
+                None => sum,
+            };
+            s.store(sum, dst);
         }
     }
 }
@@ -646,17 +777,16 @@ fn backward_input_direct(
         }
     }
     padded.fill(0.0);
-    let shape = (g.out_height(), g.out_width(), cout);
-    let at = (kh - 1 - g.pad_top(), kw - 1 - g.pad_left());
-    let images = d_out
-        .chunks_exact(g.output_len())
-        .zip(d_input.chunks_exact_mut(g.input_len()));
-    for (d_out, d_input) in images {
-        pad_into(d_out, shape, at, (d.hp, d.wp), padded);
-        for_channel_blocks!(cin, |j0, R, V| direct_tiles::<R, V>(
-            &d, padded, flipped, None, j0, d_input
-        ));
-    }
+    dispatch(DirectConv {
+        d,
+        shape: (g.out_height(), g.out_width(), cout),
+        at: (kh - 1 - g.pad_top(), kw - 1 - g.pad_left()),
+        images: d_out,
+        filter: flipped,
+        bias: None,
+        out: d_input,
+        padded,
+    });
 }
 
 /// `d_filter[kh, kw, cin, cout]` and `d_bias[cout]`, the gradients of a loss with respect
@@ -738,33 +868,68 @@ fn backward_filter_direct(
     let d = Direct::forward(g);
     let padded = &mut scratch[..d.padded_len()];
     padded.fill(0.0);
-    let shape = (g.height, g.width, g.in_channels);
-    let images = input
-        .chunks_exact(g.input_len())
-        .zip(d_out.chunks_exact(g.output_len()));
-    for (image, d_out) in images {
-        pad_into(
-            image,
-            shape,
-            (g.pad_top(), g.pad_left()),
-            (d.hp, d.wp),
+    dispatch(FilterGradient {
+        g,
+        d,
+        input,
+        d_out,
+        d_filter,
+        padded,
+    });
+}
+
+/// [`backward_filter_direct`]'s arguments, for [`dispatch`].
+struct FilterGradient<'a> {
+    g: &'a ConvGeometry,
+    d: Direct,
+    input: &'a [f32],
+    d_out: &'a [f32],
+    d_filter: &'a mut [f32],
+    padded: &'a mut [f32],
+}
+
+impl SimdKernel for FilterGradient<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        let FilterGradient {
+            g,
+            d,
+            input,
+            d_out,
+            d_filter,
             padded,
-        );
-        for_channel_blocks!(d.cout, |j0, R, V| filter_tiles::<R, V>(
-            &d, padded, d_out, j0, d_filter
-        ));
+        } = self;
+        let shape = (g.height, g.width, g.in_channels);
+        let images = input
+            .chunks_exact(g.input_len())
+            .zip(d_out.chunks_exact(g.output_len()));
+        for (image, d_out) in images {
+            pad_into(
+                image,
+                shape,
+                (g.pad_top(), g.pad_left()),
+                (d.hp, d.wp),
+                padded,
+            );
+            for_channel_blocks!(S, true, d.cout, |j0, R, V| filter_tiles::<S, R, V>(
+                s, &d, padded, d_out, j0, d_filter
+            ));
+        }
     }
 }
 
 /// Adds one image's share to channels `j0..j0 + 16·V` of `d_filter` (`[K, cout]`), from
 /// its padded input and its `d_out` (`[positions, cout]`).
 ///
-/// Each register tile holds [`TILE_ROWS`] filter rows `(ky, kx, ci)` by `16·V` channels,
+/// Each register tile holds `R` filter rows `(ky, kx, ci)` by `16·V` channels,
 /// starts from what `d_filter` holds and runs over the output positions in order: a
 /// broadcast input value times a row of `d_out`, per position and filter row. So each
 /// weight's gradient is one running sum over the batch's positions, image after image.
 #[inline(always)]
-fn filter_tiles<const R: usize, const V: usize>(
+fn filter_tiles<S: Simd, const R: usize, const V: usize>(
+    s: S,
     d: &Direct,
     padded: &[f32],
     d_out: &[f32],
@@ -782,17 +947,21 @@ fn filter_tiles<const R: usize, const V: usize>(
             let (tap, ci) = (q / cin, q % cin);
             ((tap / d.kw) * d.wp + tap % d.kw) * cin + ci
         });
-        let mut acc: [[f32x16; V]; R] = std::array::from_fn(|r| {
+        let mut acc: [[S::F32; V]; R] = std::array::from_fn(|r| {
             let row = &d_filter[(t + r.min(live - 1)) * cout + j0..][..V * LANES];
-            std::array::from_fn(|v| load16(&row[v * LANES..]))
+            std::array::from_fn(|v| s.load(&row[v * LANES..]))
         });
+        // The window's start is divided out of `p`: keeping it up to date instead, by rows
+        // and columns or by a running offset, made LLVM load all `R` broadcasts ahead of
+        // the multiply-adds and spill accumulators (conv2: 8.3 ms became 10-11 ms).
         for (p, grads) in d_out.chunks_exact(cout).enumerate() {
             let window = &padded[d.window_at(p)..][..span];
-            let g: [f32x16; V] = std::array::from_fn(|v| load16(&grads[j0 + v * LANES..]));
+            let grads = &grads[j0..][..V * LANES];
+            let g: [S::F32; V] = std::array::from_fn(|v| s.load(&grads[v * LANES..]));
             for (acc, &at) in acc.iter_mut().zip(&offsets) {
-                let x = f32x16::splat(window[at]);
+                let x = s.splat(window[at]);
                 for (a, g) in acc.iter_mut().zip(&g) {
-                    *a = x.mul_add(*g, *a);
+                    *a = s.mul_add(x, *g, *a);
                 }
             }
         }
@@ -804,7 +973,7 @@ fn filter_tiles<const R: usize, const V: usize>(
             }
             let dst = &mut d_filter[(t + r) * cout + j0..][..V * LANES];
             for (dst, a) in dst.chunks_exact_mut(LANES).zip(acc) {
-                dst.copy_from_slice(a.as_array());
+                s.store(*a, dst);
             }
         }
     }
@@ -821,7 +990,7 @@ pub mod im2col {
         g.chunk_positions(rows) * g.patch_len()
     }
 
-    /// [`conv2d_forward`] by im2col and gemm.
+    /// [`super::conv2d_forward`] by im2col and gemm.
     #[allow(clippy::too_many_arguments)]
     pub fn conv2d_forward(
         g: &ConvGeometry,
@@ -845,7 +1014,7 @@ pub mod im2col {
         forward_im2col(g, rows, input, filter, bias, out, scratch, ws);
     }
 
-    /// [`conv2d_backward_input`] by gemm and col2im.
+    /// [`super::conv2d_backward_input`] by gemm and col2im.
     pub fn conv2d_backward_input(
         g: &ConvGeometry,
         rows: usize,
@@ -866,7 +1035,7 @@ pub mod im2col {
         backward_input_im2col(g, rows, d_out, filter, d_input, scratch, ws);
     }
 
-    /// [`conv2d_backward_filter`] by im2col and gemm.
+    /// [`super::conv2d_backward_filter`] by im2col and gemm.
     #[allow(clippy::too_many_arguments)]
     pub fn conv2d_backward_filter(
         g: &ConvGeometry,
@@ -904,6 +1073,7 @@ mod tests {
 
     use super::*;
     use crate::kernels::naive;
+    use crate::kernels::simd::with_level;
     use proptest::prelude::*;
 
     /// Values in [-2, 2) from a seed, a few of them exactly zero (as ReLU outputs are).
@@ -952,8 +1122,8 @@ mod tests {
 
     /// Runs the three fast kernels by `method` on `rows` random images of geometry `g`,
     /// every output and the scratch filled with NaN beforehand, and compares them with
-    /// the naive ones.
-    fn check_method(g: &ConvGeometry, rows: usize, seed: u64, method: Method) {
+    /// the naive ones; returns their outputs, one after the other.
+    fn check_method(g: &ConvGeometry, rows: usize, seed: u64, method: Method) -> Vec<f32> {
         let input = values(rows * g.input_len(), seed);
         let filter = values(g.filter_len(), seed + 1);
         let bias = values(g.out_channels, seed + 2);
@@ -1007,12 +1177,29 @@ mod tests {
         let (mag_f, mag_b) = naive::conv2d_backward_filter_f64(g, rows, &abs(&input), &abs(&d_out));
         assert_close("d_filter", &d_filter, &want_f, &mag_f);
         assert_close("d_bias", &d_bias, &want_b, &mag_b);
+        [out, d_input, d_filter, d_bias].concat()
     }
 
-    /// [`check_method`] for both methods.
+    /// [`check_method`] for both methods on every SIMD level this CPU runs; the levels
+    /// that fuse multiply-adds sum in the same order with the same roundings, so their
+    /// results must be equal bit for bit.
     fn check_against_naive(g: &ConvGeometry, rows: usize, seed: u64) {
-        check_method(g, rows, seed, Method::Picked);
-        check_method(g, rows, seed, Method::Im2col);
+        for method in [Method::Picked, Method::Im2col] {
+            let mut fused: Option<(Level, Vec<u32>)> = None;
+            for level in Level::supported() {
+                let got = with_level(level, || check_method(g, rows, seed, method));
+                if !level.fuses_mul_add() {
+                    continue;
+                }
+                let bits: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                match &fused {
+                    None => fused = Some((level, bits)),
+                    Some((first, want)) => {
+                        assert!(bits == *want, "{method:?}: {level} differs from {first}")
+                    }
+                }
+            }
+        }
     }
 
     /// 1, 3 and 32 channels, a few small counts, and 16 and 48, which the direct kernels
@@ -1209,6 +1396,79 @@ mod tests {
         );
     }
 
+    /// Channel counts that take every block of the direct kernels on every level (64 by
+    /// 6 rows, 32, 16) in and out, on positions and filter rows that leave the last tile
+    /// part empty.
+    #[test]
+    fn every_channel_block_matches_naive() {
+        check_against_naive(&geometry_of((5, 3, 64, 80), (3, 2, 1), Padding::Same), 2, 3);
+        check_against_naive(
+            &geometry_of((4, 5, 80, 112), (2, 3, 1), Padding::Valid),
+            1,
+            4,
+        );
+        check_against_naive(&geometry_of((6, 5, 48, 96), (3, 3, 2), Padding::Same), 2, 5);
+    }
+
+    /// The direct forward sums its taps in gemm's blocks, so it gives the im2col path's
+    /// bits: for one block (conv1's 25 taps), for several (a 5x5x32 filter has 800, the
+    /// tutorial's conv2), and for a block boundary inside a filter row, on every level.
+    #[test]
+    fn direct_forward_gives_the_im2col_paths_bits() {
+        for (shape, kernel, rows) in [
+            ((28, 28, 1, 32), (5, 5, 1), 2),
+            ((14, 14, 32, 64), (5, 5, 1), 2),
+            ((7, 6, 48, 16), (3, 4, 1), 3),
+        ] {
+            let g = geometry_of(shape, kernel, Padding::Same);
+            assert!(g.direct());
+            let input: Vec<f32> = (0..rows * g.input_len())
+                .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0).max(0.0))
+                .collect();
+            let filter: Vec<f32> = (0..g.filter_len())
+                .map(|i| (i * 104_729 % 997) as f32 / 997.0 - 0.5)
+                .collect();
+            let bias: Vec<f32> = (0..g.out_channels)
+                .map(|c| c as f32 / 64.0 - 0.25)
+                .collect();
+            for level in Level::supported().filter(|l| l.fuses_mul_add()) {
+                let run = |direct: bool| {
+                    let mut out = vec![f32::NAN; rows * g.output_len()];
+                    let mut ws = GemmWorkspace::new();
+                    with_level(level, || {
+                        if direct {
+                            let mut scratch = vec![f32::NAN; g.scratch_len(rows)];
+                            conv2d_forward(
+                                &g,
+                                rows,
+                                &input,
+                                &filter,
+                                &bias,
+                                &mut out,
+                                &mut scratch,
+                                &mut ws,
+                            );
+                        } else {
+                            let mut scratch = vec![f32::NAN; im2col::scratch_len(&g, rows)];
+                            im2col::conv2d_forward(
+                                &g,
+                                rows,
+                                &input,
+                                &filter,
+                                &bias,
+                                &mut out,
+                                &mut scratch,
+                                &mut ws,
+                            );
+                        }
+                    });
+                    out.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+                };
+                assert!(run(true) == run(false), "{shape:?} {kernel:?} on {level}");
+            }
+        }
+    }
+
     /// `Σ out · r` for the naive forward in f64.
     fn loss(g: &ConvGeometry, x: &[f64], w: &[f64], b: &[f64], r: &[f64]) -> f64 {
         let rows = x.len() / g.input_len();
@@ -1251,39 +1511,59 @@ mod tests {
             geometry_of((4, 5, 16, 16), (3, 2, 1), Padding::Same),
             geometry_of((5, 4, 3, 32), (4, 3, 2), Padding::Valid),
         ];
-        for (case, g) in cases.iter().enumerate() {
-            let rows = 2;
-            let seed = 100 * case as u64;
-            let input = values(rows * g.input_len(), seed);
-            let filter = values(g.filter_len(), seed + 1);
-            let bias = values(g.out_channels, seed + 2);
-            let r = values(rows * g.output_len(), seed + 3);
-            let (x, w, b, r64) = (widen(&input), widen(&filter), widen(&bias), widen(&r));
-            let mut scratch = vec![0.0; g.scratch_len(rows)];
-            let mut ws = GemmWorkspace::new();
+        for (level, (case, g)) in
+            Level::supported().flat_map(|l| cases.iter().enumerate().map(move |c| (l, c)))
+        {
+            with_level(level, || {
+                let rows = 2;
+                let seed = 100 * case as u64;
+                let input = values(rows * g.input_len(), seed);
+                let filter = values(g.filter_len(), seed + 1);
+                let bias = values(g.out_channels, seed + 2);
+                let r = values(rows * g.output_len(), seed + 3);
+                let (x, w, b, r64) = (widen(&input), widen(&filter), widen(&bias), widen(&r));
+                let mut scratch = vec![0.0; g.scratch_len(rows)];
+                let mut ws = GemmWorkspace::new();
 
-            let mut d_input = vec![0.0; input.len()];
-            conv2d_backward_input(g, rows, &r, &filter, &mut d_input, &mut scratch, &mut ws);
-            let fd = central_differences(x.clone(), |x| loss(g, x, &w, &b, &r64));
-            let mag = naive::conv2d_backward_input_f64(g, rows, &abs(&r), &abs(&filter));
-            assert_close(&format!("case {case}: d_input"), &d_input, &fd, &mag);
+                let mut d_input = vec![0.0; input.len()];
+                conv2d_backward_input(g, rows, &r, &filter, &mut d_input, &mut scratch, &mut ws);
+                let fd = central_differences(x.clone(), |x| loss(g, x, &w, &b, &r64));
+                let mag = naive::conv2d_backward_input_f64(g, rows, &abs(&r), &abs(&filter));
+                assert_close(
+                    &format!("{level} case {case}: d_input"),
+                    &d_input,
+                    &fd,
+                    &mag,
+                );
 
-            let (mut d_filter, mut d_bias) = (vec![0.0; filter.len()], vec![0.0; bias.len()]);
-            conv2d_backward_filter(
-                g,
-                rows,
-                &input,
-                &r,
-                &mut d_filter,
-                &mut d_bias,
-                &mut scratch,
-                &mut ws,
-            );
-            let fd = central_differences(w.clone(), |w| loss(g, &x, w, &b, &r64));
-            let (mag_f, mag_b) = naive::conv2d_backward_filter_f64(g, rows, &abs(&input), &abs(&r));
-            assert_close(&format!("case {case}: d_filter"), &d_filter, &fd, &mag_f);
-            let fd = central_differences(b.clone(), |b| loss(g, &x, &w, b, &r64));
-            assert_close(&format!("case {case}: d_bias"), &d_bias, &fd, &mag_b);
+                let (mut d_filter, mut d_bias) = (vec![0.0; filter.len()], vec![0.0; bias.len()]);
+                conv2d_backward_filter(
+                    g,
+                    rows,
+                    &input,
+                    &r,
+                    &mut d_filter,
+                    &mut d_bias,
+                    &mut scratch,
+                    &mut ws,
+                );
+                let fd = central_differences(w.clone(), |w| loss(g, &x, w, &b, &r64));
+                let (mag_f, mag_b) =
+                    naive::conv2d_backward_filter_f64(g, rows, &abs(&input), &abs(&r));
+                assert_close(
+                    &format!("{level} case {case}: d_filter"),
+                    &d_filter,
+                    &fd,
+                    &mag_f,
+                );
+                let fd = central_differences(b.clone(), |b| loss(g, &x, &w, b, &r64));
+                assert_close(
+                    &format!("{level} case {case}: d_bias"),
+                    &d_bias,
+                    &fd,
+                    &mag_b,
+                );
+            });
         }
     }
 

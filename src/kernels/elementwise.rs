@@ -1,29 +1,48 @@
 //! Row-wise and element-wise kernels: bias add, fused softmax + cross-entropy and its
-//! gradient, column sums, argmax, ReLU, scaled add. SIMD (`wide::f32x8`) where they are hot.
+//! gradient, column sums, argmax, ReLU, scaled add. SIMD ([`super::simd`]) where they are
+//! hot.
 
-use wide::f32x8;
+use super::simd::{dispatch, exp, Simd, SimdKernel};
 
-const LANES: usize = 8;
+const LANES: usize = 16;
 
-#[inline(always)]
-fn load(chunk: &[f32]) -> f32x8 {
-    f32x8::new(chunk.try_into().expect("a chunk of 8 lanes"))
+/// A kernel from a closure that is generic over the level (which closures cannot be):
+/// `kernel!(|s| body)` with the captured variables named.
+macro_rules! kernel {
+    ($name:ident { $($field:ident: $ty:ty),* $(,)? } -> $out:ty, |$s:ident| $body:block) => {{
+        struct $name<'a> {
+            $($field: $ty,)*
+            _life: std::marker::PhantomData<&'a ()>,
+        }
+        impl SimdKernel for $name<'_> {
+            type Output = $out;
+            #[inline(always)]
+            fn run<S: Simd>(self, $s: S) -> $out {
+                let $name { $($field,)* .. } = self;
+                $body
+            }
+        }
+        dispatch($name { $($field,)* _life: std::marker::PhantomData })
+    }};
 }
 
 /// `y += alpha * x`, element-wise (the SGD update is `scaled_add(w, -lr, grad)`).
 pub fn scaled_add(y: &mut [f32], alpha: f32, x: &[f32]) {
     assert_eq!(y.len(), x.len(), "scaled_add needs equal lengths");
-    let a = f32x8::splat(alpha);
-    let mut yc = y.chunks_exact_mut(LANES);
-    let mut xc = x.chunks_exact(LANES);
-    for (yv, xv) in (&mut yc).zip(&mut xc) {
-        // Multiply then add (two roundings), as `w - lr * g` does in the reference frameworks.
-        let r = load(yv) + a * load(xv);
-        yv.copy_from_slice(r.as_array());
-    }
-    for (yv, xv) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
-        *yv += alpha * xv;
-    }
+    kernel!(ScaledAdd { y: &'a mut [f32], alpha: f32, x: &'a [f32] } -> (), |s| {
+        let a = s.splat(alpha);
+        let mut yc = y.chunks_exact_mut(LANES);
+        let mut xc = x.chunks_exact(LANES);
+        for (yv, xv) in (&mut yc).zip(&mut xc) {
+            // Multiply then add (two roundings), as `w - lr * g` does in the reference
+            // frameworks.
+            let r = s.add(s.load(yv), s.mul(a, s.load(xv)));
+            s.store(r, yv);
+        }
+        for (yv, xv) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
+            *yv += alpha * xv;
+        }
+    })
 }
 
 /// `out = a + b`, element by element: the first step of summing shard gradients, one pass
@@ -33,19 +52,21 @@ pub fn sum_into(out: &mut [f32], a: &[f32], b: &[f32]) {
         out.len() == a.len() && a.len() == b.len(),
         "sum_into needs equal lengths"
     );
-    let mut oc = out.chunks_exact_mut(LANES);
-    let (mut ac, mut bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    for ((ov, av), bv) in (&mut oc).zip(&mut ac).zip(&mut bc) {
-        ov.copy_from_slice((load(av) + load(bv)).as_array());
-    }
-    for ((ov, av), bv) in oc
-        .into_remainder()
-        .iter_mut()
-        .zip(ac.remainder())
-        .zip(bc.remainder())
-    {
-        *ov = av + bv;
-    }
+    kernel!(SumInto { out: &'a mut [f32], a: &'a [f32], b: &'a [f32] } -> (), |s| {
+        let mut oc = out.chunks_exact_mut(LANES);
+        let (mut ac, mut bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        for ((ov, av), bv) in (&mut oc).zip(&mut ac).zip(&mut bc) {
+            s.store(s.add(s.load(av), s.load(bv)), ov);
+        }
+        for ((ov, av), bv) in oc
+            .into_remainder()
+            .iter_mut()
+            .zip(ac.remainder())
+            .zip(bc.remainder())
+        {
+            *ov = av + bv;
+        }
+    })
 }
 
 /// Adds `bias[j]` to every row of the row-major `[rows, bias.len()]` matrix `m`.
@@ -63,11 +84,14 @@ pub fn add_bias_rows(m: &mut [f32], bias: &[f32]) {
         0,
         "matrix length is not a multiple of the bias length"
     );
-    for row in m.chunks_exact_mut(cols) {
-        for (v, b) in row.iter_mut().zip(bias) {
-            *v += b;
+    // Plain loops, dispatched so that the compiler vectorises them for the level.
+    kernel!(AddBias { m: &'a mut [f32], bias: &'a [f32] } -> (), |_s| {
+        for row in m.chunks_exact_mut(bias.len()) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
         }
-    }
+    })
 }
 
 /// `out[j] (+)= Σ_i m[i, j]` over the row-major `[rows, out.len()]` matrix `m`, summing rows
@@ -85,11 +109,13 @@ pub fn column_sums_into(m: &[f32], out: &mut [f32], accumulate: bool) {
         0,
         "matrix length is not a multiple of the column count"
     );
-    for row in m.chunks_exact(cols) {
-        for (o, v) in out.iter_mut().zip(row) {
-            *o += v;
+    kernel!(ColumnSums { m: &'a [f32], out: &'a mut [f32] } -> (), |_s| {
+        for row in m.chunks_exact(out.len()) {
+            for (o, v) in out.iter_mut().zip(row) {
+                *o += v;
+            }
         }
-    }
+    })
 }
 
 /// Index of the largest value of each row of the row-major `[rows, cols]` matrix `m`
@@ -153,42 +179,50 @@ pub fn softmax_cross_entropy(
         logits.len(),
         "gradient and logits differ in size"
     );
-    let mut loss = 0.0f64;
-    // Shift each row by its max into `grad`, exponentiate the whole buffer with SIMD, then
-    // normalise row by row: N = 10 is too narrow to vectorise per row.
-    for (z, g) in logits
-        .chunks_exact(classes)
-        .zip(grad.chunks_exact_mut(classes))
-    {
-        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        for (gv, zv) in g.iter_mut().zip(z) {
-            *gv = zv - max;
+    kernel!(SoftmaxXent {
+        logits: &'a [f32],
+        labels: &'a [u8],
+        classes: usize,
+        scale: f32,
+        grad: &'a mut [f32],
+    } -> f64, |s| {
+        let mut loss = 0.0f64;
+        // Shift each row by its max into `grad`, exponentiate the whole buffer with SIMD,
+        // then normalise row by row: N = 10 is too narrow to vectorise per row.
+        for (z, g) in logits
+            .chunks_exact(classes)
+            .zip(grad.chunks_exact_mut(classes))
+        {
+            let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for (gv, zv) in g.iter_mut().zip(z) {
+                *gv = zv - max;
+            }
         }
-    }
-    exp_in_place(grad);
-    for ((z, g), &label) in logits
-        .chunks_exact(classes)
-        .zip(grad.chunks_exact_mut(classes))
-        .zip(labels)
-    {
-        let label = usize::from(label);
-        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = g.iter().sum();
-        loss += f64::from(sum.ln() - (z[label] - max));
-        let inv = 1.0 / sum;
-        for gv in g.iter_mut() {
-            *gv = *gv * inv * scale;
+        exp_slice(s, grad);
+        for ((z, g), &label) in logits
+            .chunks_exact(classes)
+            .zip(grad.chunks_exact_mut(classes))
+            .zip(labels)
+        {
+            let label = usize::from(label);
+            let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = g.iter().sum();
+            loss += f64::from(sum.ln() - (z[label] - max));
+            let inv = 1.0 / sum;
+            for gv in g.iter_mut() {
+                *gv = *gv * inv * scale;
+            }
+            g[label] -= scale;
         }
-        g[label] -= scale;
-    }
-    loss
+        loss
+    })
 }
 
 /// What an evaluation needs of `logits` (`[rows, classes]`, row-major): the sum over rows
 /// of the cross-entropy, bit for bit what [`softmax_cross_entropy`] returns, and each row's
 /// [`argmax`] in `predictions`, without the gradient.
 ///
-/// Ten classes are too narrow for vectors along a row, so rows go eight at a time with a
+/// Ten classes are too narrow for vectors along a row, so rows go sixteen at a time with a
 /// row in each lane (a class to a vector): the same maximum, exponentials and sum as the
 /// row-by-row kernel, lane by lane, then the logarithm and the loss row by row, in order.
 ///
@@ -215,47 +249,60 @@ pub fn cross_entropy_and_argmax(
     );
     // The most classes the lanes take; wider rows go row by row.
     const MAX_CLASSES: usize = 16;
-    let mut loss = 0.0f64;
+    let mut lane_loss = 0.0f64;
     let lane_rows = if classes <= MAX_CLASSES {
         labels.len() / LANES * LANES
     } else {
         0
     };
     let (z_lanes, z_rest) = logits.split_at(lane_rows * classes);
-    for ((z, group_labels), group_predictions) in z_lanes
-        .chunks_exact(LANES * classes)
-        .zip(labels.chunks_exact(LANES))
-        .zip(predictions.chunks_exact_mut(LANES))
-    {
-        let mut columns = [f32x8::ZERO; MAX_CLASSES];
-        for (j, column) in columns[..classes].iter_mut().enumerate() {
-            *column = f32x8::new(std::array::from_fn(|lane| z[lane * classes + j]));
+    let (lane_labels, rest_labels) = labels.split_at(lane_rows);
+    let (lane_predictions, rest_predictions) = predictions.split_at_mut(lane_rows);
+    let loss = &mut lane_loss;
+    kernel!(Lanes {
+        z_lanes: &'a [f32],
+        lane_labels: &'a [u8],
+        lane_predictions: &'a mut [usize],
+        classes: usize,
+        loss: &'a mut f64,
+    } -> (), |s| {
+        for ((z, group_labels), group_predictions) in z_lanes
+            .chunks_exact(LANES * classes)
+            .zip(lane_labels.chunks_exact(LANES))
+            .zip(lane_predictions.chunks_exact_mut(LANES))
+        {
+            let mut columns = [s.zero(); MAX_CLASSES];
+            for (j, column) in columns[..classes].iter_mut().enumerate() {
+                *column = s.load_array(&std::array::from_fn(|lane| z[lane * classes + j]));
+            }
+            let columns = &columns[..classes];
+            let (mut best, mut best_index) = (columns[0], s.zero());
+            let mut max = s.max(s.splat(f32::NEG_INFINITY), columns[0]);
+            for (j, &column) in columns.iter().enumerate().skip(1) {
+                // `>`, as `argmax` compares: the first of equals wins and NaN never does.
+                let wins = s.gt(column, best);
+                best = s.select(wins, column, best);
+                best_index = s.select(wins, s.splat(j as f32), best_index);
+                max = s.max(max, column);
+            }
+            let mut sum = exp(s, s.sub(columns[0], max));
+            for &column in &columns[1..] {
+                sum = s.add(sum, exp(s, s.sub(column, max)));
+            }
+            let (max, sum) = (s.to_array(max), s.to_array(sum));
+            let best_index = s.to_array(best_index);
+            for lane in 0..LANES {
+                let label = usize::from(group_labels[lane]);
+                *loss += f64::from(sum[lane].ln() - (z[lane * classes + label] - max[lane]));
+                group_predictions[lane] = best_index[lane] as usize;
+            }
         }
-        let columns = &columns[..classes];
-        let (mut best, mut best_index) = (columns[0], f32x8::ZERO);
-        let mut max = f32x8::splat(f32::NEG_INFINITY).max(columns[0]);
-        for (j, &column) in columns.iter().enumerate().skip(1) {
-            // `>`, as `argmax` compares: the first of equals wins and NaN never does.
-            let wins = column.simd_gt(best);
-            best = wins.select(column, best);
-            best_index = wins.select(f32x8::splat(j as f32), best_index);
-            max = max.max(column);
-        }
-        let mut sum = (columns[0] - max).exp();
-        for &column in &columns[1..] {
-            sum += (column - max).exp();
-        }
-        let (max, sum) = (max.as_array(), sum.as_array());
-        for lane in 0..LANES {
-            let label = usize::from(group_labels[lane]);
-            loss += f64::from(sum[lane].ln() - (z[lane * classes + label] - max[lane]));
-            group_predictions[lane] = best_index.as_array()[lane] as usize;
-        }
-    }
+    });
+    let mut loss = lane_loss;
     for ((z, &label), prediction) in z_rest
         .chunks_exact(classes)
-        .zip(&labels[lane_rows..])
-        .zip(&mut predictions[lane_rows..])
+        .zip(rest_labels)
+        .zip(rest_predictions)
     {
         *prediction = argmax(z);
         loss += f64::from(row_cross_entropy(z, usize::from(label)));
@@ -264,20 +311,23 @@ pub fn cross_entropy_and_argmax(
 }
 
 /// One row's `log Σ exp(z - max) - (z_label - max)`, rounded step by step as
-/// [`softmax_cross_entropy`] rounds it (the exponentials are the same SIMD ones, eight at a
-/// time), for rows the lanes do not take.
+/// [`softmax_cross_entropy`] rounds it (the exponentials are the same SIMD ones, sixteen
+/// at a time), for rows the lanes do not take.
 fn row_cross_entropy(z: &[f32], label: usize) -> f32 {
     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = -0.0f32;
-    for chunk in z.chunks(LANES) {
-        let mut lanes = [0.0f32; LANES];
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = v - max;
+    let sum = kernel!(RowSum { z: &'a [f32], max: f32 } -> f32, |s| {
+        let mut sum = -0.0f32;
+        for chunk in z.chunks(LANES) {
+            let mut lanes = [0.0f32; LANES];
+            for (lane, &v) in lanes.iter_mut().zip(chunk) {
+                *lane = v - max;
+            }
+            for &e in &s.to_array(exp(s, s.load_array(&lanes)))[..chunk.len()] {
+                sum += e;
+            }
         }
-        for &e in &f32x8::new(lanes).exp().as_array()[..chunk.len()] {
-            sum += e;
-        }
-    }
+        sum
+    });
     sum.ln() - (z[label] - max)
 }
 
@@ -311,29 +361,37 @@ pub fn softmax_rows(logits: &[f32], classes: usize, probs: &mut [f32]) {
 /// `v = exp(v)` element-wise with the SIMD exponential (the tail goes through the same
 /// SIMD path, so every element is rounded alike).
 pub fn exp_in_place(values: &mut [f32]) {
+    kernel!(ExpInPlace { values: &'a mut [f32] } -> (), |s| {
+        exp_slice(s, values)
+    })
+}
+
+/// [`exp_in_place`] at the level of `s`.
+#[inline(always)]
+fn exp_slice<S: Simd>(s: S, values: &mut [f32]) {
     let mut chunks = values.chunks_exact_mut(LANES);
     for c in &mut chunks {
-        c.copy_from_slice(load(c).exp().as_array());
+        s.store(exp(s, s.load(c)), c);
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
-        let mut lanes = [0.0f32; LANES];
-        lanes[..tail.len()].copy_from_slice(tail);
-        let e = f32x8::new(lanes).exp();
-        tail.copy_from_slice(&e.as_array()[..tail.len()]);
+        let e = exp(s, s.load_partial(tail));
+        s.store_partial(e, tail);
     }
 }
 
-/// `v = max(v, 0)` element-wise.
+/// `v = max(v, 0)` element-wise (NaN becomes 0, as `vmaxps` has it).
 pub fn relu_in_place(values: &mut [f32]) {
-    let zero = f32x8::ZERO;
-    let mut chunks = values.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        c.copy_from_slice(load(c).max(zero).as_array());
-    }
-    for v in chunks.into_remainder() {
-        *v = v.max(0.0);
-    }
+    kernel!(Relu { values: &'a mut [f32] } -> (), |s| {
+        let zero = s.zero();
+        let mut chunks = values.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            s.store(s.max(s.load(c), zero), c);
+        }
+        for v in chunks.into_remainder() {
+            *v = v.max(0.0);
+        }
+    })
 }
 
 /// Back through a ReLU: zeroes `grad` wherever the layer's output `activation` was not
@@ -344,9 +402,11 @@ pub fn relu_backward_in_place(grad: &mut [f32], activation: &[f32]) {
         activation.len(),
         "gradient and activation differ in size"
     );
-    for (g, &a) in grad.iter_mut().zip(activation) {
-        if a <= 0.0 {
-            *g = 0.0;
+    kernel!(ReluBackward { grad: &'a mut [f32], activation: &'a [f32] } -> (), |_s| {
+        for (g, &a) in grad.iter_mut().zip(activation) {
+            if a <= 0.0 {
+                *g = 0.0;
+            }
         }
-    }
+    })
 }

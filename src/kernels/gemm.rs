@@ -7,28 +7,28 @@
 
 use std::ops::Range;
 
-use wide::{f32x16, f32x8};
-
 use super::prefetch;
+use super::simd::{dispatch, Simd, SimdKernel};
 
-/// Rows of the microkernel tile: eight with AVX-512's 32 registers, four with AVX2's 16.
+/// Most rows of a microkernel tile, [`Simd::MR`] of some level: eight with AVX-512's 32
+/// registers, four with AVX2's 16.
 ///
-/// A tile row is one f32x16 of accumulators (one AVX-512 register or two AVX2 ones), so
-/// AVX2 holds 4x2 and AVX-512 8x1, and each depth's row of B is used by eight broadcasts
-/// instead of four. Eight rows beat both four and more (twelve, sixteen spill registers);
-/// the measurements are in docs/performance.md and the commit that chose it.
-pub const MR: usize = if cfg!(target_feature = "avx512f") {
-    8
-} else {
-    4
-};
-/// Columns of the microkernel tile (one f32x16).
+/// A tile row is one vector of sixteen accumulators (one AVX-512 register or two AVX2
+/// ones), so AVX2 holds 4x2 and AVX-512 8x1, and each depth's row of B is used by eight
+/// broadcasts instead of four; taller tiles (twelve, sixteen rows) measured slower.
+pub const MAX_MR: usize = 8;
+/// Fewest rows of a microkernel tile: the workspace keeps a list per panel of this height.
+const MIN_MR: usize = 4;
+/// Columns of the microkernel tile (one vector of sixteen).
 pub const NR: usize = 16;
 /// Depth of a packed block (its A panel stays in L1, its B block in L2).
 pub const KC: usize = 256;
 /// Rows of A packed at a time.
 pub const MC: usize = 96;
-const _: () = assert!(MC % MR == 0, "row blocks hold whole panels");
+const _: () = assert!(
+    MC % MAX_MR == 0 && MC % MIN_MR == 0,
+    "row blocks hold whole panels"
+);
 /// Columns of B packed at a time.
 pub const NC: usize = 512;
 // Depths within a block are listed as u16.
@@ -115,7 +115,16 @@ pub trait Operand: Copy {
     }
     /// Packs rows `i0..i0+live` (live <= MR) and columns `p0..p0+kc` into `dst`
     /// (`[kc][MR]`, rows past `live` zero).
-    fn pack_panel(&self, i0: usize, live: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+    #[inline(always)]
+    fn pack_panel<S: Simd, const MR: usize>(
+        &self,
+        _s: S,
+        i0: usize,
+        live: usize,
+        p0: usize,
+        kc: usize,
+        dst: &mut [f32],
+    ) {
         for (p, slot) in dst.chunks_exact_mut(MR).take(kc).enumerate() {
             for (r, v) in slot.iter_mut().enumerate() {
                 *v = if r < live {
@@ -145,7 +154,8 @@ pub trait Operand: Copy {
 /// Packing for a strided source whose rows or columns are contiguous: a row-major panel is
 /// copied row by row, a transposed one (`Xᵀ`) MR values at a time.
 #[inline(always)]
-fn pack_contiguous<T: Copy>(
+fn pack_contiguous<S: Simd, const MR: usize, T: Copy>(
+    s: S,
     data: &[T],
     (rs, cs): (usize, usize),
     (i0, live, p0, kc): (usize, usize, usize, usize),
@@ -159,11 +169,10 @@ fn pack_contiguous<T: Copy>(
             // of eight values per depth instead of eight single ones.
             let rows: [&[T]; 8] = std::array::from_fn(|r| &data[(i0 + r) * rs + p0..][..kc]);
             while done + 8 <= kc {
-                let columns = std::array::from_fn(|r| {
-                    f32x8::new(std::array::from_fn(|j| conv(rows[r][done + j])))
-                });
-                for (j, depth) in f32x8::transpose(columns).iter().enumerate() {
-                    dst[(done + j) * MR..][..8].copy_from_slice(depth.as_array());
+                let columns =
+                    std::array::from_fn(|r| std::array::from_fn(|j| conv(rows[r][done + j])));
+                for (j, depth) in s.transpose8(&columns).iter().enumerate() {
+                    dst[(done + j) * MR..][..8].copy_from_slice(depth);
                 }
                 done += 8;
             }
@@ -219,9 +228,18 @@ impl Operand for MatRef<'_> {
     fn at(&self, i: usize, j: usize) -> f32 {
         self.data[i * self.row_stride + j * self.col_stride]
     }
-    fn pack_panel(&self, i0: usize, live: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+    #[inline(always)]
+    fn pack_panel<S: Simd, const MR: usize>(
+        &self,
+        s: S,
+        i0: usize,
+        live: usize,
+        p0: usize,
+        kc: usize,
+        dst: &mut [f32],
+    ) {
         let shape = (i0, live, p0, kc);
-        if !pack_contiguous(self.data, self.strides(), shape, dst, |v| v) {
+        if !pack_contiguous::<S, MR, f32>(s, self.data, self.strides(), shape, dst, |v| v) {
             for (p, slot) in dst.chunks_exact_mut(MR).take(kc).enumerate() {
                 for (r, v) in slot.iter_mut().enumerate() {
                     *v = if r < live {
@@ -242,10 +260,19 @@ impl Operand for MatRef<'_> {
 }
 
 impl Operand for PixelRef<'_> {
-    fn pack_panel(&self, i0: usize, live: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+    #[inline(always)]
+    fn pack_panel<S: Simd, const MR: usize>(
+        &self,
+        s: S,
+        i0: usize,
+        live: usize,
+        p0: usize,
+        kc: usize,
+        dst: &mut [f32],
+    ) {
         let shape = (i0, live, p0, kc);
         let unit = |v: u8| crate::data::batch::PIXEL_TO_UNIT[usize::from(v)];
-        if !pack_contiguous(self.data, self.strides(), shape, dst, unit) {
+        if !pack_contiguous::<S, MR, u8>(s, self.data, self.strides(), shape, dst, unit) {
             for (p, slot) in dst.chunks_exact_mut(MR).take(kc).enumerate() {
                 for (r, v) in slot.iter_mut().enumerate() {
                     *v = if r < live {
@@ -305,13 +332,13 @@ fn list_where(
 /// Packing buffers for [`gemm`], allocated once and reused by every call.
 #[derive(Debug, Clone)]
 pub struct GemmWorkspace {
-    packed_a: Vec<f32>, // [MC / MR][KC][MR]
+    packed_a: Vec<f32>, // [MC / MR][KC][MR], for the level's MR
     packed_b: Vec<f32>, // [NC / NR][KC][NR]
     /// Per A panel, the depths `p` where some of its MR values is not zero (a single
     /// row's, all of them, when A has one row).
-    live_depths: Vec<u16>, // [MC / MR][KC]
+    live_depths: Vec<u16>, // [MC / MR][KC], room for the smallest MR
     /// Per A panel, how many of `live_depths` are listed.
-    live_counts: Vec<usize>, // [MC / MR]
+    live_counts: Vec<usize>, // [MC / MR], room for the smallest MR
 }
 
 impl Default for GemmWorkspace {
@@ -326,8 +353,8 @@ impl GemmWorkspace {
         GemmWorkspace {
             packed_a: vec![0.0; MC * KC],
             packed_b: vec![0.0; NC * KC],
-            live_depths: vec![0; MC / MR * KC],
-            live_counts: vec![0; MC / MR],
+            live_depths: vec![0; MC / MIN_MR * KC],
+            live_counts: vec![0; MC / MIN_MR],
         }
     }
 }
@@ -379,8 +406,62 @@ pub fn gemm<A: Operand>(
         }
         return;
     }
+    dispatch(Gemm {
+        m,
+        n,
+        k,
+        a,
+        b,
+        c,
+        ldc,
+        accumulate,
+        ws,
+    });
+}
+
+/// [`gemm`]'s arguments, checked, for [`dispatch`].
+struct Gemm<'a, 'b, A> {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: A,
+    b: MatRef<'b>,
+    c: &'a mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    ws: &'a mut GemmWorkspace,
+}
+
+impl<A: Operand> SimdKernel for Gemm<'_, '_, A> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        // The tile height is a constant of the level: the branch not taken is never built.
+        if S::MR == 8 {
+            blocked::<S, A, 8>(s, self)
+        } else {
+            blocked::<S, A, 4>(s, self)
+        }
+    }
+}
+
+/// The loop nest of [`gemm`] with `MR`-row tiles.
+#[inline(always)]
+fn blocked<S: Simd, A: Operand, const MR: usize>(s: S, g: Gemm<'_, '_, A>) {
+    let Gemm {
+        m,
+        n,
+        k,
+        a,
+        b,
+        c,
+        ldc,
+        accumulate,
+        ws,
+    } = g;
     if m == 1 && b.col_stride == 1 {
-        row_times_matrix(k, n, a, b, &mut c[..n], accumulate, &mut ws.live_depths);
+        row_times_matrix(s, k, n, a, b, &mut c[..n], accumulate, &mut ws.live_depths);
         return;
     }
     // LOOP 5: split n into NC-wide column blocks.
@@ -394,7 +475,7 @@ pub fn gemm<A: Operand>(
             // LOOP 3: split m into MC-tall row blocks.
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                pack_a(a, ic, mc, pc, kc, ws);
+                pack_a::<S, A, MR>(s, a, ic, mc, pc, kc, ws);
                 // LOOP 2 and 1: NR-wide and MR-tall microtiles.
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
@@ -410,12 +491,12 @@ pub fn gemm<A: Operand>(
                         let panel_a = &ws.packed_a[panel * kc * MR..][..kc * MR];
                         let live = &ws.live_depths[panel * KC..][..ws.live_counts[panel]];
                         let tile = if live.len() == kc {
-                            microkernel(kc, panel_a, panel_b, ldb)
+                            microkernel::<S, MR>(s, kc, panel_a, panel_b, ldb)
                         } else {
-                            microkernel_listed(live, panel_a, panel_b, ldb)
+                            microkernel_listed::<S, MR>(s, live, panel_a, panel_b, ldb)
                         };
                         let c_at = (ic + ir) * ldc + jc + jr;
-                        store_tile(&tile, mr, nr, &mut c[c_at..], ldc, add);
+                        store_tile(s, &tile, mr, nr, &mut c[c_at..], ldc, add);
                     }
                 }
             }
@@ -429,10 +510,19 @@ pub fn gemm<A: Operand>(
 /// Inputs are sparse (four in five MNIST pixels are 0, and so are many ReLU outputs): a depth
 /// whose MR values are all zero adds nothing to the tile, so the microkernel skips it. The
 /// list costs one pass over the panel, which every NR-wide tile of the row block reuses.
-fn pack_a<A: Operand>(a: A, ic: usize, mc: usize, pc: usize, kc: usize, ws: &mut GemmWorkspace) {
+#[inline(always)]
+fn pack_a<S: Simd, A: Operand, const MR: usize>(
+    s: S,
+    a: A,
+    ic: usize,
+    mc: usize,
+    pc: usize,
+    kc: usize,
+    ws: &mut GemmWorkspace,
+) {
     for (panel, rows) in (0..mc).step_by(MR).enumerate() {
         let dst = &mut ws.packed_a[panel * kc * MR..][..kc * MR];
-        a.pack_panel(ic + rows, MR.min(mc - rows), pc, kc, dst);
+        a.pack_panel::<S, MR>(s, ic + rows, MR.min(mc - rows), pc, kc, dst);
         let live = &mut ws.live_depths[panel * KC..][..kc];
         let mut listed = 0;
         for (p, values) in dst.chunks_exact(MR).enumerate() {
@@ -454,6 +544,7 @@ fn in_place(b: &MatRef<'_>, live: usize) -> bool {
 
 /// Packs the panels of `B[pc..pc+kc, jc..jc+nc]` that cannot be read in place into
 /// NR-column panels, `[panel][p][NR]`, zero-padding the last one.
+#[inline(always)]
 fn pack_b(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32]) {
     for (panel, cols) in (0..nc).step_by(NR).enumerate() {
         let live = NR.min(nc - cols);
@@ -475,21 +566,34 @@ fn pack_b(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [
 
 /// The MR x NR register tile of `panel_a · B` over depth `kc`, B's rows `ldb` apart.
 #[inline(always)]
-fn microkernel(kc: usize, panel_a: &[f32], b: &[f32], ldb: usize) -> [f32x16; MR] {
-    let mut acc = [f32x16::ZERO; MR];
+fn microkernel<S: Simd, const MR: usize>(
+    s: S,
+    kc: usize,
+    panel_a: &[f32],
+    b: &[f32],
+    ldb: usize,
+) -> [S::F32; MR] {
+    let mut acc = [s.zero(); MR];
     for (p, a) in panel_a.chunks_exact(MR).take(kc).enumerate() {
-        add_depth(&mut acc, a, &b[p * ldb..p * ldb + NR]);
+        add_depth(s, &mut acc, a, &b[p * ldb..p * ldb + NR]);
     }
     acc
 }
 
 /// [`microkernel`] over the depths `live` alone (the others' A values are all zero).
 #[inline(always)]
-fn microkernel_listed(live: &[u16], panel_a: &[f32], b: &[f32], ldb: usize) -> [f32x16; MR] {
-    let mut acc = [f32x16::ZERO; MR];
+fn microkernel_listed<S: Simd, const MR: usize>(
+    s: S,
+    live: &[u16],
+    panel_a: &[f32],
+    b: &[f32],
+    ldb: usize,
+) -> [S::F32; MR] {
+    let mut acc = [s.zero(); MR];
     for &p in live {
         let p = usize::from(p);
         add_depth(
+            s,
             &mut acc,
             &panel_a[p * MR..p * MR + MR],
             &b[p * ldb..p * ldb + NR],
@@ -500,32 +604,44 @@ fn microkernel_listed(live: &[u16], panel_a: &[f32], b: &[f32], ldb: usize) -> [
 
 /// One depth of the tile: `acc[r] += a[r] · row` for the MR values of A and a row of NR of B.
 #[inline(always)]
-fn add_depth(acc: &mut [f32x16; MR], a: &[f32], row: &[f32]) {
-    let b = f32x16::new(row[..NR].try_into().expect("16 lanes"));
+fn add_depth<S: Simd, const MR: usize>(s: S, acc: &mut [S::F32; MR], a: &[f32], row: &[f32]) {
+    let b = s.load(row);
+    let a = &a[..MR];
     for r in 0..MR {
-        acc[r] = f32x16::splat(a[r]).mul_add(b, acc[r]);
+        acc[r] = s.mul_add(s.splat(a[r]), b, acc[r]);
     }
 }
 
 /// Writes the live `mr x nr` corner of a tile into C (adding to it when `add`).
 #[inline(always)]
-fn store_tile(tile: &[f32x16; MR], mr: usize, nr: usize, c: &mut [f32], ldc: usize, add: bool) {
-    for (r, vector) in tile.iter().enumerate().take(mr) {
+fn store_tile<S: Simd, const MR: usize>(
+    s: S,
+    tile: &[S::F32; MR],
+    mr: usize,
+    nr: usize,
+    c: &mut [f32],
+    ldc: usize,
+    add: bool,
+) {
+    for (r, &vector) in tile.iter().enumerate().take(mr) {
         let row = &mut c[r * ldc..r * ldc + nr];
-        if let Ok(row) = <&mut [f32; NR]>::try_from(&mut *row) {
+        if nr == NR {
             // A whole row at a fixed size: with the run-time `nr` as its length, storing
             // it was a call to `memcpy` per row of every tile (9% of an MLP step).
             let sum = if add {
-                f32x16::new(*row) + *vector
+                s.add(s.load(row), vector)
             } else {
-                *vector
+                vector
             };
-            *row = *sum.as_array();
+            s.store(sum, row);
             continue;
         }
-        for (out, &v) in row.iter_mut().zip(vector.as_array()) {
-            *out = if add { *out + v } else { v };
-        }
+        let sum = if add {
+            s.add(s.load_partial(row), vector)
+        } else {
+            vector
+        };
+        s.store_partial(sum, row);
     }
 }
 
@@ -536,7 +652,10 @@ fn store_tile(tile: &[f32x16; MR], mr: usize, nr: usize, c: &mut [f32], ldc: usi
 /// Rows of B that meet a zero of `a` are skipped, as in [`gemm`]: an MNIST image has about
 /// 150 non-zero pixels of 784, so a 784x256 layer reads 150 KB of weights instead of 800 KB.
 /// The depths are listed into `listed` (when it holds `k + 8`; otherwise every depth runs).
-fn row_times_matrix<A: Operand>(
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn row_times_matrix<S: Simd, A: Operand>(
+    s: S,
     k: usize,
     n: usize,
     a: A,
@@ -546,7 +665,7 @@ fn row_times_matrix<A: Operand>(
     listed: &mut [u16],
 ) {
     // Vectors per block: 64 columns.
-    const W: usize = 8;
+    const W: usize = 4;
     // The depths where `a` is not zero (eight slots of slack: listing writes eight at a
     // time), or None (every depth) when they might not fit.
     let live: Option<&[u16]> = (k + 8 <= listed.len()).then(|| {
@@ -555,42 +674,51 @@ fn row_times_matrix<A: Operand>(
     });
     // The listed rows of B lie scattered over a matrix larger than L2, where the hardware
     // sees no stream to fetch ahead: a few depths ahead, the block's columns are asked for.
-    // Eight depths ahead covers the latency from L3 at the rate the tile consumes them;
-    // asking for whole rows at once was slower.
+    // Measured on a 784-256-10 model, 2000 test images one at a time: 5.80 to 5.53 us an
+    // image (medians of 10 interleaved runs; faster in 8). Whole rows at once were slower.
     const DEPTHS_AHEAD: usize = 8;
-    let for_each_depth = |cols: Range<usize>, f: &mut dyn FnMut(usize)| match live {
-        Some(depths) => {
-            for (i, &p) in depths.iter().enumerate() {
-                if let Some(&ahead) = depths.get(i + DEPTHS_AHEAD) {
-                    let start = usize::from(ahead) * b.row_stride;
-                    prefetch(&b.data[start + cols.start..start + cols.end]);
+    // A macro, not a closure: a closure is a function of its own, compiled without the
+    // level's target features unless it is inlined (a `dyn FnMut` here never was).
+    macro_rules! for_each_depth {
+        ($cols:expr, |$p:ident| $body:block) => {
+            match live {
+                Some(depths) => {
+                    let cols: Range<usize> = $cols;
+                    for (i, &p) in depths.iter().enumerate() {
+                        if let Some(&ahead) = depths.get(i + DEPTHS_AHEAD) {
+                            let start = usize::from(ahead) * b.row_stride;
+                            prefetch(&b.data[start + cols.start..start + cols.end]);
+                        }
+                        let $p = usize::from(p);
+                        $body
+                    }
                 }
-                f(usize::from(p));
+                None => {
+                    for $p in 0..k $body
+                }
             }
-        }
-        None => (0..k).for_each(f),
-    };
+        };
+    }
     let mut j = 0;
-    while j + 8 * W <= n {
-        let mut acc = [f32x8::ZERO; W];
-        for_each_depth(j..j + 8 * W, &mut |p| {
-            let x = f32x8::splat(a.at(0, p));
-            let row = &b.data[p * b.row_stride + j..][..8 * W];
-            for (v, chunk) in acc.iter_mut().zip(row.chunks_exact(8)) {
-                *v = x.mul_add(f32x8::new(chunk.try_into().expect("8 lanes")), *v);
+    while j + 16 * W <= n {
+        let mut acc = [s.zero(); W];
+        for_each_depth!(j..j + 16 * W, |p| {
+            let x = s.splat(a.at(0, p));
+            let row = &b.data[p * b.row_stride + j..][..16 * W];
+            for (v, chunk) in acc.iter_mut().zip(row.chunks_exact(16)) {
+                *v = s.mul_add(x, s.load(chunk), *v);
             }
         });
-        for (v, out) in acc.iter().zip(c[j..j + 8 * W].chunks_exact_mut(8)) {
-            for (o, x) in out.iter_mut().zip(v.as_array()) {
-                *o = if accumulate { *o + x } else { *x };
-            }
+        for (&v, out) in acc.iter().zip(c[j..j + 16 * W].chunks_exact_mut(16)) {
+            let v = if accumulate { s.add(s.load(out), v) } else { v };
+            s.store(v, out);
         }
-        j += 8 * W;
+        j += 16 * W;
     }
     for (col, out) in c.iter_mut().enumerate().take(n).skip(j) {
         let mut sum = 0.0f32;
-        for_each_depth(0..0, &mut |p| {
-            sum = a.at(0, p).mul_add(b.data[p * b.row_stride + col], sum)
+        for_each_depth!(0..0, |p| {
+            sum = s.mul_add_scalar(a.at(0, p), b.data[p * b.row_stride + col], sum);
         });
         *out = if accumulate { *out + sum } else { sum };
     }

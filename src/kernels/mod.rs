@@ -7,17 +7,43 @@
 //! allocate" is made ahead of the products: [`listed`]'s lists and packed weights own
 //! memory, which they reuse, so that [`listed::matmul`] itself does not.
 //!
-//! SIMD comes from `wide` (f32x8, AVX2 + FMA when the crate is built with
-//! `target-cpu=native`, as `.cargo/config.toml` does; portable lanes otherwise).
+//! # SIMD: chosen at run time
+//!
+//! The instruction level ([`simd::Level`]: portable, AVX2 + FMA, AVX-512) is detected once
+//! per process, or forced with `SOFTNET_SIMD=portable|avx2|avx512`; no build flag is
+//! needed. How to write a dispatched kernel:
+//!
+//! 1. Check shapes in a plain public function, then pack the checked arguments into a
+//!    struct and call [`simd::dispatch`] with it.
+//! 2. Implement [`simd::SimdKernel`] for the struct: `run<S: Simd>(self, s: S)` is the body,
+//!    marked `#[inline(always)]`, and so is every helper it calls (generic over
+//!    `S: Simd`, taking `s`). `dispatch` calls it inside one `#[target_feature]` function
+//!    per level, so the body is compiled once per level; a helper that is not inlined is
+//!    compiled without the level's features (slow, never wrong).
+//! 3. Do vector arithmetic with the token's methods (`s.load`, `s.mul_add`, `s.store`, ...)
+//!    on `S::F32` (sixteen f32 lanes). Sizes that depend on the register count are the
+//!    level's constants (`S::MR`); a const-generic helper picked by
+//!    `if S::MR == 8 { f::<S, 8>() } else { f::<S, 4>() }` keeps arrays sized at compile
+//!    time. Scalar tails use `s.mul_add_scalar`, so they round as the lanes do.
+//! 4. No `unsafe` outside [`simd`]: a missing operation becomes a token method there, one
+//!    implementation per level, with a `// SAFETY:` line, and a case in its tests.
+//! 5. Test the kernel on every level with [`simd::with_level`] over
+//!    [`simd::Level::supported`], against its twin in [`naive`].
+//!
+//! Kernels built from [`gemm()`] and plain loops (as convolution by im2col is) need none of
+//! this: `gemm` dispatches itself.
 
 pub mod conv;
 pub mod elementwise;
+#[cfg(test)]
+mod every_level;
 pub mod gemm;
 pub mod listed;
 pub mod naive;
 mod naive_conv;
 pub mod narrow;
 pub mod pool;
+pub mod simd;
 
 pub use elementwise::{
     add_bias_rows, argmax_rows, column_sums_into, relu_backward_in_place, relu_in_place,

@@ -186,10 +186,46 @@ pub fn max_pool_backward(
         d_input.len(),
         rows * g.input_len()
     );
-    d_input.fill(0.0);
     if g.output_len() == 0 {
+        d_input.fill(0.0);
         return;
     }
+    if g.stride >= g.size {
+        // Windows do not overlap: each is written once, its gradient at its argmax and
+        // zeros around it, instead of zeroing everything and adding into it after. Only
+        // inputs that no window covers still need zeros first.
+        let tiled = g.stride == g.size
+            && g.out_height() * g.size == g.height
+            && g.out_width() * g.size == g.width;
+        if !tiled {
+            d_input.fill(0.0);
+        }
+        let images = d_input
+            .chunks_exact_mut(g.input_len())
+            .zip(d_out.chunks_exact(g.output_len()))
+            .zip(argmax.chunks_exact(g.output_len()));
+        let (c, ow) = (g.channels, g.out_width());
+        for ((d_input, d_out), argmax) in images {
+            let outs = d_out.chunks_exact(c).zip(argmax.chunks_exact(c));
+            for (o, (d, index)) in outs.enumerate() {
+                let at = ((o / ow) * g.stride * g.width + (o % ow) * g.stride) * c;
+                for (wy, wx) in window(g.size) {
+                    let from = at + (wy * g.width + wx) * c;
+                    let dst = &mut d_input[from..][..c];
+                    for (i, ((dst, &d), &index)) in dst.iter_mut().zip(d).zip(index).enumerate() {
+                        // `0.0 + d`, as zeroing then adding gives (-0.0 becomes +0.0).
+                        *dst = if index as usize == from + i {
+                            0.0 + d
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+        return;
+    }
+    d_input.fill(0.0);
     let images = d_input
         .chunks_exact_mut(g.input_len())
         .zip(d_out.chunks_exact(g.output_len()))
@@ -314,6 +350,32 @@ mod tests {
         assert!(out[0].is_nan());
         assert_eq!(out[1], 4.0);
         assert_eq!(index, [2, 5]);
+    }
+
+    /// Non-overlapping windows are written whole, not zeroed and added into: the result
+    /// must still be what zeroing and adding gives, `-0.0` arriving as `+0.0`, and inputs
+    /// outside every window zero.
+    #[test]
+    fn disjoint_windows_match_zeroing_then_adding() {
+        // 5x5 with 2x2 windows at stride 2: the last row and column are in no window.
+        let g = PoolGeometry {
+            height: 5,
+            width: 5,
+            channels: 1,
+            size: 2,
+            stride: 2,
+        };
+        let input: Vec<f32> = (0..25).map(|i| (i % 7) as f32).collect();
+        let (mut out, mut index) = ([0.0; 4], [0; 4]);
+        max_pool_forward(&g, 1, &input, &mut out, Some(&mut index));
+        let d_out = [-0.0, 1.5, -2.0, 3.0];
+        let mut d_input = [f32::NAN; 25];
+        max_pool_backward(&g, 1, &d_out, &index, &mut d_input);
+        let mut want = [0.0f32; 25];
+        naive::max_pool_backward(&g, 1, &d_out, &index, &mut want);
+        assert_eq!(bits(&d_input), bits(&want));
+        assert!(d_input.iter().all(|v| v.is_sign_positive() || *v < 0.0));
+        assert_eq!(d_input.iter().filter(|v| **v != 0.0).count(), 3);
     }
 
     #[test]

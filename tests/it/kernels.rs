@@ -235,12 +235,15 @@ fn sparse_pixels(len: usize) -> impl Strategy<Value = Vec<u8>> {
 }
 
 /// `C[i, j] = Σ_p A[i, p]·B[p, j]` as one fused multiply-add after another, in order of `p`:
-/// what a single depth block of the blocked gemm computes, bit for bit.
+/// what a single depth block of the blocked gemm computes, bit for bit. (Unfused, where
+/// `SOFTNET_SIMD=portable` runs on a target without FMA: the kernels round twice there.)
 fn in_order_fma_sum(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+    let fused = softnet::kernels::simd::Level::current().fuses_mul_add();
+    let fma = |x: f32, y: f32, s: f32| if fused { x.mul_add(y, s) } else { x * y + s };
     let mut c = vec![0.0f32; m * n];
     for i in 0..m {
         for j in 0..n {
-            c[i * n + j] = (0..k).fold(0.0f32, |s, p| a[i * k + p].mul_add(b[p * n + j], s));
+            c[i * n + j] = (0..k).fold(0.0f32, |s, p| fma(a[i * k + p], b[p * n + j], s));
         }
     }
     c

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use softnet::data::{BatchOrder, Dataset, Mnist};
+use softnet::kernels::simd::{dispatch, Simd, SimdKernel};
 use softnet::nn::{Architecture, Input, Model, Workspace};
 use softnet::optim::Optimizer;
 use softnet::train::{run as run_training, Evaluator, RunConfig, Silent, Trainer};
@@ -120,27 +121,53 @@ fn single_image_us(mnist: &Mnist, model: &Model, repeats: u32) -> f64 {
     median(samples)
 }
 
-/// Independent multiply-add chains per thread in [`fma_peak_gflops`]: enough to cover the
-/// FMA latency on both FMA pipes (4 cycles x 2 pipes) with room to spare.
-const PEAK_CHAINS: usize = 12;
+/// Iterations of each chain in [`fma_peak_gflops`].
+const PEAK_ITERATIONS: u64 = 2_000_000;
+
+/// [`fma_peak_gflops`]'s loop, at the level kernels run at: its sum (so the loop is not
+/// optimised away) and the f32 lanes it multiply-added per iteration.
+struct FmaSpin;
+
+impl SimdKernel for FmaSpin {
+    type Output = (f32, u64);
+
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) -> (f32, u64) {
+        // Independent chains of sixteen lanes: enough to cover the FMA latency on both FMA
+        // pipes (4 cycles x 2 pipes) with room to spare, in twelve registers (of 32 with
+        // AVX-512, of 16 with AVX2, where a vector is two).
+        if S::MR == 8 {
+            spin::<S, 12>(s)
+        } else {
+            spin::<S, 6>(s)
+        }
+    }
+}
+
+#[inline(always)]
+fn spin<S: Simd, const CHAINS: usize>(s: S) -> (f32, u64) {
+    let mut acc = [s.splat(1.0); CHAINS];
+    let (scale, shift) = (s.splat(0.999_999), s.splat(1e-7));
+    for _ in 0..PEAK_ITERATIONS {
+        for a in &mut acc {
+            *a = s.mul_add(*a, scale, shift);
+        }
+    }
+    let sum = acc
+        .iter()
+        .fold(0.0, |sum, &a| sum + s.to_array(a).iter().sum::<f32>());
+    (sum, 16 * CHAINS as u64)
+}
 
 /// The f32 multiply-add rate `threads` threads reach together, in GFLOP/s: each runs
-/// [`PEAK_CHAINS`] independent chains of eight-lane FMAs from registers, with no memory
-/// traffic. It is the ceiling of every dense-equivalent rate below, measured in the same run,
-/// because the rate a virtual machine's cores deliver changes with what else the host runs.
+/// independent chains of sixteen-lane FMAs from registers, with no memory traffic, at the
+/// SIMD level the kernels run at. It is the ceiling of every dense-equivalent rate below,
+/// measured in the same run, because the rate a virtual machine's cores deliver changes
+/// with what else the host runs.
 fn fma_peak_gflops(threads: usize) -> f64 {
-    use wide::f32x8;
-    const ITERATIONS: u64 = 2_000_000;
-    let spin = || {
-        let mut acc = [f32x8::splat(1.0); PEAK_CHAINS];
-        let (scale, shift) = (f32x8::splat(0.999_999), f32x8::splat(1e-7));
-        for _ in 0..ITERATIONS {
-            for a in &mut acc {
-                *a = a.mul_add(scale, shift);
-            }
-        }
-        acc.iter().fold(0.0, |s, a| s + a.reduce_add())
-    };
+    const ITERATIONS: u64 = PEAK_ITERATIONS;
+    let lanes = dispatch(FmaSpin).1;
+    let spin = || dispatch(FmaSpin).0;
     let samples = (0..3)
         .map(|_| {
             let (seconds, _) = time(|| {
@@ -152,7 +179,7 @@ fn fma_peak_gflops(threads: usize) -> f64 {
                         .sum::<f32>()
                 })
             });
-            let flops = (threads as u64 * ITERATIONS * PEAK_CHAINS as u64 * 16) as f64;
+            let flops = (threads as u64 * ITERATIONS * lanes * 2) as f64;
             flops / seconds / 1e9
         })
         .collect();
@@ -360,6 +387,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let fma_peak = (fma_before + fma_after) / 2.0;
     let train_flops = 2000.0 * 100.0 * 4.0 * softmax.forward_macs() as f64;
     let eval_flops = 20.0 * mnist.test.len() as f64 * 2.0 * softmax.forward_macs() as f64;
+    let simd = softnet::kernels::simd::Level::process();
+    let simd_detail = softnet::kernels::simd::describe();
     if args.json {
         let mlp = mlp_epoch_s.map_or("null".to_string(), |s| format!("{s:.6}"));
         println!(
@@ -367,11 +396,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
              \"load_s\":{load_s:.6},\"infer_1_us\":{infer_1_us:.4},\"infer_10k_ms\":{infer_10k_ms:.4},\"infer_10k_first_ms\":{infer_10k_first_ms:.4},\
              \"peak_rss_mb\":{peak:.1},\"mlp_epoch_s\":{mlp},\"mlp_infer_1_us\":{mlp_1_us:.4},\
              \"fma_peak_gflops\":{fma_peak:.1},\"fma_peak_1t_gflops\":{fma_1t:.1},\
-             \"threads\":{threads_used},\"repeats\":{repeats}}}"
+             \"threads\":{threads_used},\"repeats\":{repeats},\"simd\":\"{simd}\",\"simd_detail\":\"{simd_detail}\"}}"
         );
         return Ok(());
     }
     println!("softnet bench: medians of {repeats} runs on {threads_used} thread(s)");
+    println!("simd: {simd_detail}");
     println!(
         "this machine's f32 FMA peak: {fma_1t:.0} GFLOP/s on 1 thread, {fma_before:.0} then \
          {fma_after:.0} GFLOP/s on {threads_used} (before and after the runs)\n"

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 #[cfg(feature = "download")]
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Softmax regression and small dense networks on MNIST, on the CPU.
 #[derive(Debug, Parser)]
@@ -130,7 +130,16 @@ impl DataArgs {
 
 fn main() -> ExitCode {
     restore_default_sigpipe();
-    let cli = Cli::parse();
+    // `--version` names the SIMD path too, which is known only at run time.
+    let version = format!(
+        "{}\nsimd: {}",
+        env!("CARGO_PKG_VERSION"),
+        softnet::kernels::simd::describe()
+    );
+    let matches = Cli::command()
+        .version(&*Box::leak(version.into_boxed_str()))
+        .get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
