@@ -57,13 +57,15 @@ d = sys.argv[1]
 load = lambda kind: [json.load(open(f"{d}/{kind}-{r}.json")) for r in (1, 2)]
 generic, native = load("generic"), load("native")
 print(f"simd: generic {generic[0]['simd_detail']}, native {native[0]['simd_detail']}")
+# Per-round ratios: each round's two runs share the machine's load of the moment.
 print(f"{'measurement':<22} {'generic (2 rounds)':>24} {'native (2 rounds)':>24} {'generic/native':>15}")
 for key, value in generic[0].items():
     if not key.endswith(("_s", "_us", "_ms")) or value is None:
         continue
     g = [r[key] for r in generic]
     n = [r[key] for r in native]
-    ratio = (sum(g) / len(g)) / (sum(n) / len(n)) if all(n) else float("nan")
+    ratios = [a / b for a, b in zip(g, n) if b]
+    ratio = sum(ratios) / len(ratios) if ratios else float("nan")
     fmt = lambda v: " ".join(f"{x:.4g}" for x in v)
     print(f"{key:<22} {fmt(g):>24} {fmt(n):>24} {ratio:>14.2f}x")
 PY
