@@ -467,6 +467,9 @@ fn check_network(arch: &Architecture, name: &Path) -> Result<(), ClassifierError
 
 /// Checks the engine's limits; returns the widest padded layer.
 fn check(arch: &Architecture, name: &Path) -> Result<usize, ClassifierError> {
+    // The SIMD level is chosen here, not at the first prediction: reading `SOFTNET_SIMD`
+    // allocates.
+    crate::kernels::simd::Level::process();
     let unsupported = |reason: String| ClassifierError::Unsupported {
         source_name: name.to_path_buf(),
         reason,

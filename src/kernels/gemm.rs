@@ -348,8 +348,11 @@ impl Default for GemmWorkspace {
 }
 
 impl GemmWorkspace {
-    /// Allocates the packing buffers (about 600 KB).
+    /// Allocates the packing buffers (about 600 KB), and chooses the process's SIMD level
+    /// if no kernel has yet: reading `SOFTNET_SIMD` allocates, which the kernels promise
+    /// not to do.
     pub fn new() -> Self {
+        super::simd::Level::process();
         GemmWorkspace {
             packed_a: vec![0.0; MC * KC],
             packed_b: vec![0.0; NC * KC],

@@ -83,7 +83,9 @@ impl Level {
     }
 
     /// The process's level: `SOFTNET_SIMD` if set (clamped to what the CPU runs), or the
-    /// detected one.
+    /// detected one. The first call reads the environment, which allocates:
+    /// [`GemmWorkspace::new`](super::GemmWorkspace::new) and the `Classifier` constructors
+    /// make it, so that kernels never allocate.
     #[inline]
     pub fn process() -> Level {
         match CHOSEN.load(Ordering::Relaxed) {
@@ -248,12 +250,16 @@ pub fn dispatch_at<K: SimdKernel>(level: Level, kernel: K) -> K::Output {
     kernel.run(Portable::new())
 }
 
+/// # Safety
+/// The CPU must have AVX2 and FMA (an [`Avx2`] token proves it).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2<K: SimdKernel>(kernel: K, token: Avx2) -> K::Output {
     kernel.run(token)
 }
 
+/// # Safety
+/// The CPU must have the AVX-512 level's features (an [`Avx512`] token proves it).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
 unsafe fn run_avx512<K: SimdKernel>(kernel: K, token: Avx512) -> K::Output {
