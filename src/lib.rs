@@ -77,8 +77,8 @@
 //! | `download` | yes | [`download`]: fetching MNIST with SHA-256 verification |
 //!
 //! With `default-features = false` the crate keeps training, evaluation, model files and the
-//! inference engine. The SIMD instructions are those of the target CPU the crate is compiled
-//! for (`-C target-cpu=native` gives AVX2 or AVX-512).
+//! inference engine. The kernels choose their SIMD instructions at run time (AVX-512,
+//! AVX2 + FMA or portable; see [`kernels::simd`]), so no build flag is needed.
 #![warn(missing_docs)]
 // `unsafe` lives where it is needed (the prefetch hints in `kernels`, mapping and huge pages
 // in `data`), each with a `// SAFETY:` note; every other module stays without it.
