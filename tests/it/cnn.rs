@@ -9,15 +9,7 @@ use softnet::nn::{Architecture, Input, Model, Workspace};
 use softnet::optim::{Optimizer, OptimizerKind};
 use softnet::train::{evaluate, run, Evaluator, RunConfig, Silent, Trainer};
 
-use crate::common::{npy, real_mnist, reference_dir, synthetic};
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
+use crate::common::{max_abs_diff, npy, real_mnist, reference_dir, synthetic};
 
 /// The reference network: the tutorial's CNN without dropout (the dumps were made without).
 fn reference_cnn() -> Model {
