@@ -24,9 +24,9 @@
 //! | IDX bytes → [`Dataset`](data::Dataset), batches into reused buffers | [`data`] ([`download`] fetches the files) |
 //! | a model: architecture, parameter arena, forward and backward passes | [`nn`] |
 //! | the numeric kernels under them: blocked gemm, narrow and listed products, softmax | [`kernels`] |
-//! | minibatch training in shards, evaluation, the run loop and its observers | [`train`] |
+//! | minibatch training in shards, evaluation, the run loop and its observers, checkpoints | [`train`] |
 //! | SGD, momentum, Adam, schedules | [`optim`] |
-//! | model files (safetensors, int8), checkpoints, `.npy` | [`io`] |
+//! | model files (safetensors, int8), `.npy` | [`io`] |
 //! | inference only: [`Classifier`] | [`infer`] |
 //! | TensorBoard event files | [`summary`] |
 //! | pictures, plots, the HTML report; PNG input | [`render`], [`preprocess`] |

@@ -1,7 +1,7 @@
 //! Training checkpoints: a checkpoint that parses round-trips through its own writer.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use softnet::io::checkpoint::Checkpoint;
+use softnet::train::checkpoint::Checkpoint;
 
 fuzz_target!(|data: &[u8]| {
     let path = std::path::Path::new("fuzz");

@@ -1,6 +1,5 @@
 //! Files: models in the safetensors format, written atomically.
 
-pub mod checkpoint;
 pub mod model_file;
 pub mod npy;
 pub mod quantized;

@@ -5,6 +5,7 @@
 //! shard gradients are summed in shard order: the trained weights are bit-identical for any
 //! number of threads.
 
+pub mod checkpoint;
 mod eval;
 mod parallel;
 pub mod run;

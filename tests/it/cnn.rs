@@ -205,8 +205,8 @@ fn a_small_cnn_learns_real_mnist_in_one_epoch_of_6000_images() {
 
 #[test]
 fn a_resumed_cnn_run_with_dropout_and_adam_ends_bit_identical() {
-    use softnet::io::checkpoint::Checkpoint;
     use softnet::optim::OptimizerKind;
+    use softnet::train::checkpoint::Checkpoint;
     let data = synthetic(300, 4);
     let trainer = || {
         let model = Model::he_normal(small_cnn(), 3);

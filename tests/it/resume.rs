@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use softnet::io::checkpoint::{list_checkpoints, Checkpoint, CheckpointError};
+use softnet::train::checkpoint::{list_checkpoints, Checkpoint, CheckpointError};
 
 use crate::cli::{softnet, write_data_dir};
 

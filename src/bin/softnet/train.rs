@@ -354,7 +354,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let checkpoint_dir = args.resume.clone().or_else(|| args.checkpoint_dir.clone());
     let logging = observers.1.is_some();
     interrupt::install();
-    let mut observer = Interruptible(softnet::io::checkpoint::Checkpointed {
+    let mut observer = Interruptible(softnet::train::checkpoint::Checkpointed {
         inner: &mut observers,
         checkpointer,
     });
@@ -459,8 +459,8 @@ fn checkpoints(
     args: &TrainArgs,
     trainer: &mut Trainer,
     steps: u64,
-) -> anyhow::Result<Option<softnet::io::checkpoint::Checkpointer>> {
-    use softnet::io::checkpoint::Checkpointer;
+) -> anyhow::Result<Option<softnet::train::checkpoint::Checkpointer>> {
+    use softnet::train::checkpoint::Checkpointer;
     let dir = match (&args.resume, &args.checkpoint_dir) {
         (Some(resume), Some(dir)) if resume != dir => bail!(
             "--resume {} and --checkpoint-dir {} name different folders: a resumed run \
@@ -499,8 +499,8 @@ fn checkpoints(
 fn newest_checkpoint(
     dir: &std::path::Path,
     every: u64,
-) -> anyhow::Result<(softnet::io::checkpoint::Checkpoint, PathBuf)> {
-    use softnet::io::checkpoint::{list_checkpoints, load_latest, CheckpointError};
+) -> anyhow::Result<(softnet::train::checkpoint::Checkpoint, PathBuf)> {
+    use softnet::train::checkpoint::{list_checkpoints, load_latest, CheckpointError};
     let none_yet = match list_checkpoints(dir) {
         Ok(list) => list.is_empty(),
         Err(CheckpointError::Io { source, .. }) => source.kind() == std::io::ErrorKind::NotFound,
@@ -596,7 +596,7 @@ impl RunSettings {
     /// same settings.
     fn check_against(
         &self,
-        checkpoint: &softnet::io::checkpoint::Checkpoint,
+        checkpoint: &softnet::train::checkpoint::Checkpoint,
         arch: &str,
         path: &std::path::Path,
     ) -> anyhow::Result<()> {
@@ -664,7 +664,7 @@ impl RunSettings {
 
 /// The observers of a run, stopped at the end of the update during which Ctrl-C was pressed,
 /// after a checkpoint of that update when the run writes checkpoints.
-struct Interruptible<'a>(softnet::io::checkpoint::Checkpointed<'a>);
+struct Interruptible<'a>(softnet::train::checkpoint::Checkpointed<'a>);
 
 impl Observer for Interruptible<'_> {
     fn on_step(&mut self, trainer: &Trainer, stats: &StepStats) -> Result<(), String> {

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
 
-use super::write_atomically;
-use crate::train::{Observer, StepStats, Trainer};
+use super::{EvalEvent, Observer, StepStats, Trainer};
+use crate::io::write_atomically;
 
 /// Metadata key holding the checkpoint's JSON.
 pub const METADATA_KEY: &str = "softnet_checkpoint";
@@ -425,7 +425,7 @@ impl Observer for Checkpointed<'_> {
         }
     }
 
-    fn on_eval(&mut self, event: &crate::train::EvalEvent<'_>) -> Result<(), String> {
+    fn on_eval(&mut self, event: &EvalEvent<'_>) -> Result<(), String> {
         self.inner.on_eval(event)
     }
 }
