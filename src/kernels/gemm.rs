@@ -125,15 +125,7 @@ pub trait Operand: Copy {
         kc: usize,
         dst: &mut [f32],
     ) {
-        for (p, slot) in dst.chunks_exact_mut(MR).take(kc).enumerate() {
-            for (r, v) in slot.iter_mut().enumerate() {
-                *v = if r < live {
-                    self.at(i0 + r, p0 + p)
-                } else {
-                    0.0
-                };
-            }
-        }
+        pack_strided::<Self, MR>(self, i0, live, p0, kc, dst);
     }
     /// Writes the depths `p < k` where row 0 is not zero (bits, so `-0.0` counts as not
     /// zero) to `listed`, in order, and returns how many; `listed` holds `k + 8` entries.
@@ -147,6 +139,24 @@ pub trait Operand: Copy {
             0
         } else {
             (rows - 1) * rs + (cols - 1) * cs + 1
+        }
+    }
+}
+
+/// Packing element by element, for any strides: rows `i0..i0+live` and depths `p0..p0+kc`
+/// into `dst` (`[kc][MR]`, rows past `live` zero).
+#[inline(always)]
+fn pack_strided<O: Operand, const MR: usize>(
+    op: &O,
+    i0: usize,
+    live: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    for (p, slot) in dst.chunks_exact_mut(MR).take(kc).enumerate() {
+        for (r, v) in slot.iter_mut().enumerate() {
+            *v = if r < live { op.at(i0 + r, p0 + p) } else { 0.0 };
         }
     }
 }
@@ -240,15 +250,7 @@ impl Operand for MatRef<'_> {
     ) {
         let shape = (i0, live, p0, kc);
         if !pack_contiguous::<S, MR, f32>(s, self.data, self.strides(), shape, dst, |v| v) {
-            for (p, slot) in dst.chunks_exact_mut(MR).take(kc).enumerate() {
-                for (r, v) in slot.iter_mut().enumerate() {
-                    *v = if r < live {
-                        self.at(i0 + r, p0 + p)
-                    } else {
-                        0.0
-                    };
-                }
-            }
+            pack_strided::<Self, MR>(self, i0, live, p0, kc, dst);
         }
     }
     fn len(&self) -> usize {
@@ -273,15 +275,7 @@ impl Operand for PixelRef<'_> {
         let shape = (i0, live, p0, kc);
         let unit = |v: u8| crate::data::batch::PIXEL_TO_UNIT[usize::from(v)];
         if !pack_contiguous::<S, MR, u8>(s, self.data, self.strides(), shape, dst, unit) {
-            for (p, slot) in dst.chunks_exact_mut(MR).take(kc).enumerate() {
-                for (r, v) in slot.iter_mut().enumerate() {
-                    *v = if r < live {
-                        self.at(i0 + r, p0 + p)
-                    } else {
-                        0.0
-                    };
-                }
-            }
+            pack_strided::<Self, MR>(self, i0, live, p0, kc, dst);
         }
     }
     /// Eight pixels per test when the row is contiguous (a single image): its zero bytes
