@@ -412,10 +412,21 @@ fn parse_header<'a>(
 /// values (2 KiB); the tutorial's CNN (`conv5x5x32,pool2,conv5x5x64,pool2,fc1024,fc10`)
 /// 2 × 28·28·32 = 50,176 values (200,704 bytes), for its first convolution's output.
 ///
-/// **Numbers.** Dense f32 logits equal the std `Classifier`'s at its portable SIMD level
-/// bit for bit, and int8 logits at every level; with AVX2 or AVX-512 (fused multiply-add)
-/// and for CNNs (other summation order) they differ in the last bits. See the
-/// `infer::forward` module for why.
+/// **Numbers.** The forward passes are plain scalar loops (no SIMD detection, which needs
+/// `std`). A dense f32 layer sums each output in the order of the std engine's dot product
+/// (32 running sums, reduced as a tree) with separate multiply and add, so its logits equal
+/// the std `Classifier`'s at the portable SIMD level bit for bit on targets without FMA
+/// (x86-64 by default); int8 logits (i32 sums, the same f32 rescaling) are equal at every
+/// level; the softmax uses the std kernels' exponential, lane by lane. With AVX2 or
+/// AVX-512 (fused multiply-add) the f32 logits differ in the last bits. Convolutions sum
+/// taps in `(ky, kx, channel)` order; on MNIST's test set a small CNN's logits came out
+/// equal to the std engine's portable ones too, but only a tolerance (1e-5 of the largest
+/// logit) is promised.
+///
+/// **Alignment.** Values are read with `f32::from_le_bytes`, so the bytes may sit at any
+/// address: an `include_bytes!` blob has alignment 1 and safetensors' offsets are multiples
+/// of nothing in particular. Cortex-M4 and x86 load unaligned words in one instruction, so
+/// asking for alignment (an aligning macro) would gain nothing.
 ///
 /// ```
 /// use softnet::ClassifierRef;
