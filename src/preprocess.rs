@@ -352,8 +352,8 @@ fn taps(n_in: usize, n_out: usize, j: usize) -> impl Iterator<Item = (usize, f32
 
 /// `f32::round`: halfway cases away from zero.
 fn round_f32(v: f32) -> f32 {
-    // From 2^23 on every f32 is an integer (and NaN fails the test too).
-    if !(v.abs() < 8_388_608.0) {
+    // From 2^23 on every f32 is an integer.
+    if v.is_nan() || v.abs() >= 8_388_608.0 {
         return v;
     }
     let t = v as i32 as f32; // truncated, exactly
@@ -368,9 +368,12 @@ fn round_f32(v: f32) -> f32 {
     signed_zero_f32(r, v)
 }
 
+/// From 2^52 on every f64 is an integer.
+const F64_INTEGRAL: f64 = 4_503_599_627_370_496.0;
+
 /// `f64::round`: halfway cases away from zero.
 fn round_f64(v: f64) -> f64 {
-    if !(v.abs() < 4_503_599_627_370_496.0) {
+    if v.is_nan() || v.abs() >= F64_INTEGRAL {
         return v;
     }
     let t = v as i64 as f64;
@@ -387,7 +390,7 @@ fn round_f64(v: f64) -> f64 {
 
 /// `f64::floor`.
 fn floor_f64(v: f64) -> f64 {
-    if !(v.abs() < 4_503_599_627_370_496.0) {
+    if v.is_nan() || v.abs() >= F64_INTEGRAL {
         return v;
     }
     let t = v as i64 as f64;
@@ -396,7 +399,7 @@ fn floor_f64(v: f64) -> f64 {
 
 /// `f64::ceil`.
 fn ceil_f64(v: f64) -> f64 {
-    if !(v.abs() < 4_503_599_627_370_496.0) {
+    if v.is_nan() || v.abs() >= F64_INTEGRAL {
         return v;
     }
     let t = v as i64 as f64;
