@@ -34,7 +34,7 @@ cleanup() {
 trap cleanup EXIT
 
 # playwright-core (the driver only; it downloads no browser) while the rest builds.
-(npm install --prefix "$tmp/node" --no-audit --no-fund --loglevel=error playwright-core@1 \
+(npm install --prefix "$tmp/node" --no-audit --no-fund --loglevel=error playwright-core@1.65.2 \
   >"$tmp/npm.log" 2>&1) &
 npm_pid=$!
 
