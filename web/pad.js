@@ -55,14 +55,17 @@ function segment([x0, y0], [x1, y1]) {
 
 let stroke = null; // { id, last } while a pointer is down
 let pending = false;
+let cost = 0; // milliseconds the last update took
 
+// While a stroke goes on, recompute at most once a frame, and less often when a model is slow
+// (the CNN), so the ink keeps up with the pointer; a stroke's end recomputes at once.
 function schedule() {
   if (!pending) {
     pending = true;
-    requestAnimationFrame(() => {
+    setTimeout(() => requestAnimationFrame(() => {
       pending = false;
       update();
-    });
+    }), Math.max(0, 2 * cost - 16));
   }
 }
 
@@ -139,6 +142,7 @@ function showPrediction(result) {
 }
 
 function update() {
+  const start = performance.now();
   let image = null;
   let result = null;
   if (softnet) {
@@ -151,6 +155,7 @@ function update() {
   }
   showSeen(image);
   showPrediction(result);
+  cost = performance.now() - start;
   document.body.dataset.updates = String(++updates);
 }
 
