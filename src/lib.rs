@@ -129,7 +129,6 @@ pub mod analysis;
 #[cfg(feature = "download")]
 pub mod download;
 
-#[cfg(feature = "render")]
 pub mod preprocess;
 
 // The README's examples run as doctests, from a file beside the model its embedding example

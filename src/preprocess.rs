@@ -15,13 +15,17 @@
 //!    (row and column indices, the convention MNIST's own images follow: their mean centre of
 //!    mass is (14.0, 14.0)), shifting by whole pixels and never cutting the digit.
 //!
-//! [`mnist_from_png`] decodes any PNG first (grey, RGB, palette, with or without alpha, 1 to 16
-//! bits, interlaced or not); colour becomes luma and transparency is composited over white.
+//! [`mnist_from_rgba`] does the same on 8-bit RGBA pixels (a browser canvas's), turning each
+//! into grey with [`gray_from_rgba`]. With the `render` feature, [`mnist_from_png`] decodes any
+//! PNG first (grey, RGB, palette, with or without alpha, 1 to 16 bits, interlaced or not);
+//! colour becomes luma and transparency is composited over white, by the same arithmetic, so a
+//! canvas saved as PNG gives `mnist_from_png` exactly what `mnist_from_rgba` gives the canvas.
+//!
+//! Everything but the PNG decoding uses `core` only and allocates nothing: the digit pad's
+//! WebAssembly build (`web/wasm/`) and `softnet predict` run this very code.
 //!
 //! Output is row-major, 784 bytes, 0 = background, 255 = full ink, like the IDX files.
 #![forbid(unsafe_code)]
-
-use std::io::Cursor;
 
 /// Images with more pixels than this are refused before any pixel is decoded (2^26, about
 /// 67 Mpixels: far beyond any photo of a digit, and it caps memory at a few hundred MB).
@@ -45,6 +49,7 @@ pub const BOX: usize = 20;
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
     /// The bytes are not a PNG this decoder can read.
+    #[cfg(feature = "render")]
     #[error("not a readable png: {0}")]
     Decode(#[from] png::DecodingError),
     /// The image claims more than [`MAX_PIXELS`] pixels.
@@ -55,7 +60,7 @@ pub enum PreprocessError {
         /// Height claimed.
         height: u64,
     },
-    /// Width or height is zero, or the pixel buffer does not hold width x height bytes.
+    /// Width or height is zero, or the pixel buffer does not hold width x height pixels.
     #[error("bad image dimensions: {width}x{height} with {len} pixel bytes")]
     BadDimensions {
         /// Width given.
@@ -71,6 +76,7 @@ pub enum PreprocessError {
 }
 
 /// Decodes a PNG and converts it with [`mnist_from_gray`].
+#[cfg(feature = "render")]
 pub fn mnist_from_png(bytes: &[u8]) -> Result<[u8; SIDE * SIDE], PreprocessError> {
     let (width, height, gray) = decode_gray(bytes)?;
     mnist_from_gray(width, height, &gray)
@@ -78,8 +84,9 @@ pub fn mnist_from_png(bytes: &[u8]) -> Result<[u8; SIDE * SIDE], PreprocessError
 
 /// Decodes any PNG to 8-bit grey (luma), alpha composited over white. Returns width, height and
 /// the row-major pixels.
-pub fn decode_gray(bytes: &[u8]) -> Result<(usize, usize, Vec<u8>), PreprocessError> {
-    let mut decoder = png::Decoder::new(Cursor::new(bytes));
+#[cfg(feature = "render")]
+pub fn decode_gray(bytes: &[u8]) -> Result<(usize, usize, std::vec::Vec<u8>), PreprocessError> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     // Palette and low bit depths to 8 bits, tRNS to alpha, 16 bits down to 8.
     decoder.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = decoder.read_info()?;
@@ -99,7 +106,7 @@ pub fn decode_gray(bytes: &[u8]) -> Result<(usize, usize, Vec<u8>), PreprocessEr
             width: w.into(),
             height: h.into(),
         })?;
-    let mut buf = vec![0u8; size];
+    let mut buf = std::vec![0u8; size];
     let info = reader.next_frame(&mut buf)?;
     let (w, h) = (info.width as usize, info.height as usize);
     let channels = color.samples();
@@ -110,7 +117,7 @@ pub fn decode_gray(bytes: &[u8]) -> Result<(usize, usize, Vec<u8>), PreprocessEr
             len: buf.len(),
         });
     }
-    let mut gray = Vec::with_capacity(w * h);
+    let mut gray = std::vec::Vec::with_capacity(w * h);
     for row in buf.chunks(info.line_size).take(h) {
         for px in row[..w * channels].chunks_exact(channels) {
             gray.push(to_gray(color, px));
@@ -127,23 +134,40 @@ pub fn decode_gray(bytes: &[u8]) -> Result<(usize, usize, Vec<u8>), PreprocessEr
 }
 
 /// One pixel of an 8-bit decoded row to grey: Rec. 601 luma, alpha over white.
+#[cfg(feature = "render")]
 fn to_gray(color: png::ColorType, px: &[u8]) -> u8 {
-    let luma =
-        |r: u8, g: u8, b: u8| 0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b);
-    let over_white = |v: f32, a: u8| {
-        let a = f32::from(a) / 255.0;
-        v * a + 255.0 * (1.0 - a)
-    };
     let v = match (color, px) {
         (png::ColorType::Grayscale, [g]) => f32::from(*g),
         (png::ColorType::GrayscaleAlpha, [g, a]) => over_white(f32::from(*g), *a),
         (png::ColorType::Rgb, [r, g, b]) => luma(*r, *g, *b),
-        (png::ColorType::Rgba, [r, g, b, a]) => over_white(luma(*r, *g, *b), *a),
+        (png::ColorType::Rgba, [r, g, b, a]) => return gray_from_rgba(*r, *g, *b, *a),
         // Indexed is expanded to RGB(A) by the decoder; anything else cannot occur, and
         // white (background) is the harmless answer.
         _ => 255.0,
     };
-    v.round().clamp(0.0, 255.0) as u8
+    to_byte(v)
+}
+
+/// Rec. 601 luma of an 8-bit RGB colour, unrounded.
+fn luma(r: u8, g: u8, b: u8) -> f32 {
+    0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b)
+}
+
+/// A grey level seen through alpha `a` over a white background.
+fn over_white(v: f32, a: u8) -> f32 {
+    let a = f32::from(a) / 255.0;
+    v * a + 255.0 * (1.0 - a)
+}
+
+/// Rounded to the nearest byte.
+fn to_byte(v: f32) -> u8 {
+    round_f32(v).clamp(0.0, 255.0) as u8
+}
+
+/// The grey level [`mnist_from_png`] gives an 8-bit RGBA pixel: Rec. 601 luma, composited over
+/// white by its alpha, rounded.
+pub fn gray_from_rgba(r: u8, g: u8, b: u8, a: u8) -> u8 {
+    to_byte(over_white(luma(r, g, b), a))
 }
 
 /// Converts a greyscale image (row-major, `width * height` bytes, any polarity) to a 28x28
@@ -161,6 +185,38 @@ pub fn mnist_from_gray(
             len: pixels.len(),
         });
     }
+    mnist_from_fn(width, height, |i| pixels[i])
+}
+
+/// [`mnist_from_gray`] for 8-bit RGBA pixels (row-major, `4 * width * height` bytes, e.g. a
+/// canvas's `ImageData`), each turned into grey by [`gray_from_rgba`] as it is read.
+pub fn mnist_from_rgba(
+    width: usize,
+    height: usize,
+    rgba: &[u8],
+) -> Result<[u8; SIDE * SIDE], PreprocessError> {
+    let n = width.checked_mul(height);
+    if width == 0 || height == 0 || n.and_then(|n| n.checked_mul(4)) != Some(rgba.len()) {
+        return Err(PreprocessError::BadDimensions {
+            width,
+            height,
+            len: rgba.len(),
+        });
+    }
+    mnist_from_fn(width, height, |i| {
+        let p = &rgba[4 * i..4 * i + 4];
+        gray_from_rgba(p[0], p[1], p[2], p[3])
+    })
+}
+
+/// The steps of the module docs on the grey image whose pixel `i` (row-major) is `gray(i)`;
+/// `width * height` is checked by the caller. Reads each pixel a few times instead of keeping
+/// copies, so it needs no memory beyond the 20x20 box.
+fn mnist_from_fn(
+    width: usize,
+    height: usize,
+    gray: impl Fn(usize) -> u8,
+) -> Result<[u8; SIDE * SIDE], PreprocessError> {
     if (width as u64) * (height as u64) > MAX_PIXELS {
         return Err(PreprocessError::TooLarge {
             width: width as u64,
@@ -169,31 +225,32 @@ pub fn mnist_from_gray(
     }
 
     // 1. Polarity from the border's mean.
-    let border = border_pixels(width, height, pixels);
-    let mean = border.iter().map(|&v| f32::from(v)).sum::<f32>() / border.len() as f32;
-    let invert = mean > 127.5;
-    let ink_of = |v: u8| if invert { 255 - v } else { v };
+    let (mut sum, mut count) = (-0.0f32, 0usize);
+    for_each_border(width, height, |i| {
+        sum += f32::from(gray(i));
+        count += 1;
+    });
+    let invert = sum / count as f32 > 127.5;
+    let ink_of = |i: usize| if invert { 255 - gray(i) } else { gray(i) };
 
     // 2. Background level (border median, in ink space) and contrast stretch.
-    let mut border_ink: Vec<u8> = border.iter().map(|&v| ink_of(v)).collect();
-    border_ink.sort_unstable();
-    let bg = f32::from(border_ink[border_ink.len() / 2]);
-    let peak = f32::from(pixels.iter().map(|&v| ink_of(v)).max().unwrap_or(0));
+    let mut histogram = [0usize; 256];
+    for_each_border(width, height, |i| histogram[usize::from(ink_of(i))] += 1);
+    let bg = f32::from(nth_smallest(&histogram, count / 2));
+    let peak = f32::from((0..width * height).map(ink_of).max().unwrap_or(0));
     if peak - bg < MIN_CONTRAST {
         return Err(PreprocessError::Empty);
     }
     let scale = 255.0 / (peak - bg);
-    let ink: Vec<f32> = pixels
-        .iter()
-        .map(|&v| ((f32::from(ink_of(v)) - bg) * scale).clamp(0.0, 255.0))
-        .collect();
+    let ink =
+        |x: usize, y: usize| ((f32::from(ink_of(y * width + x)) - bg) * scale).clamp(0.0, 255.0);
 
     // 3. Bounding box of the pixels with enough ink.
     let threshold = INK_THRESHOLD * 255.0;
     let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
-    for (y, row) in ink.chunks_exact(width).enumerate() {
-        for (x, &v) in row.iter().enumerate() {
-            if v >= threshold {
+    for y in 0..height {
+        for x in 0..width {
+            if ink(x, y) >= threshold {
                 x0 = x0.min(x);
                 x1 = x1.max(x);
                 y0 = y0.min(y);
@@ -206,27 +263,22 @@ pub fn mnist_from_gray(
     }
     let (cw, ch) = (x1 - x0 + 1, y1 - y0 + 1);
 
-    // 4. Longer side to 20 px, aspect ratio kept, by area averaging (separable box filter).
+    // 4. Longer side to 20 px, aspect ratio kept, by area averaging (separable box filter:
+    // each output pixel sums its rows' horizontal sums, in the taps' order).
     let s = BOX as f32 / cw.max(ch) as f32;
-    let ow = ((cw as f32 * s).round() as usize).clamp(1, BOX);
-    let oh = ((ch as f32 * s).round() as usize).clamp(1, BOX);
-    let wx = area_weights(cw, ow);
-    let wy = area_weights(ch, oh);
-    // Horizontal pass: ch rows of ow.
-    let mut tmp = vec![0f32; ch * ow];
-    for y in 0..ch {
-        let src = &ink[(y0 + y) * width + x0..][..cw];
-        for (j, taps) in wx.iter().enumerate() {
-            tmp[y * ow + j] = taps.iter().map(|&(i, w)| src[i] * w).sum();
+    let ow = (round_f32(cw as f32 * s) as usize).clamp(1, BOX);
+    let oh = (round_f32(ch as f32 * s) as usize).clamp(1, BOX);
+    let mut small = [-0.0f32; BOX * BOX]; // [oh, ow]
+    for j in 0..oh {
+        for (iy, wy) in taps(ch, oh, j) {
+            for x in 0..ow {
+                let across =
+                    taps(cw, ow, x).fold(-0.0f32, |acc, (ix, wx)| acc + ink(x0 + ix, y0 + iy) * wx);
+                small[j * ow + x] += across * wy;
+            }
         }
     }
-    // Vertical pass: oh rows of ow.
-    let mut small = vec![0f32; oh * ow];
-    for (j, taps) in wy.iter().enumerate() {
-        for x in 0..ow {
-            small[j * ow + x] = taps.iter().map(|&(i, w)| tmp[i * ow + x] * w).sum();
-        }
-    }
+    let small = &small[..oh * ow];
 
     // 5. Centre of mass to (14, 14), whole-pixel shift, digit kept inside the frame.
     let (mut m, mut mx, mut my) = (0f64, 0f64, 0f64);
@@ -242,52 +294,134 @@ pub fn mnist_from_gray(
     }
     let centre = (SIDE / 2) as f64;
     let place = |com: f64, len: usize| -> usize {
-        let off = (centre - com).round();
+        let off = round_f64(centre - com);
         off.clamp(0.0, (SIDE - len) as f64) as usize
     };
     let (ox, oy) = (place(mx / m, ow), place(my / m, oh));
     let mut out = [0u8; SIDE * SIDE];
     for (y, row) in small.chunks_exact(ow).enumerate() {
         for (x, &v) in row.iter().enumerate() {
-            out[(oy + y) * SIDE + ox + x] = v.round().clamp(0.0, 255.0) as u8;
+            out[(oy + y) * SIDE + ox + x] = to_byte(v);
         }
     }
     Ok(out)
 }
 
-/// The outer ring of pixels (each once).
-fn border_pixels(width: usize, height: usize, p: &[u8]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(2 * (width + height));
-    b.extend_from_slice(&p[..width]);
+/// Calls `f` with the index of each pixel of the outer ring, each once: the top row, the
+/// bottom row, then the left and right ends of the rows between.
+fn for_each_border(width: usize, height: usize, mut f: impl FnMut(usize)) {
+    (0..width).for_each(&mut f);
     if height > 1 {
-        b.extend_from_slice(&p[(height - 1) * width..]);
+        ((height - 1) * width..height * width).for_each(&mut f);
     }
     for y in 1..height.saturating_sub(1) {
-        b.push(p[y * width]);
+        f(y * width);
         if width > 1 {
-            b.push(p[y * width + width - 1]);
+            f(y * width + width - 1);
         }
     }
-    b
 }
 
-/// For resampling `n_in` samples to `n_out` by area averaging: for each output sample, the
-/// input samples it covers and their weights (overlap / output footprint; they sum to 1).
-fn area_weights(n_in: usize, n_out: usize) -> Vec<Vec<(usize, f32)>> {
+/// The value at index `n` of the sorted values a histogram counts (`n` below their number).
+fn nth_smallest(histogram: &[usize; 256], n: usize) -> u8 {
+    let mut seen = 0;
+    for (v, &c) in (0u8..=255).zip(histogram) {
+        seen += c;
+        if seen > n {
+            return v;
+        }
+    }
+    255
+}
+
+/// For resampling `n_in` samples to `n_out` by area averaging: the input samples output
+/// sample `j` covers and their weights (overlap / output footprint; they sum to 1).
+fn taps(n_in: usize, n_out: usize, j: usize) -> impl Iterator<Item = (usize, f32)> {
     let r = n_in as f64 / n_out as f64;
-    (0..n_out)
-        .map(|j| {
-            let (a, b) = (j as f64 * r, (j + 1) as f64 * r);
-            let first = a.floor() as usize;
-            let last = (b.ceil() as usize).min(n_in);
-            (first..last)
-                .filter_map(|i| {
-                    let overlap = (b.min(i as f64 + 1.0) - a.max(i as f64)).max(0.0);
-                    (overlap > 0.0).then_some((i, (overlap / r) as f32))
-                })
-                .collect()
-        })
-        .collect()
+    let (a, b) = (j as f64 * r, (j + 1) as f64 * r);
+    let first = floor_f64(a) as usize;
+    let last = (ceil_f64(b) as usize).min(n_in);
+    (first..last).filter_map(move |i| {
+        let overlap = (b.min(i as f64 + 1.0) - a.max(i as f64)).max(0.0);
+        (overlap > 0.0).then_some((i, (overlap / r) as f32))
+    })
+}
+
+// `core` has no `round`, `floor` or `ceil` for floats (they are `std`'s, through libm): these
+// give the same results (`rounding_matches_std` checks it) for the finite values used here.
+
+/// `f32::round`: halfway cases away from zero.
+fn round_f32(v: f32) -> f32 {
+    // From 2^23 on every f32 is an integer.
+    if v.is_nan() || v.abs() >= 8_388_608.0 {
+        return v;
+    }
+    let t = v as i32 as f32; // truncated, exactly
+    let d = v - t; // exact: a float's fraction needs no more bits than the float
+    let r = if d >= 0.5 {
+        t + 1.0
+    } else if d <= -0.5 {
+        t - 1.0
+    } else {
+        t
+    };
+    signed_zero_f32(r, v)
+}
+
+/// From 2^52 on every f64 is an integer.
+const F64_INTEGRAL: f64 = 4_503_599_627_370_496.0;
+
+/// `f64::round`: halfway cases away from zero.
+fn round_f64(v: f64) -> f64 {
+    if v.is_nan() || v.abs() >= F64_INTEGRAL {
+        return v;
+    }
+    let t = v as i64 as f64;
+    let d = v - t;
+    let r = if d >= 0.5 {
+        t + 1.0
+    } else if d <= -0.5 {
+        t - 1.0
+    } else {
+        t
+    };
+    signed_zero_f64(r, v)
+}
+
+/// `f64::floor`.
+fn floor_f64(v: f64) -> f64 {
+    if v.is_nan() || v.abs() >= F64_INTEGRAL {
+        return v;
+    }
+    let t = v as i64 as f64;
+    signed_zero_f64(if t > v { t - 1.0 } else { t }, v)
+}
+
+/// `f64::ceil`.
+fn ceil_f64(v: f64) -> f64 {
+    if v.is_nan() || v.abs() >= F64_INTEGRAL {
+        return v;
+    }
+    let t = v as i64 as f64;
+    signed_zero_f64(if t < v { t + 1.0 } else { t }, v)
+}
+
+/// A zero result takes the sign of the input, as std's rounding gives `-0.0` for `-0.3`.
+fn signed_zero_f32(r: f32, v: f32) -> f32 {
+    if r == 0.0 {
+        v * 0.0
+    } else {
+        r
+    }
+}
+
+/// [`signed_zero_f32`] for f64.
+fn signed_zero_f64(r: f64, v: f64) -> f64 {
+    if r == 0.0 {
+        v * 0.0
+    } else {
+        r
+    }
 }
 
 #[cfg(test)]
@@ -307,6 +441,7 @@ mod tests {
         p
     }
 
+    #[cfg(feature = "render")]
     fn encode(w: u32, h: u32, color: png::ColorType, depth: png::BitDepth, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut e = png::Encoder::new(&mut out, w, h);
@@ -411,15 +546,13 @@ mod tests {
     }
 
     #[test]
-    fn area_weights_sum_to_one_and_cover_the_input() {
+    fn taps_sum_to_one_and_cover_the_input() {
         for (n_in, n_out) in [(140, 20), (7, 20), (21, 20), (1, 1), (1, 20), (1000, 3)] {
-            let w = area_weights(n_in, n_out);
-            assert_eq!(w.len(), n_out);
             let mut cover = vec![0f64; n_in];
-            for taps in &w {
-                let s: f32 = taps.iter().map(|t| t.1).sum();
+            for j in 0..n_out {
+                let s: f32 = taps(n_in, n_out, j).map(|t| t.1).sum();
                 assert!((s - 1.0).abs() < 1e-5, "{n_in}->{n_out}: {s}");
-                for &(i, wt) in taps {
+                for (i, wt) in taps(n_in, n_out, j) {
                     cover[i] += f64::from(wt);
                 }
             }
@@ -429,6 +562,105 @@ mod tests {
                 "{n_in}->{n_out}"
             );
         }
+    }
+
+    #[test]
+    fn rounding_matches_std() {
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            s
+        };
+        let mut f32s = vec![
+            0.0f32, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 0.49999997, 254.5, 255.49998,
+        ];
+        f32s.extend([
+            8_388_607.5,
+            8_388_608.0,
+            -8_388_607.5,
+            1e30,
+            f32::INFINITY,
+            f32::MIN_POSITIVE,
+        ]);
+        let mut f64s = vec![
+            0.0f64,
+            -0.0,
+            0.5,
+            -0.5,
+            13.5,
+            -13.5,
+            0.49999999999999994,
+            1e300,
+        ];
+        f64s.extend([
+            4_503_599_627_370_495.5,
+            -4_503_599_627_370_495.5,
+            f64::NEG_INFINITY,
+        ]);
+        for _ in 0..100_000 {
+            let r = next();
+            // Values of every magnitude, and grey levels with fractions.
+            f32s.push(f32::from_bits(r as u32));
+            f32s.push((r >> 40) as f32 / 65536.0);
+            f64s.push(f64::from_bits(r));
+            f64s.push((r >> 20) as f64 / 4096.0 - 1e8);
+        }
+        for v in f32s
+            .into_iter()
+            .filter(|v| v.is_finite() || v.is_infinite())
+        {
+            assert_eq!(round_f32(v).to_bits(), v.round().to_bits(), "round({v:e})");
+        }
+        for v in f64s.into_iter().filter(|v| !v.is_nan()) {
+            assert_eq!(round_f64(v).to_bits(), v.round().to_bits(), "round({v:e})");
+            assert_eq!(floor_f64(v).to_bits(), v.floor().to_bits(), "floor({v:e})");
+            assert_eq!(ceil_f64(v).to_bits(), v.ceil().to_bits(), "ceil({v:e})");
+        }
+    }
+
+    #[test]
+    fn rgba_gives_what_its_grey_gives() {
+        let (w, h, p) = ell();
+        let want = mnist_from_gray(w, h, &p).unwrap();
+        // Opaque grey, and black ink of alpha 255 on a transparent (any colour) background.
+        let opaque: Vec<u8> = p.iter().flat_map(|&v| [v, v, v, 255]).collect();
+        assert_eq!(mnist_from_rgba(w, h, &opaque).unwrap(), want);
+        let clear: Vec<u8> = p
+            .iter()
+            .flat_map(|&v| {
+                if v == 0 {
+                    [0, 0, 0, 255]
+                } else {
+                    [9, 200, 3, 0]
+                }
+            })
+            .collect();
+        assert_eq!(mnist_from_rgba(w, h, &clear).unwrap(), want);
+        // Grey levels: each pixel is what gray_from_rgba makes of it.
+        let mut s = 7u32;
+        let rgba: Vec<u8> = (0..w * h * 4)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 24) as u8
+            })
+            .collect();
+        let grey: Vec<u8> = rgba
+            .chunks_exact(4)
+            .map(|q| gray_from_rgba(q[0], q[1], q[2], q[3]))
+            .collect();
+        let a = mnist_from_rgba(w, h, &rgba).map_err(|e| e.to_string());
+        let b = mnist_from_gray(w, h, &grey).map_err(|e| e.to_string());
+        assert_eq!(a, b);
+        assert!(matches!(
+            mnist_from_rgba(w, h, &opaque[1..]),
+            Err(PreprocessError::BadDimensions { .. })
+        ));
+        assert!(matches!(
+            mnist_from_rgba(usize::MAX, 2, &[0; 8]),
+            Err(PreprocessError::BadDimensions { .. })
+        ));
     }
 
     #[test]
@@ -473,6 +705,7 @@ mod tests {
         ));
     }
 
+    #[cfg(feature = "render")]
     #[test]
     fn grey_rgb_rgba_palette_and_16_bit_pngs_agree() {
         let (w, h, p) = ell();
@@ -534,6 +767,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "render")]
     #[test]
     fn coloured_ink_uses_luma() {
         // Pure blue ink (luma 29) on white.
@@ -556,12 +790,14 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "render")]
     #[test]
     fn one_pixel_pngs_are_empty_not_a_panic() {
         let png = encode(1, 1, png::ColorType::Grayscale, png::BitDepth::Eight, &[0]);
         assert!(matches!(mnist_from_png(&png), Err(PreprocessError::Empty)));
     }
 
+    #[cfg(feature = "render")]
     fn crc32(data: &[u8]) -> u32 {
         let mut c = !0u32;
         for &b in data {
@@ -577,6 +813,7 @@ mod tests {
         !c
     }
 
+    #[cfg(feature = "render")]
     #[test]
     fn a_header_claiming_huge_dimensions_is_refused() {
         let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
@@ -604,6 +841,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "render")]
     #[test]
     fn garbage_and_truncated_bytes_are_errors() {
         assert!(matches!(
@@ -629,6 +867,7 @@ mod tests {
         assert!(err.starts_with("not a readable png: "), "{err}");
     }
 
+    #[cfg(feature = "render")]
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
         #[test]
@@ -646,7 +885,10 @@ mod tests {
             }
             let _ = mnist_from_png(&png);
         }
+    }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
         #[test]
         fn any_gray_image_gives_a_result_or_a_typed_error(w in 1usize..40, h in 1usize..40, seed in proptest::prelude::any::<u64>()) {
             let mut s = seed;

@@ -12,6 +12,7 @@ mod fool;
 mod predict;
 mod quantize;
 mod report;
+mod serve_web;
 mod show;
 mod train;
 mod weights;
@@ -56,6 +57,8 @@ enum Command {
     /// Fetch the four MNIST files from public mirrors, verifying their SHA-256.
     #[cfg(feature = "download")]
     Download(download::DownloadArgs),
+    /// Serve the digit pad (web/: draw a digit, see what the models say) on this machine.
+    ServeWeb(serve_web::ServeWebArgs),
 }
 
 /// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`; fetched into
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
         Command::Fool(args) => fool::run(args),
         Command::Calibration(args) => calibration::run(args),
         Command::Report(args) => report::run(args),
+        Command::ServeWeb(args) => serve_web::run(args),
         #[cfg(feature = "download")]
         Command::Download(args) => download::run(args),
     };
