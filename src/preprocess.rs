@@ -46,14 +46,15 @@ pub const SIDE: usize = 28;
 pub const BOX: usize = 20;
 
 /// Errors of turning a picture into an MNIST-style image.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Display` is written by hand rather than derived: the grey path builds without `std`
+/// (and so without `thiserror`) for the digit pad's WebAssembly module.
+#[derive(Debug)]
 pub enum PreprocessError {
     /// The bytes are not a PNG this decoder can read.
     #[cfg(feature = "render")]
-    #[error("not a readable png: {0}")]
-    Decode(#[from] png::DecodingError),
+    Decode(png::DecodingError),
     /// The image claims more than [`MAX_PIXELS`] pixels.
-    #[error("image too large: {width}x{height} pixels (at most {MAX_PIXELS} allowed)")]
     TooLarge {
         /// Width claimed.
         width: u64,
@@ -61,7 +62,6 @@ pub enum PreprocessError {
         height: u64,
     },
     /// Width or height is zero, or the pixel buffer does not hold width x height pixels.
-    #[error("bad image dimensions: {width}x{height} with {len} pixel bytes")]
     BadDimensions {
         /// Width given.
         width: usize,
@@ -71,8 +71,44 @@ pub enum PreprocessError {
         len: usize,
     },
     /// Nothing stands out from the background: a blank or uniform image.
-    #[error("no ink found: the image is blank or has too little contrast")]
     Empty,
+}
+
+impl core::fmt::Display for PreprocessError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            #[cfg(feature = "render")]
+            Self::Decode(e) => write!(f, "not a readable png: {e}"),
+            Self::TooLarge { width, height } => write!(
+                f,
+                "image too large: {width}x{height} pixels (at most {MAX_PIXELS} allowed)"
+            ),
+            Self::BadDimensions { width, height, len } => write!(
+                f,
+                "bad image dimensions: {width}x{height} with {len} pixel bytes"
+            ),
+            Self::Empty => {
+                f.write_str("no ink found: the image is blank or has too little contrast")
+            }
+        }
+    }
+}
+
+impl core::error::Error for PreprocessError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            #[cfg(feature = "render")]
+            Self::Decode(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(feature = "render")]
+impl From<png::DecodingError> for PreprocessError {
+    fn from(e: png::DecodingError) -> Self {
+        Self::Decode(e)
+    }
 }
 
 /// Decodes a PNG and converts it with [`mnist_from_gray`].

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 
 use softnet::preprocess::{gray_from_rgba, mnist_from_gray, PreprocessError, SIDE};
-use softnet::Classifier;
+use softnet::ClassifierRef;
 
 /// How many models can be loaded at once.
 pub const SLOTS: usize = 8;
@@ -19,8 +19,17 @@ pub const SLOTS: usize = 8;
 /// probabilities.
 pub const PREDICT_OUT: usize = 16;
 
+/// A loaded model: the file's bytes, validated once by [`ClassifierRef::parse`], and the
+/// scratch its forward pass runs in. `ClassifierRef` borrows the bytes, so each prediction
+/// parses them again in place (a walk over the header: microseconds) instead of keeping a
+/// self-referential struct.
+struct Loaded {
+    bytes: Box<[u8]>,
+    scratch: Vec<f32>,
+}
+
 thread_local! {
-    static MODELS: RefCell<[Option<Classifier>; SLOTS]> = const { RefCell::new([const { None }; SLOTS]) };
+    static MODELS: RefCell<[Option<Loaded>; SLOTS]> = const { RefCell::new([const { None }; SLOTS]) };
     static MESSAGE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
@@ -77,14 +86,18 @@ pub unsafe extern "C" fn load_model(slot: usize, ptr: *const u8, len: usize) -> 
     // SAFETY: by the contract above, `ptr` points to `len` initialised bytes that nothing
     // writes while this call reads them.
     let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
-    match Classifier::from_bytes(bytes) {
+    match ClassifierRef::parse(bytes) {
         Ok(classifier) => {
             set_message(format!(
-                "{} ({:?})",
-                classifier.architecture().describe(),
-                classifier.precision()
+                "{} classes, {} weights",
+                classifier.classes(),
+                if classifier.is_int8() { "int8" } else { "f32" }
             ));
-            MODELS.with(|m| m.borrow_mut()[slot] = Some(classifier));
+            let loaded = Loaded {
+                scratch: vec![0.0; classifier.scratch_len()],
+                bytes: bytes.into(),
+            };
+            MODELS.with(|m| m.borrow_mut()[slot] = Some(loaded));
             0
         }
         Err(e) => {
@@ -172,11 +185,13 @@ pub unsafe extern "C" fn predict(slot: usize, image: *const u8, out: *mut f32) -
         )
     };
     MODELS.with(|m| {
-        let models = m.borrow();
-        let Some(classifier) = models.get(slot).and_then(Option::as_ref) else {
+        let mut models = m.borrow_mut();
+        let Some(loaded) = models.get_mut(slot).and_then(Option::as_mut) else {
             set_message(format!("no model in slot {slot}"));
             return -1;
         };
+        let Loaded { bytes, scratch } = loaded;
+        let classifier = ClassifierRef::parse(bytes).expect("validated when loaded");
         let classes = classifier.classes();
         if classes > 10 {
             set_message(format!(
@@ -185,16 +200,20 @@ pub unsafe extern "C" fn predict(slot: usize, image: *const u8, out: *mut f32) -
             return -1;
         }
         out.fill(0.0);
-        classifier.probabilities_into(image, &mut out[..classes]);
-        let top = classifier.predict_top3(image);
-        for (k, (class, p)) in top.into_iter().enumerate() {
-            out[10 + k] = if class == usize::MAX {
-                -1.0
+        classifier.probabilities_into(image, scratch, &mut out[..classes]);
+        // The top three as `softnet predict` ranks them: by probability, ties to the lower
+        // class; -1 where the model has fewer than three classes.
+        let mut order = [0usize, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+        order[..classes].sort_by(|&a, &b| out[b].total_cmp(&out[a]).then(a.cmp(&b)));
+        for k in 0..3 {
+            let (class, p) = if k < classes {
+                (order[k] as f32, out[order[k]])
             } else {
-                class as f32
+                (-1.0, 0.0)
             };
+            out[10 + k] = class;
             out[13 + k] = p;
         }
-        top[0].0 as i32
+        order[0] as i32
     })
 }
