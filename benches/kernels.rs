@@ -1,6 +1,7 @@
 //! Matrix-multiply kernels on the shapes softnet runs, naive vs blocked vs narrow, the
 //! blocked gemm on every SIMD level against `matrixmultiply`, and the tutorial CNN's
-//! convolution and max-pool passes, with FLOP throughput.
+//! convolution passes (naive, every SIMD level, im2col) and max-pool passes, with FLOP
+//! throughput.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use softnet::kernels::conv::{self, ConvGeometry, Padding};
@@ -236,14 +237,18 @@ fn cnn_convolutions() -> [(&'static str, ConvGeometry); 2] {
     ]
 }
 
-/// The tutorial CNN's layers at batch 50: each convolution pass, as the kernels pick it
-/// (direct where the channels come in vectors of 16) and by im2col + gemm, with its FLOPs
-/// (two per multiply-add of every tap, padding included), and each max-pool pass with its
-/// comparisons or additions.
+/// The tutorial CNN's layers at batch 50: each convolution pass by the naive reference
+/// (f64 sums, on a batch of 5: the spec, not a contender), by the kernels at every SIMD level
+/// this CPU runs (direct where the channels come in vectors of 16, else im2col + gemm) and
+/// by im2col + gemm at the process's level, with its FLOPs (`2·N·H_out·W_out·C_out·K·K·C_in`
+/// for each pass, every tap counted, the padding included); and each max-pool pass with
+/// its comparisons or additions.
 fn cnn(c: &mut Criterion) {
     const BATCH: usize = 50;
+    /// The naive passes' batch: a tenth, so that a sample takes a second, not ten.
+    const NAIVE_BATCH: usize = 5;
     let mut group = c.benchmark_group("cnn batch 50");
-    group.sample_size(20);
+    group.sample_size(10);
     for (name, g) in cnn_convolutions() {
         let input = data(BATCH * g.input_len(), 5);
         let filter = data(g.filter_len(), 6);
@@ -258,8 +263,48 @@ fn cnn(c: &mut Criterion) {
                 .max(conv::im2col::scratch_len(&g, BATCH))
         ];
         let mut ws = GemmWorkspace::new();
-        let flops = 2 * BATCH * g.out_height() * g.out_width() * g.filter_len();
-        group.throughput(Throughput::Elements(flops as u64));
+        let flops =
+            |rows: usize| (2 * rows * g.out_height() * g.out_width() * g.filter_len()) as u64;
+        let (n_in, n_out) = (NAIVE_BATCH * g.input_len(), NAIVE_BATCH * g.output_len());
+
+        // Forward.
+        group.throughput(Throughput::Elements(flops(NAIVE_BATCH)));
+        group.bench_function(BenchmarkId::new("forward naive, batch 5", name), |bench| {
+            bench.iter(|| {
+                naive::conv2d_forward(
+                    &g,
+                    NAIVE_BATCH,
+                    &input[..n_in],
+                    &filter,
+                    &bias,
+                    &mut out[..n_out],
+                );
+                black_box(&out);
+            })
+        });
+        group.throughput(Throughput::Elements(flops(BATCH)));
+        for level in Level::supported() {
+            group.bench_function(
+                BenchmarkId::new(format!("forward {level}"), name),
+                |bench| {
+                    with_level(level, || {
+                        bench.iter(|| {
+                            conv::conv2d_forward(
+                                &g,
+                                BATCH,
+                                &input,
+                                &filter,
+                                &bias,
+                                &mut out,
+                                &mut scratch,
+                                &mut ws,
+                            );
+                            black_box(&out);
+                        })
+                    })
+                },
+            );
+        }
         group.bench_function(BenchmarkId::new("forward im2col", name), |bench| {
             bench.iter(|| {
                 conv::im2col::conv2d_forward(
@@ -275,21 +320,46 @@ fn cnn(c: &mut Criterion) {
                 black_box(&out);
             })
         });
-        group.bench_function(BenchmarkId::new("forward", name), |bench| {
-            bench.iter(|| {
-                conv::conv2d_forward(
-                    &g,
-                    BATCH,
-                    &input,
-                    &filter,
-                    &bias,
-                    &mut out,
-                    &mut scratch,
-                    &mut ws,
-                );
-                black_box(&out);
-            })
-        });
+
+        // The input's gradient.
+        group.throughput(Throughput::Elements(flops(NAIVE_BATCH)));
+        group.bench_function(
+            BenchmarkId::new("backward input naive, batch 5", name),
+            |bench| {
+                bench.iter(|| {
+                    naive::conv2d_backward_input(
+                        &g,
+                        NAIVE_BATCH,
+                        &d_out[..n_out],
+                        &filter,
+                        &mut d_input[..n_in],
+                    );
+                    black_box(&d_input);
+                })
+            },
+        );
+        group.throughput(Throughput::Elements(flops(BATCH)));
+        for level in Level::supported() {
+            group.bench_function(
+                BenchmarkId::new(format!("backward input {level}"), name),
+                |bench| {
+                    with_level(level, || {
+                        bench.iter(|| {
+                            conv::conv2d_backward_input(
+                                &g,
+                                BATCH,
+                                &d_out,
+                                &filter,
+                                &mut d_input,
+                                &mut scratch,
+                                &mut ws,
+                            );
+                            black_box(&d_input);
+                        })
+                    })
+                },
+            );
+        }
         group.bench_function(BenchmarkId::new("backward input im2col", name), |bench| {
             bench.iter(|| {
                 conv::im2col::conv2d_backward_input(
@@ -304,38 +374,51 @@ fn cnn(c: &mut Criterion) {
                 black_box(&d_input);
             })
         });
-        group.bench_function(BenchmarkId::new("backward input", name), |bench| {
-            bench.iter(|| {
-                conv::conv2d_backward_input(
-                    &g,
-                    BATCH,
-                    &d_out,
-                    &filter,
-                    &mut d_input,
-                    &mut scratch,
-                    &mut ws,
-                );
-                black_box(&d_input);
-            })
-        });
+
+        // The filter's (and bias's) gradient.
+        group.throughput(Throughput::Elements(flops(NAIVE_BATCH)));
+        group.bench_function(
+            BenchmarkId::new("backward filter naive, batch 5", name),
+            |bench| {
+                bench.iter(|| {
+                    naive::conv2d_backward_filter(
+                        &g,
+                        NAIVE_BATCH,
+                        &input[..n_in],
+                        &d_out[..n_out],
+                        &mut d_filter,
+                        &mut d_bias,
+                    );
+                    black_box(&d_filter);
+                })
+            },
+        );
+        group.throughput(Throughput::Elements(flops(BATCH)));
+        for level in Level::supported() {
+            group.bench_function(
+                BenchmarkId::new(format!("backward filter {level}"), name),
+                |bench| {
+                    with_level(level, || {
+                        bench.iter(|| {
+                            conv::conv2d_backward_filter(
+                                &g,
+                                BATCH,
+                                &input,
+                                &d_out,
+                                &mut d_filter,
+                                &mut d_bias,
+                                &mut scratch,
+                                &mut ws,
+                            );
+                            black_box(&d_filter);
+                        })
+                    })
+                },
+            );
+        }
         group.bench_function(BenchmarkId::new("backward filter im2col", name), |bench| {
             bench.iter(|| {
                 conv::im2col::conv2d_backward_filter(
-                    &g,
-                    BATCH,
-                    &input,
-                    &d_out,
-                    &mut d_filter,
-                    &mut d_bias,
-                    &mut scratch,
-                    &mut ws,
-                );
-                black_box(&d_filter);
-            })
-        });
-        group.bench_function(BenchmarkId::new("backward filter", name), |bench| {
-            bench.iter(|| {
-                conv::conv2d_backward_filter(
                     &g,
                     BATCH,
                     &input,

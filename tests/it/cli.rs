@@ -460,12 +460,15 @@ fn bench_scaling_reports_the_curve_and_thread_invariance() {
         let keys = [
             "mlp_samples_per_s",
             "softmax_samples_per_s",
+            "cnn_train_images_per_s",
             "mlp_speedup",
             "softmax_speedup",
+            "cnn_speedup",
         ];
         assert_finite_and_positive(point, &keys, &json);
     }
     assert_eq!(points[0]["mlp_speedup"].as_f64(), Some(1.0));
+    assert_eq!(points[0]["cnn_speedup"].as_f64(), Some(1.0));
     assert_eq!(points[0]["softmax_speedup"].as_f64(), Some(1.0));
     let mut zero = softnet();
     zero.args(["bench", "--scaling", "--scaling-threads", "0", "--data"])
@@ -474,7 +477,7 @@ fn bench_scaling_reports_the_curve_and_thread_invariance() {
 }
 
 /// Each of `keys` in `object` is a finite number above 0 (`report` is printed on failure).
-fn assert_finite_and_positive(
+pub fn assert_finite_and_positive(
     object: &serde_json::Value,
     keys: &[&str],
     report: &serde_json::Value,
@@ -504,6 +507,7 @@ fn bench_reports_every_tracked_number_and_the_machines_ceiling() {
             "--threads",
             "1",
             "--no-mlp",
+            "--no-cnn",
             "--data",
         ])
         .arg(&data)
@@ -526,6 +530,7 @@ fn bench_reports_every_tracked_number_and_the_machines_ceiling() {
     ];
     assert_finite_and_positive(&json, &keys, &json);
     assert!(json["mlp_epoch_s"].is_null(), "--no-mlp: {json}");
+    assert!(json["cnn_train_images_per_s"].is_null(), "--no-cnn: {json}");
     assert_eq!(json["threads"], 1);
     // 2000 steps of 100 rows take longer than 200 of them: the run really trains.
     assert!(json["reference_run_s"].as_f64() > json["infer_10k_ms"].as_f64().map(|ms| ms / 1e3));

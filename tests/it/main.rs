@@ -3,6 +3,8 @@
 #[cfg(feature = "gz")]
 mod arriving;
 #[cfg(feature = "cli")]
+mod bench_cli;
+#[cfg(feature = "cli")]
 mod cli;
 mod cnn;
 #[cfg(feature = "cli")]
