@@ -50,8 +50,6 @@ pub use model_ref::{ClassifierRef, Dims, Dtype, ParseError};
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "std")]
-use crate::data::batch::PIXEL_TO_UNIT;
-#[cfg(feature = "std")]
 use crate::data::{Dataset, PIXELS};
 #[cfg(feature = "std")]
 use crate::error::ModelError;
@@ -61,6 +59,8 @@ use crate::io::quantized::{load_any_model_bytes, read_model_file, AnyModel, Quan
 use crate::kernels::simd::{dispatch, Simd, SimdKernel};
 #[cfg(feature = "std")]
 use crate::nn::{Architecture, Input, Model, Workspace};
+#[cfg(feature = "std")]
+use crate::pixels::PIXEL_TO_UNIT;
 #[cfg(feature = "std")]
 use crate::train::EvalResult;
 

@@ -24,12 +24,13 @@
 //! | IDX bytes → [`Dataset`](data::Dataset), batches into reused buffers | [`data`] ([`download`] fetches the files) |
 //! | a model: architecture, parameter arena, forward and backward passes | [`nn`] |
 //! | the numeric kernels under them: blocked gemm, narrow and listed products, softmax | [`kernels`] |
+//! | a pixel byte as a network input (`p / 255`), one table for data, kernels and inference | [`pixels`] |
 //! | minibatch training in shards, evaluation, the run loop and its observers, checkpoints | [`train`] |
 //! | SGD, momentum, Adam, schedules | [`optim`] |
 //! | model files (safetensors, int8), `.npy` | [`io`] |
 //! | inference only: [`Classifier`], and [`ClassifierRef`] without `std` | [`infer`] |
 //! | TensorBoard event files | [`summary`] |
-//! | pictures, plots, the HTML report; PNG input | [`render`], [`preprocess`] |
+//! | pictures, plots, the HTML report; any picture of a digit as MNIST input | [`render`], [`preprocess`] |
 //! | calibration, fooling images | [`analysis`] |
 //! | typed errors at each boundary | [`error`] |
 //!
@@ -95,6 +96,7 @@
 
 pub mod error;
 pub mod infer;
+pub mod pixels;
 
 pub use infer::ClassifierRef;
 

@@ -8,17 +8,7 @@ use super::mnist::{Rows, PIXELS};
 /// Converts u8 pixels to `v / 255` in f32 (the SIMD kernel, exact as the division).
 pub use crate::kernels::narrow::pixels_to_unit;
 
-/// `PIXEL_TO_UNIT[v] == v as f32 / 255.0`, the tutorial's scaling, exactly as a division
-/// rounds it (a multiplication by 1/255 would differ in the last bit for some values).
-pub const PIXEL_TO_UNIT: [f32; 256] = {
-    let mut table = [0.0f32; 256];
-    let mut v = 0;
-    while v < 256 {
-        table[v] = v as f32 / 255.0;
-        v += 1;
-    }
-    table
-};
+pub use crate::pixels::PIXEL_TO_UNIT;
 
 /// The order in which training examples are visited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,17 +13,7 @@
 
 use super::arch_ref::{ArchRef, Layer};
 
-/// `PIXEL_TO_UNIT[v] == v as f32 / 255.0`, as `data::batch::PIXEL_TO_UNIT` (a division, not a
-/// multiplication by 1/255, which rounds differently for some values).
-pub(super) const PIXEL_TO_UNIT: [f32; 256] = {
-    let mut table = [0.0f32; 256];
-    let mut v = 0;
-    while v < 256 {
-        table[v] = v as f32 / 255.0;
-        v += 1;
-    }
-    table
-};
+use crate::pixels::PIXEL_TO_UNIT;
 
 /// The byte ranges of one layer's tensors inside the data section (weights, biases and, for
 /// int8, scales); empty for layers without parameters.
@@ -498,11 +488,6 @@ mod core_tests {
 mod tests {
     use super::*;
     use crate::kernels::simd::{with_level, Level};
-
-    #[test]
-    fn the_pixel_table_is_the_training_codes() {
-        assert_eq!(PIXEL_TO_UNIT, crate::data::batch::PIXEL_TO_UNIT);
-    }
 
     #[test]
     fn exp_is_the_portable_kernels_bit_for_bit() {

@@ -273,7 +273,7 @@ impl Operand for PixelRef<'_> {
         dst: &mut [f32],
     ) {
         let shape = (i0, live, p0, kc);
-        let unit = |v: u8| crate::data::batch::PIXEL_TO_UNIT[usize::from(v)];
+        let unit = |v: u8| crate::pixels::PIXEL_TO_UNIT[usize::from(v)];
         if !pack_contiguous::<S, MR, u8>(s, self.data, self.strides(), shape, dst, unit) {
             pack_strided::<Self, MR>(self, i0, live, p0, kc, dst);
         }
@@ -296,7 +296,7 @@ impl Operand for PixelRef<'_> {
     }
     #[inline(always)]
     fn at(&self, i: usize, j: usize) -> f32 {
-        crate::data::batch::PIXEL_TO_UNIT
+        crate::pixels::PIXEL_TO_UNIT
             [usize::from(self.data[i * self.row_stride + j * self.col_stride])]
     }
     fn len(&self) -> usize {

@@ -19,7 +19,7 @@
 //! grow; the product never does.
 
 use super::simd::{dispatch, Simd, SimdKernel};
-use crate::data::batch::PIXEL_TO_UNIT;
+use crate::pixels::PIXEL_TO_UNIT;
 
 /// Rows multiplied together, their lists interleaved: four independent chains of
 /// multiply-adds hide each one's latency.

@@ -15,7 +15,7 @@
 //!   zero, so a training step needs no f32 copy of its batch.
 
 use super::simd::{dispatch, Simd, SimdKernel};
-use crate::data::batch::PIXEL_TO_UNIT;
+use crate::pixels::PIXEL_TO_UNIT;
 
 /// Narrowest width [`matmul`] takes ([`matmul_tn`] takes any width up to [`MAX_WIDTH`]).
 pub const MIN_WIDTH: usize = 9;

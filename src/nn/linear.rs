@@ -52,7 +52,7 @@ impl Input<'_> {
             Input::Unit(x) => out.copy_from_slice(x),
             Input::Pixels(x) | Input::Listed { pixels: x, .. } => {
                 for (o, &p) in out.iter_mut().zip(x) {
-                    *o = crate::data::batch::PIXEL_TO_UNIT[usize::from(p)];
+                    *o = crate::pixels::PIXEL_TO_UNIT[usize::from(p)];
                 }
             }
         }
