@@ -76,7 +76,7 @@
 //! | `gz` | yes | gzip'd IDX files |
 //! | `cli` | yes | the `softnet` binary |
 //! | `tensorboard` | yes | [`summary`]: TensorBoard event files |
-//! | `render` | yes | [`render`], [`preprocess`]: PNG pictures, plots, the HTML report, PNG input |
+//! | `render` | yes | [`render`]: PNG pictures, plots, the HTML report; PNG input for [`preprocess`] |
 //! | `download` | yes | [`download`]: fetching MNIST with SHA-256 verification |
 //!
 //! | `std` | yes | everything but [`ClassifierRef`]: data, training, model files, [`Classifier`] |
