@@ -113,9 +113,14 @@ fn token(t: &str) -> Result<Layer, ArchError> {
         return Ok(Layer::Linear { out: number(rest)? });
     }
     if let Some(rest) = t.strip_prefix("dropout") {
-        return match rest.parse::<f32>() {
-            Ok(rate) if (0.0..1.0).contains(&rate) => Ok(Layer::Dropout),
-            _ => Err("a dropout rate is not a number in [0, 1)"),
+        // A rate in [0, 1) as `f32`'s `Display` writes it: `0` or `0.` and digits. Checked by
+        // pattern, not `str::parse::<f32>`, whose float parser alone costs a microcontroller
+        // build some 8 KB of flash.
+        let fraction_digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+        return if rest == "0" || rest.strip_prefix("0.").is_some_and(fraction_digits) {
+            Ok(Layer::Dropout)
+        } else {
+            Err("a dropout rate is not a number in [0, 1)")
         };
     }
     match t {
@@ -431,6 +436,20 @@ mod core_tests {
 
 #[cfg(all(test, feature = "std"))]
 mod tests {
+    #[test]
+    fn dropout_rates_as_display_writes_them() {
+        for good in ["0", "0.5", "0.25", "0.0000001"] {
+            assert_eq!(
+                token(&format!("dropout{good}")),
+                Ok(Layer::Dropout),
+                "{good}"
+            );
+        }
+        for bad in ["", "1", "0.", "05", "1.5", "-0.5", "0.5e1", "inf", "NaN"] {
+            assert!(token(&format!("dropout{bad}")).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
     use crate::nn::Architecture;
 

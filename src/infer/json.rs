@@ -58,6 +58,40 @@ pub(super) struct Chars<'a> {
     raw: &'a [u8],
 }
 
+/// Whether `b` is a JSON number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+/// By grammar, not `str::parse::<f64>`, whose float parser alone costs a microcontroller
+/// build some 8 KB of flash (and the value is never used).
+fn is_json_number(b: &[u8]) -> bool {
+    fn digits(b: &[u8]) -> usize {
+        b.iter().take_while(|d| d.is_ascii_digit()).count()
+    }
+    let mut at = usize::from(b.first() == Some(&b'-'));
+    match b.get(at) {
+        Some(b'0') => at += 1,
+        Some(b'1'..=b'9') => at += digits(&b[at..]),
+        _ => return false,
+    }
+    if b.get(at) == Some(&b'.') {
+        let n = digits(&b[at + 1..]);
+        if n == 0 {
+            return false;
+        }
+        at += 1 + n;
+    }
+    if let Some(b'e' | b'E') = b.get(at) {
+        at += 1;
+        if let Some(b'+' | b'-') = b.get(at) {
+            at += 1;
+        }
+        let n = digits(&b[at..]);
+        if n == 0 {
+            return false;
+        }
+        at += n;
+    }
+    at == b.len()
+}
+
 fn hex4(b: &[u8]) -> Option<u32> {
     let mut v = 0u32;
     for &d in b.get(..4)? {
@@ -295,8 +329,7 @@ impl<'a> Scanner<'a> {
                 {
                     self.pos += 1;
                 }
-                let text = core::str::from_utf8(&self.s[start..self.pos]).unwrap_or("");
-                if text.parse::<f64>().is_err() {
+                if !is_json_number(&self.s[start..self.pos]) {
                     return self.error("bad number");
                 }
                 Ok(())
@@ -324,6 +357,20 @@ impl<'a> Scanner<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn numbers_follow_jsons_grammar() {
+        for good in [
+            "0", "-0", "7", "120", "-3.25", "0.5", "1e9", "1E+9", "2.5e-3", "-0.0e0",
+        ] {
+            assert!(is_json_number(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "", "-", "01", "1.", ".5", "1e", "1e+", "+1", "1.2.3", "1e5e5", "--1", "0x1",
+        ] {
+            assert!(!is_json_number(bad.as_bytes()), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]
