@@ -29,6 +29,7 @@
 //! | model files (safetensors, int8), checkpoints, `.npy` | [`io`] |
 //! | inference only: [`Classifier`] | [`infer`] |
 //! | TensorBoard event files | [`summary`] |
+//! | ONNX export and import | [`onnx`] |
 //! | pictures, plots, the HTML report; PNG input | [`render`], [`preprocess`] |
 //! | calibration, fooling images | [`analysis`] |
 //! | typed errors at each boundary | [`error`] |
@@ -75,6 +76,7 @@
 //! | `tensorboard` | yes | [`summary`]: TensorBoard event files |
 //! | `render` | yes | [`render`], [`preprocess`]: PNG pictures, plots, the HTML report, PNG input |
 //! | `download` | yes | [`download`]: fetching MNIST with SHA-256 verification |
+//! | `onnx` | yes (with `cli`) | [`onnx`]: ONNX export and import |
 //!
 //! With `default-features = false` the crate keeps training, evaluation, model files and the
 //! inference engine. The kernels choose their SIMD instructions at run time (AVX-512,
@@ -106,6 +108,9 @@ pub mod analysis;
 
 #[cfg(feature = "download")]
 pub mod download;
+
+#[cfg(feature = "onnx")]
+pub mod onnx;
 
 #[cfg(feature = "render")]
 pub mod preprocess;

@@ -9,6 +9,7 @@ mod calibration;
 mod download;
 mod eval;
 mod fool;
+mod onnx;
 mod predict;
 mod quantize;
 mod report;
@@ -56,6 +57,10 @@ enum Command {
     /// Fetch the four MNIST files from public mirrors, verifying their SHA-256.
     #[cfg(feature = "download")]
     Download(download::DownloadArgs),
+    /// Write a model as ONNX (opset 13) for onnxruntime and other runtimes.
+    Export(onnx::ExportArgs),
+    /// Read an ONNX model (PyTorch's or TensorFlow's export of a dense or CNN network).
+    Import(onnx::ImportArgs),
 }
 
 /// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`; fetched into
@@ -153,6 +158,8 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         #[cfg(feature = "download")]
         Command::Download(args) => download::run(args),
+        Command::Export(args) => onnx::export(args),
+        Command::Import(args) => onnx::import(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
