@@ -923,7 +923,9 @@ pub(crate) fn import(bytes: &[u8], path: &Path) -> Result<Imported, OnnxError> {
             }
             continue;
         }
-        if node.input.first().map(String::as_str) != Some(im.current) {
+        // Add is commutative: its bias may come first.
+        let reads = |k: usize| node.input.get(k).map(String::as_str) == Some(im.current);
+        if !(reads(0) || (node.op_type == "Add" && reads(1))) {
             return Err(unsupported(format!(
                 "it does not read {:?}, the previous layer's output (softnet reads a chain of layers)",
                 im.current
