@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzing: every parser that reads outside input (IDX raw and gz, model files, checkpoints,
-# PNG input, .npy, TensorBoard event files) runs under libFuzzer + AddressSanitizer for
+# PNG input, .npy, TensorBoard event files, ONNX models) runs under libFuzzer + AddressSanitizer for
 # FUZZ_SECONDS each (default 25), seeded from real files. Any crash fails the step; the
 # crashing input is left in fuzz/artifacts/<target>/ to become a regression test.
 # cargo-fuzz needs nightly-only flags (-Zsanitizer): RUSTC_BOOTSTRAP=1 lets stable pass them.
@@ -16,13 +16,16 @@ fi
 cargo build --release
 bin="${CARGO_TARGET_DIR:-target}/release/softnet"
 corpus=fuzz/corpus
-for t in idx_images idx_labels model_file checkpoint png_input npy event_file; do
+for t in idx_images idx_labels model_file checkpoint png_input npy event_file onnx; do
   mkdir -p "$corpus/$t"
 done
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 "$bin" train --steps 10 -q --save "$corpus/model_file/softmax.safetensors" >/dev/null
 "$bin" train --steps 10 -q --hidden 8 --save "$corpus/model_file/mlp.safetensors" >/dev/null
+"$bin" export --model "$corpus/model_file/mlp.safetensors" --onnx "$corpus/onnx/mlp.onnx" --probabilities >/dev/null
+"$bin" train --steps 2 -q --arch conv3x3x2s2,pool2,fc4,fc10 --save "$tmp/cnn.safetensors" >/dev/null
+"$bin" export --model "$tmp/cnn.safetensors" --onnx "$corpus/onnx/cnn.onnx" >/dev/null
 "$bin" train --steps 10 -q --optimizer momentum --checkpoint-dir "$tmp/ckpt" --checkpoint-every 10 >/dev/null
 cp "$tmp"/ckpt/ckpt-*.safetensors "$corpus/checkpoint/"
 cp tests/fixtures/drawn/*.png "$corpus/png_input/" 2>/dev/null || true
@@ -61,7 +64,7 @@ PY
 cargo fuzz build --release -s address --fuzz-dir fuzz
 status=0
 printf '%-12s %12s %8s %8s %8s\n' target execs cov ft corpus
-for t in idx_images idx_labels model_file checkpoint png_input npy event_file; do
+for t in idx_images idx_labels model_file checkpoint png_input npy event_file onnx; do
   log="$tmp/$t.log"
   if ! cargo fuzz run --release -s address --fuzz-dir fuzz "$t" "$corpus/$t" -- \
       -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=131072 -print_final_stats=1 >"$log" 2>&1; then

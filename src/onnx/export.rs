@@ -137,7 +137,7 @@ impl Builder {
     }
 
     /// NHWC flat `[N, h·w·c]` to NCHW `[N, c, h, w]`.
-    fn to_nchw(&mut self, shape: Shape) {
+    fn nhwc_to_nchw(&mut self, shape: Shape) {
         let dims = [
             -1,
             shape.height as i64,
@@ -156,7 +156,7 @@ impl Builder {
     }
 
     /// NCHW `[N, c, h, w]` to flat `[N, h·w·c]` in softnet's `(h, w, c)` order.
-    fn to_flat(&mut self, scope: &str) {
+    fn nchw_to_flat(&mut self, scope: &str) {
         self.node(
             &format!("{scope}/Transpose"),
             "Transpose",
@@ -282,7 +282,7 @@ pub fn to_proto(model: &Model, options: &ExportOptions) -> ModelProto {
                 padding,
             } => {
                 if layout == Layout::Flat {
-                    b.to_nchw(input);
+                    b.nhwc_to_nchw(input);
                     layout = Layout::Nchw;
                 }
                 let p = &model.layers()[param];
@@ -327,7 +327,7 @@ pub fn to_proto(model: &Model, options: &ExportOptions) -> ModelProto {
             }
             LayerSpec::MaxPool2d { size, stride } => {
                 if layout == Layout::Flat {
-                    b.to_nchw(input);
+                    b.nhwc_to_nchw(input);
                     layout = Layout::Nchw;
                 }
                 let (k, s) = (size as i64, stride as i64);
@@ -347,13 +347,13 @@ pub fn to_proto(model: &Model, options: &ExportOptions) -> ModelProto {
             LayerSpec::Dropout { .. } => {}
             LayerSpec::Flatten => {
                 if layout == Layout::Nchw {
-                    b.to_flat(&scope);
+                    b.nchw_to_flat(&scope);
                     layout = Layout::Flat;
                 }
             }
             LayerSpec::Linear { out } => {
                 if layout == Layout::Nchw {
-                    b.to_flat(&format!("{scope}/flatten"));
+                    b.nchw_to_flat(&format!("{scope}/flatten"));
                     layout = Layout::Flat;
                 }
                 let p = &model.layers()[param];

@@ -221,7 +221,17 @@ fn pseudo(n: usize, seed: usize) -> Vec<f32> {
 
 /// `[N, 1, 28, 28]` → Conv 3 filters 3x3 pads 1 → Relu → Flatten (c, h, w) → Gemm transB
 /// to 4: the dense weights must be permuted for softnet's (h, w, c) order.
-fn pytorch_cnn() -> (Vec<u8>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+struct PytorchCnn {
+    bytes: Vec<u8>,
+    /// Conv `[3, 1, 3, 3]` and `[3]`.
+    cw: Vec<f32>,
+    cb: Vec<f32>,
+    /// Gemm `[4, 3·784]` (transB) and `[4]`.
+    fw: Vec<f32>,
+    fb: Vec<f32>,
+}
+
+fn pytorch_cnn() -> PytorchCnn {
     let (cw, cb) = (pseudo(3 * 9, 1), pseudo(3, 2));
     let (fw, fb) = (pseudo(4 * 3 * 784, 3), pseudo(4, 4));
     let bytes = model(
@@ -249,12 +259,24 @@ fn pytorch_cnn() -> (Vec<u8>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
         ],
         &[1, 28, 28],
     );
-    (bytes, cw, cb, fw, fb)
+    PytorchCnn {
+        bytes,
+        cw,
+        cb,
+        fw,
+        fb,
+    }
 }
 
 #[test]
 fn a_pytorch_style_nchw_cnn_computes_what_its_graph_says() {
-    let (bytes, cw, cb, fw, fb) = pytorch_cnn();
+    let PytorchCnn {
+        bytes,
+        cw,
+        cb,
+        fw,
+        fb,
+    } = pytorch_cnn();
     let imported = import_bytes(&bytes, Path::new("pt.onnx")).unwrap();
     assert_eq!(
         imported.model.architecture().describe(),
@@ -455,8 +477,9 @@ fn malformed_bytes_are_errors_not_panics() {
 fn imported_cnn_keeps_softnets_layers_and_names() {
     // A PyTorch CNN becomes softnet's conv/pool/fc naming, so the rest of softnet (model
     // files, pictures) treats it as one of its own.
-    let (bytes, ..) = pytorch_cnn();
-    let m = import_bytes(&bytes, Path::new("pt.onnx")).unwrap().model;
+    let m = import_bytes(&pytorch_cnn().bytes, Path::new("pt.onnx"))
+        .unwrap()
+        .model;
     let names: Vec<String> = params(&m).into_iter().map(|p| p.0).collect();
     assert_eq!(
         names,
