@@ -6,8 +6,14 @@
 //! softmax); [`import_bytes`] reads chains of `Gemm` (or `MatMul` + `Add`), `Relu`, `Conv`,
 //! `MaxPool`, `Flatten`/`Reshape`/`Transpose` and a final `Softmax`, in NCHW as PyTorch
 //! exports them or in NHWC as TensorFlow's converters and softnet write them, and refuses
-//! anything else by node name. Layouts: [`export`] and [`import`] say how each way handles
-//! NCHW against softnet's NHWC.
+//! anything else by node name.
+//!
+//! Layouts: softnet is NHWC, ONNX's `Conv` NCHW. The export transposes the input to NCHW
+//! for the convolutions (filters OIHW) and back to NHWC before the first dense layer, whose
+//! weights stay softnet's as they are. The import follows every reshape and transpose: a
+//! convolution must see softnet's buffer as NCHW (any one-channel input does), and a dense
+//! layer after a flatten in NCHW's `(c, h, w)` order gets its weight rows permuted to
+//! softnet's `(h, w, c)`.
 //!
 //! The protobuf messages are declared by hand with `prost` ([`proto`]). Reading never
 //! panics: `prost` checks every length against the bytes left, the file is capped at
