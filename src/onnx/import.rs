@@ -29,6 +29,10 @@ const MAX_RANK: usize = 8;
 const MAX_ACTIVATION: usize = 1 << 26;
 /// Most elements of one tensor.
 const MAX_ELEMENTS: usize = 1 << 30;
+/// Most outputs (units, filters) of one layer, as `nn::arch` allows.
+const MAX_WIDTH: usize = 1 << 16;
+/// Most layers softnet makes of a graph (its networks have a dozen).
+const MAX_LAYERS: usize = 1024;
 
 /// The error for a node: its name (or index) and operator.
 fn node_label(node: &NodeProto, index: usize) -> String {
@@ -221,7 +225,7 @@ impl At<'_> {
 fn square(name: &str, values: Option<&[i64]>, default: usize) -> Result<usize, String> {
     match values {
         None => Ok(default),
-        Some(&[a, b]) if a == b && a > 0 && a <= 1 << 16 => Ok(a as usize),
+        Some(&[a, b]) if a == b && a > 0 && a as usize <= MAX_WIDTH => Ok(a as usize),
         Some(v) => Err(format!(
             "{name} {v:?}: softnet supports equal values along both axes"
         )),
@@ -267,6 +271,11 @@ impl<'a> Importer<'a> {
     fn bias(&self, at: &At<'a>, index: usize, out: usize) -> Result<Option<Vec<f32>>, String> {
         if self.constant(at, index)?.is_none() {
             return Ok(None);
+        }
+        if out == 0 || out > MAX_WIDTH {
+            return Err(format!(
+                "{out} outputs: softnet's layers have 1 to {MAX_WIDTH}"
+            ));
         }
         let (dims, v) = self.floats(at, index, "the bias")?;
         match dims[..] {
@@ -352,8 +361,10 @@ impl<'a> Importer<'a> {
                 self.view.len()
             ));
         }
-        if out == 0 || out > 1 << 16 {
-            return Err(format!("{out} outputs: softnet's layers have 1 to 65536"));
+        if out == 0 || out > MAX_WIDTH {
+            return Err(format!(
+                "{out} outputs: softnet's layers have 1 to {MAX_WIDTH}"
+            ));
         }
         let bias = match bias {
             Some(b) if b.len() != out => {
@@ -515,6 +526,11 @@ impl<'a> Importer<'a> {
             }
             other => return Err(format!("auto_pad {other}")),
         };
+        if out == 0 || out > MAX_WIDTH || kh == 0 {
+            return Err(format!(
+                "{out} filters of {kh}x{kw}: softnet's layers have 1 to {MAX_WIDTH}, of at least 1x1"
+            ));
+        }
         let bias = self.bias(at, 2, out)?.unwrap_or_else(|| vec![0.0; out]);
         let side = |n: usize| match padding {
             Padding::Same => Some(n.div_ceil(stride)),
@@ -526,9 +542,6 @@ impl<'a> Importer<'a> {
                 input.height, input.width
             ));
         };
-        if out == 0 || out > 1 << 16 {
-            return Err(format!("{out} filters: softnet's layers have 1 to 65536"));
-        }
         let next = Shape::new(h, wd, out);
         if next.len() > MAX_ACTIVATION {
             return Err("its output is too large".into());
@@ -670,7 +683,8 @@ impl<'a> Importer<'a> {
             .into_iter()
             .map(|d| d.or(missing).unwrap_or(0))
             .collect();
-        if dims.iter().product::<usize>() != len || dims.contains(&0) {
+        let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if count != Some(len) || dims.contains(&0) {
             return Err(format!(
                 "target shape {target:?} does not hold the {len} values of each example"
             ));
@@ -946,6 +960,9 @@ pub(crate) fn import(bytes: &[u8], path: &Path) -> Result<Imported, OnnxError> {
             }
         }
         im.node(&at).map_err(unsupported)?;
+        if im.layers.len() > MAX_LAYERS {
+            return Err(unsupported(format!("more than {MAX_LAYERS} layers")));
+        }
         if node.op_type == "Softmax" {
             im.softmax = Some(out.as_str());
         } else {
