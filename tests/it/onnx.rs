@@ -495,3 +495,82 @@ fn imported_cnn_keeps_softnets_layers_and_names() {
         }
     ));
 }
+
+#[cfg(feature = "cli")]
+#[test]
+fn the_cli_exports_imports_and_names_the_node_it_refuses() {
+    use crate::cli::{run_ok, softnet};
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name);
+    let model = Model::he_normal(
+        Architecture::from_spec("conv3x3x4s2,pool2,fc8,fc10").unwrap(),
+        5,
+    );
+    softnet::io::save_model(&model, &file("m.safetensors"), &[]).unwrap();
+    let out = run_ok(
+        softnet()
+            .args(["export", "--model"])
+            .arg(file("m.safetensors"))
+            .arg("--onnx")
+            .arg(file("m.onnx")),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ONNX opset 13"));
+    run_ok(
+        softnet()
+            .arg("import")
+            .arg(file("m.onnx"))
+            .arg("-o")
+            .arg(file("back.safetensors")),
+    );
+    let back = softnet::io::load_model(&file("back.safetensors")).unwrap();
+    assert_eq!(params(&back), params(&model));
+    // Logits, printed in full, are the model's.
+    let image = [128u8; 784];
+    let mut child = softnet()
+        .args(["predict", "--stdin", "--logits", "--model"])
+        .arg(file("back.safetensors"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &image).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // `0 class l0 l1 ...`
+    let printed: Vec<f32> = text
+        .split_whitespace()
+        .skip(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let x: Vec<f32> = image.iter().map(|&p| f32::from(p) / 255.0).collect();
+    assert!(
+        max_abs_diff(&printed, &logits(&model, &x, 1)) < 1e-5,
+        "{text}"
+    );
+    // A Sigmoid: exit 1, the node named.
+    let w = pseudo(784 * 3, 1);
+    std::fs::write(
+        file("bad.onnx"),
+        self::model(
+            vec![
+                node("dense", "MatMul", &["x", "w"], vec![]),
+                node("squash", "Sigmoid", &["dense:0"], vec![]),
+            ],
+            vec![floats("w", &[784, 3], &w)],
+            &[784],
+        ),
+    )
+    .unwrap();
+    let out = softnet()
+        .arg("import")
+        .arg(file("bad.onnx"))
+        .arg("-o")
+        .arg(file("x.safetensors"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("node \"squash\" (Sigmoid)"), "{err}");
+    assert!(!file("x.safetensors").exists());
+}

@@ -18,7 +18,7 @@ pub struct PredictArgs {
     #[arg(long, conflicts_with = "images")]
     stdin: bool,
     /// Print the class and then every logit (to full f32 precision) instead of the top
-    /// three probabilities (f32 models).
+    /// three probabilities.
     #[arg(long)]
     logits: bool,
     /// PNG images, any size, grayscale or colour: each is converted the way MNIST was made
