@@ -432,13 +432,13 @@ mod tests {
     #[test]
     fn same_padding_puts_the_odd_zero_after_the_input_as_softnets_kernels_do() {
         // (input, kernel, stride): 28/5/1 pads 2 and 2; 28/5/2 needs 3, one before, two
-        // after; 7/2/2 needs 1, after; 6/1/3 needs none.
+        // after; 7/2/2 needs 1, after; 6/1/3 needs none; 5/4/3 needs 2, one each side.
         for (n, k, s, expected) in [
             (28, 5, 1, (2, 2)),
             (28, 5, 2, (1, 2)),
             (7, 2, 2, (0, 1)),
             (6, 1, 3, (0, 0)),
-            (5, 4, 3, (1, 2)),
+            (5, 4, 3, (1, 1)),
         ] {
             assert_eq!(conv_pads(n, k, s, Padding::Same), expected, "{n} {k} {s}");
             let g = ConvGeometry {
