@@ -9,8 +9,9 @@
 //! - a `Gemm` or `MatMul` after a flatten of NCHW activations reads its features in
 //!   `(c, h, w)` order, so its weight rows are permuted to softnet's `(h, w, c)`.
 //!
-//! Anything else is refused with the node's name and the reason. A final `Softmax` is
-//! dropped: softnet's models end at the logits.
+//! Anything else is refused with the node's name and the reason. A final `Softmax` or
+//! `LogSoftmax` (PyTorch's MNIST example ends in one) is dropped: softnet's models end at
+//! the logits, whose softmax is the same.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -145,7 +146,7 @@ struct Importer<'a> {
     current: &'a str,
     /// A dense layer whose bias an `Add` may still set (after `MatMul`, or `Gemm` without C).
     open_bias: Option<usize>,
-    /// The output of a final `Softmax`, when there is one.
+    /// The output of a final `Softmax` or `LogSoftmax`, when there is one.
     softmax: Option<&'a str>,
     notes: Vec<String>,
 }
@@ -753,7 +754,7 @@ impl<'a> Importer<'a> {
         let axis = at.int("axis", if self.opset >= 13 { -1 } else { 1 })?;
         if self.view.dims.len() != 1 || !matches!(axis, 1 | -1) {
             return Err(
-                "softnet drops a final Softmax over the logits, and this is not one".into(),
+                "softnet drops a final softmax over the logits, and this is not one".into(),
             );
         }
         Ok(())
@@ -766,7 +767,7 @@ impl<'a> Importer<'a> {
             self.open_bias = None;
         }
         if self.softmax.is_some() {
-            return Err("a node after the final Softmax".into());
+            return Err("a node after the final softmax".into());
         }
         match op {
             "Gemm" => self.gemm(at),
@@ -794,10 +795,10 @@ impl<'a> Importer<'a> {
                 }
                 Ok(())
             }
-            "Softmax" => self.softmax(at),
+            "Softmax" | "LogSoftmax" => self.softmax(at),
             _ => Err(
                 "operator not supported (softnet reads Gemm, MatMul, Add, Relu, Conv, MaxPool, \
-                 Flatten, Reshape, Transpose, Identity, Dropout and a final Softmax)"
+                 Flatten, Reshape, Transpose, Identity, Dropout and a final Softmax or LogSoftmax)"
                     .into(),
             ),
         }
@@ -963,7 +964,7 @@ pub(crate) fn import(bytes: &[u8], path: &Path) -> Result<Imported, OnnxError> {
         if im.layers.len() > MAX_LAYERS {
             return Err(unsupported(format!("more than {MAX_LAYERS} layers")));
         }
-        if node.op_type == "Softmax" {
+        if matches!(node.op_type.as_str(), "Softmax" | "LogSoftmax") {
             im.softmax = Some(out.as_str());
         } else {
             logits = out.as_str();
@@ -977,7 +978,7 @@ pub(crate) fn import(bytes: &[u8], path: &Path) -> Result<Imported, OnnxError> {
     };
     if !matches!(im.layers.last(), Some(LayerSpec::Linear { .. })) {
         return Err(invalid(format!(
-            "the graph ends in {:?}, not a dense layer's logits (then optionally a Softmax)",
+            "the graph ends in {:?}, not a dense layer's logits (then optionally a softmax)",
             logits
         )));
     }
@@ -993,7 +994,7 @@ pub(crate) fn import(bytes: &[u8], path: &Path) -> Result<Imported, OnnxError> {
     }
     if let Some(s) = im.softmax {
         im.notes.push(format!(
-            "the final Softmax ({s:?}) is left out: softnet's model ends at the logits {logits:?}"
+            "the final softmax ({s:?}) is left out: softnet's model ends at the logits {logits:?}"
         ));
     }
     let arch = Architecture::new(input, im.layers)

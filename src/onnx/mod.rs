@@ -4,9 +4,9 @@
 //! [`export_bytes`] writes a dense or convolutional model as an opset-13 graph taking
 //! `[N, 784]` float pixels / 255 and giving `[N, classes]` logits (optionally also their
 //! softmax); [`import_bytes`] reads chains of `Gemm` (or `MatMul` + `Add`), `Relu`, `Conv`,
-//! `MaxPool`, `Flatten`/`Reshape`/`Transpose` and a final `Softmax`, in NCHW as PyTorch
-//! exports them or in NHWC as TensorFlow's converters and softnet write them, and refuses
-//! anything else by node name.
+//! `MaxPool`, `Flatten`/`Reshape`/`Transpose` and a final `Softmax` (or `LogSoftmax`), in
+//! NCHW as PyTorch exports them or in NHWC as TensorFlow's converters and softnet write
+//! them, and refuses anything else by node name.
 //!
 //! Layouts: softnet is NHWC, ONNX's `Conv` NCHW. The export transposes the input to NCHW
 //! for the convolutions (filters OIHW) and back to NHWC before the first dense layer, whose

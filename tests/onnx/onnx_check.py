@@ -6,7 +6,7 @@ probabilities) agree with softnet's (`softnet predict --stdin --logits`) within 
 the same argmax everywhere, at batch sizes 1,000 and 1.
 
 Import: graphs built here with onnx.helper as PyTorch exports them (NCHW Conv, Gemm with
-transB = 1, Flatten or Reshape, a final Softmax) and as TensorFlow's converters do (NHWC input
+transB = 1, Flatten or Reshape, a final Softmax or LogSoftmax) and as TensorFlow's converters do (NHWC input
 transposed for Conv, MatMul + Add), with seeded random weights, go through `softnet import`;
 the imported model's logits agree with onnxruntime's on the original graph within 1e-5, same
 argmax. Graphs softnet cannot represent (Sigmoid, a grouped Conv, a dilated Conv, a Conv
@@ -119,6 +119,8 @@ def exact_logits(model, x, output):
             y = i[0] + i[1]
         elif op == "Softmax":
             y = softmax(i[0])
+        elif op == "LogSoftmax":
+            y = np.log(softmax(i[0]))
         elif op in ("Conv", "MaxPool"):
             y = window_op(op, i, a)
         else:
@@ -224,13 +226,14 @@ class Graph:
 
 
 def pytorch_mlp():
-    """nn.Sequential(Flatten, Linear(784, 64), ReLU, Linear(64, 10)) + softmax, NCHW input."""
+    """nn.Sequential(Flatten, Linear(784, 64), ReLU, Linear(64, 10)) + log_softmax (as
+    PyTorch's MNIST example ends), NCHW input."""
     g = Graph([1, 28, 28])
     g.op("Flatten", axis=1)
     g.op("Gemm", g.const("fc1.weight", weight(64, 784, fan_in=784)), g.const("fc1.bias", bias(64)), transB=1)
     g.op("Relu")
     logits = g.op("Gemm", g.const("fc2.weight", weight(10, 64, fan_in=64)), g.const("fc2.bias", bias(10)), transB=1)
-    g.op("Softmax", axis=1)
+    g.op("LogSoftmax", axis=1)
     return g, logits
 
 

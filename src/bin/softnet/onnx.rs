@@ -24,7 +24,8 @@ pub struct ExportArgs {
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// ONNX model: a chain of Gemm (or MatMul + Add), Relu, Conv, MaxPool, Flatten, Reshape,
-    /// Transpose, optionally a final Softmax; NCHW (PyTorch) or NHWC (TensorFlow, softnet).
+    /// Transpose, optionally a final Softmax or LogSoftmax; NCHW (PyTorch) or NHWC (TensorFlow,
+    /// softnet).
     #[arg(value_name = "MODEL.onnx")]
     input: PathBuf,
     /// Where to write the softnet model (safetensors).
