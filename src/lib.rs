@@ -30,6 +30,7 @@
 //! | model files (safetensors, int8), `.npy` | [`io`] |
 //! | inference only: [`Classifier`], and [`ClassifierRef`] without `std` | [`infer`] |
 //! | TensorBoard event files | [`summary`] |
+//! | ONNX export and import | [`onnx`] |
 //! | pictures, plots, the HTML report; any picture of a digit as MNIST input | [`render`], [`preprocess`] |
 //! | calibration, fooling images | [`analysis`] |
 //! | typed errors at each boundary | [`error`] |
@@ -72,14 +73,14 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
+//! | `std` | yes | everything but [`ClassifierRef`]: data, training, model files, [`Classifier`] |
 //! | `parallel` | yes | training and evaluation on rayon's threads (the same results with any thread count) |
 //! | `gz` | yes | gzip'd IDX files |
 //! | `cli` | yes | the `softnet` binary |
 //! | `tensorboard` | yes | [`summary`]: TensorBoard event files |
 //! | `render` | yes | [`render`]: PNG pictures, plots, the HTML report; PNG input for [`preprocess`] |
 //! | `download` | yes | [`download`]: fetching MNIST with SHA-256 verification |
-//!
-//! | `std` | yes | everything but [`ClassifierRef`]: data, training, model files, [`Classifier`] |
+//! | `onnx` | yes (with `cli`) | [`onnx`]: ONNX export and import |
 //!
 //! With `default-features = false` the crate is `#![no_std]` and holds [`ClassifierRef`]
 //! only: a model file's bytes (`include_bytes!`) parsed in place and run with caller
@@ -130,6 +131,9 @@ pub mod analysis;
 
 #[cfg(feature = "download")]
 pub mod download;
+
+#[cfg(feature = "onnx")]
+pub mod onnx;
 
 pub mod preprocess;
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzing: every parser that reads outside input (IDX raw and gz, model files, the no_std
-# zero-copy model parser, checkpoints, PNG input, .npy, TensorBoard event files) runs under
-# libFuzzer + AddressSanitizer for FUZZ_SECONDS each (default 25), seeded from real files.
-# Any crash fails the step; the crashing input is left in fuzz/artifacts/<target>/ to become
-# a regression test.
+# zero-copy model parser, checkpoints, PNG input, .npy, TensorBoard event files, ONNX models)
+# runs under libFuzzer + AddressSanitizer for FUZZ_SECONDS each (default 25), seeded from real
+# files. Any crash fails the step; the crashing input is left in fuzz/artifacts/<target>/ to
+# become a regression test.
 # cargo-fuzz needs nightly-only flags (-Zsanitizer): RUSTC_BOOTSTRAP=1 lets stable pass them.
 set -euo pipefail
 seconds="${FUZZ_SECONDS:-25}"
@@ -17,7 +17,7 @@ fi
 cargo build --release
 bin="${CARGO_TARGET_DIR:-target}/release/softnet"
 corpus=fuzz/corpus
-for t in idx_images idx_labels model_file model_ref checkpoint png_input npy event_file; do
+for t in idx_images idx_labels model_file model_ref checkpoint png_input npy event_file onnx; do
   mkdir -p "$corpus/$t"
 done
 tmp="$(mktemp -d)"
@@ -28,6 +28,9 @@ trap 'rm -rf "$tmp"' EXIT
 cp "$corpus"/model_file/*.safetensors "$corpus/model_ref/"
 "$bin" quantize --model "$corpus/model_file/mlp.safetensors" -o "$corpus/model_ref/mlp-int8.safetensors" >/dev/null
 "$bin" train --steps 5 -q --arch conv3x3x2,pool2,conv3x3x4s2,fc10 --save "$corpus/model_ref/cnn.safetensors" >/dev/null
+"$bin" export --model "$corpus/model_file/mlp.safetensors" --onnx "$corpus/onnx/mlp.onnx" --probabilities >/dev/null
+"$bin" train --steps 2 -q --arch conv3x3x2s2,pool2,fc4,fc10 --save "$tmp/cnn.safetensors" >/dev/null
+"$bin" export --model "$tmp/cnn.safetensors" --onnx "$corpus/onnx/cnn.onnx" >/dev/null
 "$bin" train --steps 10 -q --optimizer momentum --checkpoint-dir "$tmp/ckpt" --checkpoint-every 10 >/dev/null
 cp "$tmp"/ckpt/ckpt-*.safetensors "$corpus/checkpoint/"
 cp tests/fixtures/drawn/*.png "$corpus/png_input/" 2>/dev/null || true
@@ -66,7 +69,7 @@ PY
 cargo fuzz build --release -s address --fuzz-dir fuzz
 status=0
 printf '%-12s %12s %8s %8s %8s\n' target execs cov ft corpus
-for t in idx_images idx_labels model_file model_ref checkpoint png_input npy event_file; do
+for t in idx_images idx_labels model_file model_ref checkpoint png_input npy event_file onnx; do
   log="$tmp/$t.log"
   if ! cargo fuzz run --release -s address --fuzz-dir fuzz "$t" "$corpus/$t" -- \
       -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=131072 -print_final_stats=1 >"$log" 2>&1; then

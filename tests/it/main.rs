@@ -18,6 +18,8 @@ mod idx;
 mod infer;
 mod kernels;
 mod model_file;
+#[cfg(feature = "onnx")]
+mod onnx;
 #[cfg(feature = "render")]
 mod pictures;
 #[cfg(feature = "render")]

@@ -9,6 +9,7 @@ mod calibration;
 mod download;
 mod eval;
 mod fool;
+mod onnx;
 mod predict;
 mod quantize;
 mod report;
@@ -59,6 +60,10 @@ enum Command {
     Download(download::DownloadArgs),
     /// Serve the digit pad (web/: draw a digit, see what the models say) on this machine.
     ServeWeb(serve_web::ServeWebArgs),
+    /// Write a model as ONNX (opset 13) for onnxruntime and other runtimes.
+    Export(onnx::ExportArgs),
+    /// Read an ONNX model (PyTorch's or TensorFlow's export of a dense or CNN network).
+    Import(onnx::ImportArgs),
 }
 
 /// Where the MNIST files are: `--data`, then `$MNIST_DIR`, then `./data/mnist`; fetched into
@@ -157,6 +162,8 @@ fn main() -> ExitCode {
         Command::ServeWeb(args) => serve_web::run(args),
         #[cfg(feature = "download")]
         Command::Download(args) => download::run(args),
+        Command::Export(args) => onnx::export(args),
+        Command::Import(args) => onnx::import(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

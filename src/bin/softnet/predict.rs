@@ -18,19 +18,34 @@ pub struct PredictArgs {
     /// 0 = background), one line of output per record, named by its index from 0.
     #[arg(long, conflicts_with = "images")]
     stdin: bool,
+    /// Print the class and then every logit (to full f32 precision) instead of the top
+    /// three probabilities.
+    #[arg(long)]
+    logits: bool,
     /// PNG images, any size, grayscale or colour: each is converted the way MNIST was made
     /// (inverted if the background is light, cropped, scaled into 20x20, centred by mass).
     #[arg(value_name = "IMAGE", required_unless_present = "stdin")]
     images: Vec<PathBuf>,
 }
 
-/// `name class c:p c:p c:p`: the predicted class, then the top three with probabilities.
+/// `name class c:p c:p c:p`: the predicted class, then the top three with probabilities
+/// (with `logits`: `name class l0 l1 ...`, every logit).
 fn print_line(
     out: &mut impl Write,
     classifier: &Classifier,
     name: &str,
     image: &[u8; PIXELS],
+    logits: bool,
 ) -> std::io::Result<()> {
+    if logits {
+        let mut values = vec![0.0; classifier.classes()];
+        classifier.logits_into(image, &mut values);
+        write!(out, "{name} {}", classifier.predict(image).0)?;
+        for v in values {
+            write!(out, " {v}")?;
+        }
+        return writeln!(out);
+    }
     let top = classifier.predict_top3(image);
     write!(out, "{name} {}", top[0].0)?;
     for (class, p) in top.iter().filter(|(c, _)| *c != usize::MAX) {
@@ -64,7 +79,13 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
                     "standard input ends inside record {index}: {filled} of {PIXELS} bytes"
                 );
             }
-            print_line(&mut out, &classifier, &index.to_string(), &record)?;
+            print_line(
+                &mut out,
+                &classifier,
+                &index.to_string(),
+                &record,
+                args.logits,
+            )?;
         }
     } else {
         let mut failed = 0;
@@ -73,9 +94,13 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::from)
                 .and_then(|bytes| Ok(softnet::preprocess::mnist_from_png(&bytes)?));
             match image {
-                Ok(image) => {
-                    print_line(&mut out, &classifier, &path.display().to_string(), &image)?
-                }
+                Ok(image) => print_line(
+                    &mut out,
+                    &classifier,
+                    &path.display().to_string(),
+                    &image,
+                    args.logits,
+                )?,
                 Err(e) => {
                     out.flush()?;
                     eprintln!("error: {}: {e}", path.display());
