@@ -3,9 +3,14 @@
 //! Each error names the file it concerns and says what is wrong with it, in lowercase,
 //! so a person can act on it without a backtrace.
 
+#[cfg(feature = "std")]
 use std::path::PathBuf;
 
+/// What is wrong with a model file given to the no_std [`ClassifierRef`](crate::ClassifierRef).
+pub use crate::infer::ParseError;
+
 /// What is wrong with an IDX file (the MNIST container format).
+#[cfg(feature = "std")]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdxErrorKind {
@@ -94,6 +99,7 @@ pub enum IdxErrorKind {
 }
 
 /// An IDX file could not be used; names the file and what is wrong.
+#[cfg(feature = "std")]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {kind}", path.display())]
 pub struct IdxError {
@@ -104,6 +110,7 @@ pub struct IdxError {
 }
 
 /// The MNIST data folder could not be found or loaded.
+#[cfg(feature = "std")]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataError {
@@ -127,6 +134,7 @@ pub enum DataError {
 }
 
 /// A model file could not be read, written or trusted.
+#[cfg(feature = "std")]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ModelError {
@@ -149,6 +157,7 @@ pub enum ModelError {
     },
 }
 
+#[cfg(feature = "std")]
 impl ModelError {
     pub(crate) fn invalid(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         ModelError::Invalid {

@@ -1,4 +1,8 @@
-//! [`Classifier`]: the inference-only engine other programs link.
+//! Inference only: [`ClassifierRef`], which runs a model file's bytes in place with no `std`
+//! and no allocation (microcontrollers, WebAssembly), and, with the `std` feature,
+//! [`Classifier`], the fast engine other programs link.
+//!
+//! # `Classifier`
 //!
 //! It builds with `default-features = false` (no rayon, no flate2, no CLI crates), loads a
 //! validated model file of either kind (f32, or int8 from `softnet quantize`) from a path or
@@ -27,25 +31,46 @@
 
 #![forbid(unsafe_code)]
 
+mod arch_ref;
+mod forward;
+mod json;
+mod model_ref;
+
+pub use arch_ref::{TensorName, MAX_LAYERS};
+pub use model_ref::{ClassifierRef, Dims, Dtype, ParseError};
+
+#[cfg(feature = "std")]
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "std")]
 use crate::data::batch::PIXEL_TO_UNIT;
+#[cfg(feature = "std")]
 use crate::data::{Dataset, PIXELS};
+#[cfg(feature = "std")]
 use crate::error::ModelError;
+#[cfg(feature = "std")]
 use crate::io::quantized::{load_any_model_bytes, read_model_file, AnyModel, QuantizedModel};
+#[cfg(feature = "std")]
 use crate::kernels::simd::{dispatch, Simd, SimdKernel};
+#[cfg(feature = "std")]
 use crate::nn::{Architecture, Input, Model, Workspace};
+#[cfg(feature = "std")]
 use crate::train::EvalResult;
 
+#[cfg(feature = "std")]
 /// Widest layer the engine runs (the size of its stack buffers).
 pub const MAX_WIDTH: usize = 4096;
+#[cfg(feature = "std")]
 /// Most classes a model may have (classes are written as `u8` by [`Classifier::predict_batch`]).
 pub const MAX_CLASSES: usize = 256;
+#[cfg(feature = "std")]
 /// Models no wider than this run with the small stack buffers.
 const SMALL_WIDTH: usize = 1024;
+#[cfg(feature = "std")]
 /// Rows are padded to a multiple of this many values: two vectors of sixteen f32 per step.
 const ALIGN: usize = 32;
 
+#[cfg(feature = "std")]
 /// Why a model cannot become a [`Classifier`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -63,6 +88,7 @@ pub enum ClassifierError {
     },
 }
 
+#[cfg(feature = "std")]
 /// Whether the weights are f32 or int8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
@@ -72,6 +98,7 @@ pub enum Precision {
     Int8,
 }
 
+#[cfg(feature = "std")]
 #[derive(Debug, Clone)]
 struct F32Layer {
     fan_out: usize,
@@ -80,6 +107,7 @@ struct F32Layer {
     bias: Vec<f32>,   // [fan_out]
 }
 
+#[cfg(feature = "std")]
 #[derive(Debug, Clone)]
 struct Int8Layer {
     fan_out: usize,
@@ -89,6 +117,7 @@ struct Int8Layer {
     bias: Vec<f32>,  // [fan_out]
 }
 
+#[cfg(feature = "std")]
 #[derive(Debug, Clone)]
 enum Engine {
     F32(Vec<F32Layer>),
@@ -98,6 +127,7 @@ enum Engine {
     Network(Box<Model>),
 }
 
+#[cfg(feature = "std")]
 /// The network's input for one example.
 #[derive(Debug, Clone, Copy)]
 enum Source<'a> {
@@ -105,6 +135,7 @@ enum Source<'a> {
     Unit(&'a [f32]),
 }
 
+#[cfg(feature = "std")]
 /// An inference-only MNIST classifier: f32 or int8 weights, no allocation per prediction.
 ///
 /// ```
@@ -122,10 +153,12 @@ pub struct Classifier {
     widest: usize,
 }
 
+#[cfg(feature = "std")]
 fn padded(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
 
+#[cfg(feature = "std")]
 /// `w` (`[fan_in, fan_out]`) as `[fan_out, stride]`, zero-padded.
 fn transpose_padded<T: Copy + Default>(w: &[T], fan_in: usize, fan_out: usize) -> Vec<T> {
     let stride = padded(fan_in);
@@ -138,6 +171,7 @@ fn transpose_padded<T: Copy + Default>(w: &[T], fan_in: usize, fan_out: usize) -
     t
 }
 
+#[cfg(feature = "std")]
 impl Classifier {
     /// Loads and validates a model file (f32, or int8 from `softnet quantize`).
     pub fn from_file(path: &Path) -> Result<Self, ClassifierError> {
@@ -390,6 +424,7 @@ impl Classifier {
     }
 }
 
+#[cfg(feature = "std")]
 /// One example through the network, for [`dispatch`]: the whole forward pass runs at one
 /// level, so each dot product is inlined into it.
 struct Forward<'a, const N: usize> {
@@ -398,6 +433,7 @@ struct Forward<'a, const N: usize> {
     out: &'a mut [f32],
 }
 
+#[cfg(feature = "std")]
 impl<const N: usize> SimdKernel for Forward<'_, N> {
     type Output = ();
 
@@ -411,9 +447,11 @@ impl<const N: usize> SimdKernel for Forward<'_, N> {
     }
 }
 
+#[cfg(feature = "std")]
 /// Images a network's batch prediction runs at a time (one workspace for all).
 const NETWORK_CHUNK: usize = 64;
 
+#[cfg(feature = "std")]
 /// [`Classifier::predict_batch`] for [`Engine::Network`]: chunks of images through one
 /// workspace.
 fn network_predict_batch(
@@ -441,6 +479,7 @@ fn network_predict_batch(
     }
 }
 
+#[cfg(feature = "std")]
 /// The limits a network run through [`Model::inference`] must meet: MNIST's input and
 /// 2 to [`MAX_CLASSES`] classes.
 fn check_network(arch: &Architecture, name: &Path) -> Result<(), ClassifierError> {
@@ -465,6 +504,7 @@ fn check_network(arch: &Architecture, name: &Path) -> Result<(), ClassifierError
     Ok(())
 }
 
+#[cfg(feature = "std")]
 /// Checks the engine's limits; returns the widest padded layer.
 fn check(arch: &Architecture, name: &Path) -> Result<usize, ClassifierError> {
     // The SIMD level is chosen here, not at the first prediction: reading `SOFTNET_SIMD`
@@ -509,6 +549,7 @@ fn check(arch: &Architecture, name: &Path) -> Result<usize, ClassifierError> {
     Ok(widest)
 }
 
+#[cfg(feature = "std")]
 /// Index of the first largest value (0 when all are NaN).
 fn argmax(z: &[f32]) -> usize {
     let mut best = 0;
@@ -520,6 +561,7 @@ fn argmax(z: &[f32]) -> usize {
     best
 }
 
+#[cfg(feature = "std")]
 /// The most likely class and its probability: `1 / Σ exp(z_i - z_best)`.
 fn best_and_confidence(z: &mut [f32]) -> (usize, f32) {
     let best = argmax(z);
@@ -531,6 +573,7 @@ fn best_and_confidence(z: &mut [f32]) -> (usize, f32) {
     (best, 1.0 / z.iter().sum::<f32>())
 }
 
+#[cfg(feature = "std")]
 /// `Σ x_i w_i` over rows padded to [`ALIGN`], with four independent FMA chains of eight
 /// lanes (two vectors of sixteen), summed as `((c0 + c1) + (c2 + c3))` and then lane
 /// halves, pairs and the last two: the order `wide`'s f32x8 gave, kept so that results
@@ -551,6 +594,7 @@ fn dot_f32<S: Simd>(s: S, x: &[f32], w: &[f32]) -> f32 {
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
+#[cfg(feature = "std")]
 /// `Σ x_i q_i` in i32: i8 weights widened to i16, multiplied and pair-summed (`vpmaddwd`).
 #[inline(always)]
 fn dot_int8<S: Simd>(s: S, x: &[i16], q: &[i8]) -> i32 {
@@ -558,6 +602,7 @@ fn dot_int8<S: Simd>(s: S, x: &[i16], q: &[i8]) -> i32 {
     s.dot_i16_i8(x, q)
 }
 
+#[cfg(feature = "std")]
 /// Quantizes `x` to `-255..=255` into `out` (same length); returns the scale
 /// (`x ≈ out · scale`). All zeros (or non-finite values) give zeros with scale 1.
 fn quantize_activations(x: &[f32], out: &mut [i16]) -> f32 {
@@ -574,6 +619,7 @@ fn quantize_activations(x: &[f32], out: &mut [i16]) -> f32 {
     max / 255.0
 }
 
+#[cfg(feature = "std")]
 #[inline(always)]
 fn forward_f32<S: Simd, const N: usize>(
     simd: S,
@@ -612,6 +658,7 @@ fn forward_f32<S: Simd, const N: usize>(
     }
 }
 
+#[cfg(feature = "std")]
 #[inline(always)]
 fn forward_int8<S: Simd, const N: usize>(
     simd: S,
@@ -657,7 +704,7 @@ fn forward_int8<S: Simd, const N: usize>(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
     use crate::io::quantized::QuantizedModel;

@@ -27,7 +27,7 @@
 //! | minibatch training in shards, evaluation, the run loop and its observers | [`train`] |
 //! | SGD, momentum, Adam, schedules | [`optim`] |
 //! | model files (safetensors, int8), checkpoints, `.npy` | [`io`] |
-//! | inference only: [`Classifier`] | [`infer`] |
+//! | inference only: [`Classifier`], and [`ClassifierRef`] without `std` | [`infer`] |
 //! | TensorBoard event files | [`summary`] |
 //! | pictures, plots, the HTML report; PNG input | [`render`], [`preprocess`] |
 //! | calibration, fooling images | [`analysis`] |
@@ -39,6 +39,7 @@
 //! image with the inference engine:
 //!
 //! ```
+//! # #[cfg(feature = "std")] {
 //! use softnet::data::{BatchOrder, Dataset};
 //! use softnet::nn::Model;
 //! use softnet::optim::Optimizer;
@@ -62,7 +63,8 @@
 //! let classifier = Classifier::from_model(trainer.model())?;
 //! let image: &[u8; 784] = data.image(3).try_into().unwrap();
 //! assert_eq!(classifier.predict(image).0, 3);
-//! # Ok::<(), softnet::infer::ClassifierError>(())
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Features
@@ -76,24 +78,43 @@
 //! | `render` | yes | [`render`], [`preprocess`]: PNG pictures, plots, the HTML report, PNG input |
 //! | `download` | yes | [`download`]: fetching MNIST with SHA-256 verification |
 //!
-//! With `default-features = false` the crate keeps training, evaluation, model files and the
-//! inference engine. The kernels choose their SIMD instructions at run time (AVX-512,
-//! AVX2 + FMA or portable; see [`kernels::simd`]), so no build flag is needed.
+//! | `std` | yes | everything but [`ClassifierRef`]: data, training, model files, [`Classifier`] |
+//!
+//! With `default-features = false` the crate is `#![no_std]` and holds [`ClassifierRef`]
+//! only: a model file's bytes (`include_bytes!`) parsed in place and run with caller
+//! scratch, no allocation (microcontrollers, WebAssembly). `std` alone adds training,
+//! evaluation, model files and the [`Classifier`] engine. The kernels choose their SIMD
+//! instructions at run time (AVX-512, AVX2 + FMA or portable; see [`kernels::simd`]), so no
+//! build flag is needed.
+// The tests of the no_std core run under the std test harness.
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![warn(missing_docs)]
 // `unsafe` lives where it is needed (the prefetch hints in `kernels`, mapping and huge pages
 // in `data`), each with a `// SAFETY:` note; every other module stays without it.
 #![deny(unsafe_code)]
 
-pub mod data;
 pub mod error;
 pub mod infer;
+
+pub use infer::ClassifierRef;
+
+// Everything below needs `std` (the heap, files, threads, run-time CPU detection); without
+// it the crate is `#![no_std]` and holds the zero-copy `ClassifierRef` only.
+#[cfg(feature = "std")]
+pub mod data;
+#[cfg(feature = "std")]
 pub mod io;
+#[cfg(feature = "std")]
 #[allow(unsafe_code)]
 pub mod kernels;
+#[cfg(feature = "std")]
 pub mod nn;
+#[cfg(feature = "std")]
 pub mod optim;
+#[cfg(feature = "std")]
 pub mod train;
 
+#[cfg(feature = "std")]
 pub use infer::Classifier;
 
 #[cfg(feature = "tensorboard")]
@@ -102,6 +123,7 @@ pub mod summary;
 #[cfg(feature = "render")]
 pub mod render;
 
+#[cfg(feature = "std")]
 pub mod analysis;
 
 #[cfg(feature = "download")]
@@ -112,6 +134,6 @@ pub mod preprocess;
 
 // The README's examples run as doctests, from a file beside the model its embedding example
 // bakes in (see there).
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "std"))]
 #[path = "../tests/fixtures/readme_doctests.rs"]
 mod readme_doctests;
