@@ -31,8 +31,9 @@ const SYSTICK_HZ: u32 = 25_000_000;
 /// small beside the interval measured.
 const REPEATS: u32 = 8;
 
-/// f32 elements set aside for the classifier's scratch (it says how many it needs).
-const SCRATCH: usize = 1024;
+/// f32 values set aside for the classifier's scratch: the int8 784-10 model needs none, a
+/// 784-32-10 MLP 64; a model that needs more is refused with a message.
+const SCRATCH: usize = 64;
 
 /// Bytes aligned for whatever the parser reads out of them (`include_bytes!` guarantees 1).
 #[repr(C, align(16))]
