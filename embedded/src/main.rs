@@ -9,7 +9,15 @@
 //! then the number correct, the SysTick ticks spent predicting and the peak stack use, and
 //! the program ends through semihosting's exit (status 0, or 1 on any failure). Built and run
 //! under QEMU's `mps2-an386` board by `.ci/steps/35-firmware.sh`, which compares the lines
-//! with `softnet predict --stdin` on the same images.
+//! with `softnet predict --stdin` on the same images. By hand, from `embedded/`:
+//!
+//! ```text
+//! SOFTNET_FW_MODEL=m8.safetensors SOFTNET_FW_IMAGES=images.bin SOFTNET_FW_LABELS=labels.bin \
+//!     cargo run --release
+//! ```
+//!
+//! (`cargo run` starts QEMU, as `.cargo/config.toml` says; the images are raw 784-byte
+//! records, the labels one byte each.)
 
 #![no_std]
 #![no_main]
