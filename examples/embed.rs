@@ -4,11 +4,14 @@
 //! ```text
 //! cargo build --release --example embed --no-default-features --features render
 //! target/release/examples/embed tests/fixtures/drawn/*.png
+//! target/release/examples/embed --model cnn.safetensors tests/fixtures/drawn/*.png
 //! ```
 //!
 //! Each argument is a PNG (any size, grey or colour; converted the way MNIST was made) or a
-//! raw 784-byte image (28x28, 0 = background). Needs the `render` feature only for PNG
-//! decoding; the classifier itself builds with no features at all.
+//! raw 784-byte image (28x28, 0 = background). `--model FILE` runs another model file
+//! instead of the baked-in one: any kind `softnet train --save` or `softnet quantize`
+//! writes, a CNN included. Needs the `render` feature only for PNG decoding; the classifier
+//! itself needs `std` alone (and `softnet::ClassifierRef` not even that).
 
 use std::process::ExitCode;
 
@@ -30,16 +33,22 @@ fn read_image(path: &str) -> Result<[u8; PIXELS], String> {
 }
 
 fn main() -> ExitCode {
-    let classifier = match Classifier::from_bytes(MODEL) {
+    let mut paths: Vec<String> = std::env::args().skip(1).collect();
+    let loaded = if paths.first().map(String::as_str) == Some("--model") && paths.len() > 1 {
+        let file = paths.drain(..2).nth(1).unwrap_or_default();
+        Classifier::from_file(std::path::Path::new(&file))
+    } else {
+        Classifier::from_bytes(MODEL)
+    };
+    let classifier = match loaded {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: the baked-in model: {e}");
+            eprintln!("error: the model: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let paths: Vec<String> = std::env::args().skip(1).collect();
     if paths.is_empty() {
-        eprintln!("usage: embed IMAGE.png|IMAGE.raw ...");
+        eprintln!("usage: embed [--model FILE] IMAGE.png|IMAGE.raw ...");
         return ExitCode::from(2);
     }
     let mut status = ExitCode::SUCCESS;

@@ -19,8 +19,15 @@
 //! rounded up to 32 and zero-padded, so each output is one contiguous SIMD dot product.
 //!
 //! **Convolutional models** (f32) run through the training code's forward pass
-//! ([`Model::inference`]) with a workspace made for each call: they are not limited in
-//! width, but a prediction allocates its activations and the convolutions' scratch.
+//! ([`Model::inference`], its blocked convolution kernels), without allocating per
+//! prediction either: each thread keeps the inference workspace of the last few networks
+//! it ran (up to four, by classifier and batch size), made at the thread's first
+//! prediction with that classifier. For one image that workspace holds every layer's
+//! output and the convolutions' patch scratch, 483,176 bytes for the tutorial's CNN
+//! (`conv5x5x32,pool2,conv5x5x64,pool2,fc1024,fc10`; the gemm's packing buffers come on
+//! top); `predict_batch` keeps one of 64 rows (12.8 MB for that CNN). [`ClassifierRef`] runs the same files with no workspace at all,
+//! in caller scratch of [`ClassifierRef::scratch_len`] values (200,704 bytes for the
+//! tutorial's CNN), more slowly (plain loops).
 //!
 //! **Int8.** Weights are int8 per output channel (see [`crate::io::quantized`]); the layer
 //! input is an integer vector with one f32 scale: the pixels themselves (`0..=255`, scale
@@ -123,8 +130,8 @@ enum Engine {
     F32(Vec<F32Layer>),
     Int8(Vec<Int8Layer>),
     /// A network the dense engine does not run (convolutions, pooling), through
-    /// [`Model::inference`].
-    Network(Box<Model>),
+    /// [`Model::inference`], with a workspace cached per thread under this engine's id.
+    Network(Box<Model>, u64),
 }
 
 #[cfg(feature = "std")]
@@ -137,6 +144,10 @@ enum Source<'a> {
 
 #[cfg(feature = "std")]
 /// An inference-only MNIST classifier: f32 or int8 weights, no allocation per prediction.
+///
+/// Dense models predict in stack buffers; convolutional ones in a workspace each thread
+/// makes at its first prediction with the classifier and keeps (see the module docs for
+/// its size). Either way `predict` takes `&self`: share one classifier between threads.
 ///
 /// ```
 /// use softnet::{io::model_to_bytes, nn::Model, Classifier};
@@ -194,7 +205,7 @@ impl Classifier {
             check_network(&arch, Path::new("<model>"))?;
             return Ok(Classifier {
                 arch,
-                engine: Engine::Network(Box::new(model.clone())),
+                engine: Engine::Network(Box::new(model.clone()), network_id()),
                 widest: 0,
             });
         }
@@ -266,7 +277,7 @@ impl Classifier {
     /// Whether the weights are f32 or int8.
     pub fn precision(&self) -> Precision {
         match self.engine {
-            Engine::F32(_) | Engine::Network(_) => Precision::F32,
+            Engine::F32(_) | Engine::Network(..) => Precision::F32,
             Engine::Int8(_) => Precision::Int8,
         }
     }
@@ -350,8 +361,8 @@ impl Classifier {
         let n = classes_out.len();
         assert_eq!(pixels.len(), n * PIXELS, "pixels are not [n, {PIXELS}]");
         assert_eq!(confidence_out.len(), n, "one confidence per image");
-        if let Engine::Network(model) = &self.engine {
-            return network_predict_batch(model, pixels, classes_out, confidence_out);
+        if let Engine::Network(model, id) = &self.engine {
+            return network_predict_batch(model, *id, pixels, classes_out, confidence_out);
         }
         for ((image, c), p) in pixels
             .chunks_exact(PIXELS)
@@ -369,7 +380,7 @@ impl Classifier {
     /// Loss, accuracy and confusion matrix on `data`, as [`crate::train::evaluate`] reports
     /// them for an f32 [`Model`].
     pub fn evaluate(&self, data: &Dataset) -> EvalResult {
-        if let Engine::Network(model) = &self.engine {
+        if let Engine::Network(model, _) = &self.engine {
             return crate::train::evaluate(model, data);
         }
         let classes = self.arch.classes();
@@ -407,13 +418,14 @@ impl Classifier {
     }
 
     fn logits_with<const N: usize>(&self, src: Source<'_>, out: &mut [f32]) {
-        if let Engine::Network(model) = &self.engine {
-            let mut ws = Workspace::inference(model, 1);
+        if let Engine::Network(model, id) = &self.engine {
             let input = match src {
                 Source::Pixels(p) => Input::Pixels(p),
                 Source::Unit(x) => Input::Unit(x),
             };
-            out.copy_from_slice(model.inference(input, 1, &mut ws));
+            with_workspace(*id, 1, model, |ws| {
+                out.copy_from_slice(model.inference(input, 1, ws));
+            });
             return;
         }
         dispatch(Forward::<N> {
@@ -442,7 +454,7 @@ impl<const N: usize> SimdKernel for Forward<'_, N> {
         match self.engine {
             Engine::F32(layers) => forward_f32::<S, N>(s, layers, self.src, self.out),
             Engine::Int8(layers) => forward_int8::<S, N>(s, layers, self.src, self.out),
-            Engine::Network(_) => unreachable!("networks run through Model::inference"),
+            Engine::Network(..) => unreachable!("networks run through Model::inference"),
         }
     }
 }
@@ -456,33 +468,91 @@ const NETWORK_CHUNK: usize = 64;
 /// workspace.
 fn network_predict_batch(
     model: &Model,
+    id: u64,
     pixels: &[u8],
     classes_out: &mut [u8],
     confidence_out: &mut [f32],
 ) {
     let classes = model.architecture().classes();
-    let mut ws = Workspace::inference(model, NETWORK_CHUNK.min(classes_out.len()).max(1));
-    let mut z = vec![0.0f32; classes];
-    for ((images, cs), ps) in pixels
-        .chunks(NETWORK_CHUNK * PIXELS)
-        .zip(classes_out.chunks_mut(NETWORK_CHUNK))
-        .zip(confidence_out.chunks_mut(NETWORK_CHUNK))
-    {
-        let logits = model.inference(Input::Pixels(images), cs.len(), &mut ws);
-        for ((row, c), p) in logits.chunks_exact(classes).zip(cs).zip(ps) {
-            z.copy_from_slice(row);
-            let (class, confidence) = best_and_confidence(&mut z);
-            // MAX_CLASSES is 256: every class fits.
-            *c = class as u8;
-            *p = confidence;
+    let mut logits = [0.0f32; MAX_CLASSES];
+    let z = &mut logits[..classes];
+    with_workspace(id, NETWORK_CHUNK, model, |ws| {
+        for ((images, cs), ps) in pixels
+            .chunks(NETWORK_CHUNK * PIXELS)
+            .zip(classes_out.chunks_mut(NETWORK_CHUNK))
+            .zip(confidence_out.chunks_mut(NETWORK_CHUNK))
+        {
+            let rows = model.inference(Input::Pixels(images), cs.len(), ws);
+            for ((row, c), p) in rows.chunks_exact(classes).zip(cs).zip(ps) {
+                z.copy_from_slice(row);
+                let (class, confidence) = best_and_confidence(z);
+                // MAX_CLASSES is 256: every class fits.
+                *c = class as u8;
+                *p = confidence;
+            }
         }
-    }
+    });
+}
+
+/// Workspaces a thread keeps for [`Engine::Network`]s (one per network and row count).
+#[cfg(feature = "std")]
+const CACHED_WORKSPACES: usize = 4;
+
+#[cfg(feature = "std")]
+thread_local! {
+    /// This thread's inference workspaces, keyed by network id and rows, most recently used
+    /// last: a convolutional network's prediction reuses one instead of allocating, and
+    /// `predict` stays `&self`, so one classifier serves any number of threads.
+    static WORKSPACES: std::cell::RefCell<Vec<((u64, usize), Workspace)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A fresh id for an [`Engine::Network`] (clones share it: same model, same workspace).
+#[cfg(feature = "std")]
+fn network_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Runs `f` with this thread's workspace for network `id` over `rows` examples, made on the
+/// thread's first use of it (the only allocation; the least recently used of
+/// [`CACHED_WORKSPACES`] is dropped to make room).
+#[cfg(feature = "std")]
+fn with_workspace<R>(
+    id: u64,
+    rows: usize,
+    model: &Model,
+    f: impl FnOnce(&mut Workspace) -> R,
+) -> R {
+    WORKSPACES.with(|cell| {
+        let Ok(mut cache) = cell.try_borrow_mut() else {
+            // Only a prediction made from inside another one could get here.
+            return f(&mut Workspace::inference(model, rows));
+        };
+        let key = (id, rows);
+        match cache.iter().position(|(k, _)| *k == key) {
+            Some(at) => cache[at..].rotate_left(1),
+            None => {
+                if cache.capacity() == 0 {
+                    cache.reserve_exact(CACHED_WORKSPACES);
+                }
+                if cache.len() == CACHED_WORKSPACES {
+                    cache.remove(0);
+                }
+                cache.push((key, Workspace::inference(model, rows)));
+            }
+        }
+        let last = cache.len() - 1;
+        f(&mut cache[last].1)
+    })
 }
 
 #[cfg(feature = "std")]
 /// The limits a network run through [`Model::inference`] must meet: MNIST's input and
 /// 2 to [`MAX_CLASSES`] classes.
 fn check_network(arch: &Architecture, name: &Path) -> Result<(), ClassifierError> {
+    // As in `check`: reading `SOFTNET_SIMD` allocates, so it happens here.
+    crate::kernels::simd::Level::process();
     let unsupported = |reason: String| ClassifierError::Unsupported {
         source_name: name.to_path_buf(),
         reason,

@@ -31,8 +31,22 @@ fn predictions_do_not_allocate() {
         classifiers.push(Classifier::from_model(&model).unwrap());
         classifiers.push(Classifier::from_quantized(&QuantizedModel::quantize(&model)).unwrap());
     }
+    // Convolutional networks (loaded from a file's bytes, as `softnet predict` does): their
+    // workspaces are made by this thread's first prediction, below, and then reused.
+    for spec in [
+        "conv3x3x4,pool2,conv3x3x6s2,fc10",
+        "conv5x5x8,pool2,conv5x5x16,pool2,fc64,dropout0.5,fc10",
+    ] {
+        let model = Model::he_normal(Architecture::from_spec(spec).unwrap(), 3);
+        let bytes = softnet::io::model_to_bytes(&model, &[]);
+        classifiers.push(Classifier::from_bytes(&bytes).unwrap());
+    }
     for c in &classifiers {
         let image: &[u8; PIXELS] = images[..PIXELS].try_into().unwrap();
+        // Warm-up: a thread's first prediction with a convolutional network makes its
+        // workspaces (one image, and a batch).
+        c.predict(image);
+        c.predict_batch(&images, &mut classes, &mut confidence);
         let before = allocations();
         let mut checksum = 0usize;
         for _ in 0..10 {

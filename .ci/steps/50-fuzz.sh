@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fuzzing: every parser that reads outside input (IDX raw and gz, model files, checkpoints,
-# PNG input, .npy, TensorBoard event files) runs under libFuzzer + AddressSanitizer for
-# FUZZ_SECONDS each (default 25), seeded from real files. Any crash fails the step; the
-# crashing input is left in fuzz/artifacts/<target>/ to become a regression test.
+# Fuzzing: every parser that reads outside input (IDX raw and gz, model files, the no_std
+# zero-copy model parser, checkpoints, PNG input, .npy, TensorBoard event files) runs under
+# libFuzzer + AddressSanitizer for FUZZ_SECONDS each (default 25), seeded from real files.
+# Any crash fails the step; the crashing input is left in fuzz/artifacts/<target>/ to become
+# a regression test.
 # cargo-fuzz needs nightly-only flags (-Zsanitizer): RUSTC_BOOTSTRAP=1 lets stable pass them.
 set -euo pipefail
 seconds="${FUZZ_SECONDS:-25}"
@@ -16,13 +17,17 @@ fi
 cargo build --release
 bin="${CARGO_TARGET_DIR:-target}/release/softnet"
 corpus=fuzz/corpus
-for t in idx_images idx_labels model_file checkpoint png_input npy event_file; do
+for t in idx_images idx_labels model_file model_ref checkpoint png_input npy event_file; do
   mkdir -p "$corpus/$t"
 done
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 "$bin" train --steps 10 -q --save "$corpus/model_file/softmax.safetensors" >/dev/null
 "$bin" train --steps 10 -q --hidden 8 --save "$corpus/model_file/mlp.safetensors" >/dev/null
+# The zero-copy parser: the same files, an int8 one and a small CNN.
+cp "$corpus"/model_file/*.safetensors "$corpus/model_ref/"
+"$bin" quantize --model "$corpus/model_file/mlp.safetensors" -o "$corpus/model_ref/mlp-int8.safetensors" >/dev/null
+"$bin" train --steps 5 -q --arch conv3x3x2,pool2,conv3x3x4s2,fc10 --save "$corpus/model_ref/cnn.safetensors" >/dev/null
 "$bin" train --steps 10 -q --optimizer momentum --checkpoint-dir "$tmp/ckpt" --checkpoint-every 10 >/dev/null
 cp "$tmp"/ckpt/ckpt-*.safetensors "$corpus/checkpoint/"
 cp tests/fixtures/drawn/*.png "$corpus/png_input/" 2>/dev/null || true
@@ -61,7 +66,7 @@ PY
 cargo fuzz build --release -s address --fuzz-dir fuzz
 status=0
 printf '%-12s %12s %8s %8s %8s\n' target execs cov ft corpus
-for t in idx_images idx_labels model_file checkpoint png_input npy event_file; do
+for t in idx_images idx_labels model_file model_ref checkpoint png_input npy event_file; do
   log="$tmp/$t.log"
   if ! cargo fuzz run --release -s address --fuzz-dir fuzz "$t" "$corpus/$t" -- \
       -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=131072 -print_final_stats=1 >"$log" 2>&1; then

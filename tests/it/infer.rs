@@ -352,3 +352,91 @@ mod cli {
         assert!(err.contains("1 of 3 images could not be read"), "{err}");
     }
 }
+
+/// The no_std `ClassifierRef` against `Classifier` on the whole test set: the fixture
+/// (dense f32) and its int8 twin equal bit for bit (f32 at the portable SIMD level, where
+/// neither fuses its multiply-adds), a small CNN trained here the same class everywhere
+/// but at near-ties, logits within 1e-5 of the largest.
+#[test]
+#[cfg_attr(
+    any(softnet_no_mnist, not(feature = "gz")),
+    ignore = "needs MNIST: MNIST_DIR or ../shared/data/mnist"
+)]
+fn classifier_ref_equals_the_std_classifier_on_real_mnist() {
+    use softnet::kernels::simd::{with_level, Level};
+    use softnet::ClassifierRef;
+    let mnist = crate::common::real_mnist();
+    let test = &mnist.test;
+    let AnyModel::F32(fixture) = load_any_model_bytes(FIXTURE, Path::new("fixture")).unwrap()
+    else {
+        panic!("the fixture is an f32 model");
+    };
+    let int8 = quantized_to_bytes(&QuantizedModel::quantize(&fixture), &[]);
+    let cnn_model = train(
+        Architecture::from_spec("conv5x5x8,pool2,conv3x3x16,pool2,fc10").unwrap(),
+        &mnist.train,
+        300,
+        0.05,
+    );
+    let cnn = softnet::io::model_to_bytes(&cnn_model, &[]);
+    for (name, bytes, bitwise) in [
+        ("f32 softmax", FIXTURE, !Level::Portable.fuses_mul_add()),
+        ("int8 softmax", &int8[..], true),
+        ("f32 cnn", &cnn[..], false),
+    ] {
+        let ours = ClassifierRef::parse(bytes).unwrap();
+        let std = Classifier::from_bytes(bytes).unwrap();
+        let mut scratch = vec![0.0f32; ours.scratch_len()];
+        let (mut a, mut b) = ([0.0f32; 10], [0.0f32; 10]);
+        let (mut correct, mut differ, mut worst) = (0, 0, 0.0f32);
+        for (image, &label) in test.pixels().chunks_exact(PIXELS).zip(test.labels()) {
+            let image: &[u8; PIXELS] = image.try_into().unwrap();
+            ours.logits_into(image, &mut scratch, &mut a);
+            with_level(Level::Portable, || std.logits_into(image, &mut b));
+            if bitwise {
+                assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits), "{name}");
+            }
+            let spread = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            worst = worst.max(crate::common::max_abs_diff(&a, &b) / spread);
+            let (class, _) = ours.predict(image, &mut scratch);
+            correct += usize::from(class == usize::from(label));
+            differ += usize::from(class != std.predict(image).0);
+        }
+        eprintln!(
+            "{name}: ClassifierRef {correct} of {} right, {differ} differ from Classifier, \
+             logits within {worst:e} of the largest",
+            test.len()
+        );
+        assert!(worst <= 1e-5, "{name}: {worst}");
+        assert!(differ <= 1, "{name}: {differ} predictions differ");
+        if name == "f32 softmax" {
+            assert!(correct.abs_diff(9149) <= 2, "{correct}");
+        }
+    }
+}
+
+/// One convolutional classifier serves several threads at once, each with its own
+/// workspace, with the answers one thread gives.
+#[test]
+fn a_cnn_classifier_serves_many_threads() {
+    let model = Model::he_normal(
+        Architecture::from_spec("conv3x3x4,pool2,conv3x3x8s2,fc10").unwrap(),
+        5,
+    );
+    let classifier = Classifier::from_model(&model).unwrap();
+    let images: Vec<[u8; PIXELS]> = (0..16)
+        .map(|s| std::array::from_fn(|i| ((i * 7 + s * 131) % 256) as u8))
+        .collect();
+    let want: Vec<(usize, f32)> = images.iter().map(|im| classifier.predict(im)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..5 {
+                    let got: Vec<(usize, f32)> =
+                        images.iter().map(|im| classifier.predict(im)).collect();
+                    assert_eq!(got, want);
+                }
+            });
+        }
+    });
+}

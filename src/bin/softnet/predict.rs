@@ -10,7 +10,8 @@ use softnet::Classifier;
 /// Flags of `softnet predict`.
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
-    /// Model file: f32 (`softnet train --save`) or int8 (`softnet quantize`).
+    /// Model file: f32 (`softnet train --save`, dense or convolutional) or int8 (`softnet
+    /// quantize`).
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
     /// Read raw images from standard input instead: 784 bytes each (28x28, row-major,
