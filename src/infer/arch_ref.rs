@@ -387,6 +387,48 @@ impl fmt::Display for TensorName {
     }
 }
 
+/// Tests of the no_std core (`cargo test --no-default-features` runs them).
+#[cfg(test)]
+mod core_tests {
+    use super::*;
+
+    #[test]
+    fn the_tutorials_cnn_has_its_shapes_and_names() {
+        let text = "28x28x1:conv5x5x32,relu,pool2,conv5x5x64,relu,pool2,flatten,fc1024,relu,dropout0.5,fc10";
+        let a = ArchRef::parse(text).unwrap();
+        let sides: std::vec::Vec<(u32, u32, u32)> =
+            a.shapes[..a.n].iter().map(|s| (s.h, s.w, s.c)).collect();
+        assert_eq!(
+            sides,
+            [
+                (28, 28, 32),
+                (28, 28, 32),
+                (14, 14, 32),
+                (14, 14, 64),
+                (14, 14, 64),
+                (7, 7, 64),
+                (1, 1, 3136),
+                (1, 1, 1024),
+                (1, 1, 1024),
+                (1, 1, 1024),
+                (1, 1, 10)
+            ]
+        );
+        let mut name = TensorName::new();
+        a.param_path(3, false, &mut name).unwrap();
+        assert_eq!(name.as_str(), "conv2/weight");
+        let mut name = TensorName::new();
+        a.param_path(10, true, &mut name).unwrap();
+        assert_eq!(name.as_str(), "fc2/bias");
+        assert!(!a.is_dense());
+        let mlp = ArchRef::parse("784-256-10").unwrap();
+        assert!(mlp.is_dense());
+        let mut name = TensorName::new();
+        mlp.param_path(2, false, &mut name).unwrap();
+        assert_eq!(name.as_str(), "logits/weight");
+    }
+}
+
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;

@@ -457,15 +457,10 @@ fn pool(
     }
 }
 
-#[cfg(all(test, feature = "std"))]
-mod tests {
+/// Tests of the no_std core (`cargo test --no-default-features` runs them).
+#[cfg(test)]
+mod core_tests {
     use super::*;
-    use crate::kernels::simd::{with_level, Level};
-
-    #[test]
-    fn the_pixel_table_is_the_training_codes() {
-        assert_eq!(PIXEL_TO_UNIT, crate::data::batch::PIXEL_TO_UNIT);
-    }
 
     #[test]
     fn rounding_matches_std() {
@@ -488,6 +483,25 @@ mod tests {
         ] {
             assert_eq!(round_half_away(v).to_bits(), v.round().to_bits(), "{v}");
         }
+    }
+
+    #[test]
+    fn same_padding_puts_the_smaller_half_first() {
+        // 28 wide, 5x5 stride 1: 4 zeros, 2 before. Stride 2 over 28: 14 out, 3 zeros, 1 before.
+        assert_eq!(pad_before(28, 28, 5, 1, true), 2);
+        assert_eq!(pad_before(28, 14, 5, 2, true), 1);
+        assert_eq!(pad_before(28, 24, 5, 1, false), 0);
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::kernels::simd::{with_level, Level};
+
+    #[test]
+    fn the_pixel_table_is_the_training_codes() {
+        assert_eq!(PIXEL_TO_UNIT, crate::data::batch::PIXEL_TO_UNIT);
     }
 
     #[test]

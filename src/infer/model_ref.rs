@@ -24,10 +24,8 @@ use super::json::{JsonError, RawStr, Scanner};
 const PIXELS: usize = 784;
 /// Most classes a model may have (as the std `Classifier`).
 const MAX_CLASSES: usize = 256;
-/// Most tensors a model file may hold: a weight, a bias and a scale per layer.
-const MAX_TENSORS: usize = 3 * MAX_LAYERS;
 /// Longest architecture string read (decoded into a buffer of this many bytes).
-const MAX_ARCH_TEXT: usize = 1024;
+const MAX_ARCH_TEXT: usize = 512;
 /// The metadata value of int8 files (`io::quantized::QUANTIZATION_INT8`).
 const QUANTIZATION_INT8: &str = "int8-symmetric-per-output-channel";
 
@@ -294,9 +292,9 @@ struct Entry<'a> {
     end: u64,
 }
 
-/// The header's tensors and the two metadata values the engine reads.
+/// What one walk over the header gathers besides the tensors: the two metadata values the
+/// engine reads, and how many tensors there are.
 struct Header<'a> {
-    entries: [Option<Entry<'a>>; MAX_TENSORS],
     count: usize,
     architecture: Option<RawStr<'a>>,
     quantization: Option<RawStr<'a>>,
@@ -348,9 +346,14 @@ fn parse_tensor<'a>(s: &mut Scanner<'a>, name: RawStr<'a>) -> Result<Entry<'a>, 
     }
 }
 
-fn parse_header(json: &[u8]) -> Result<Header<'_>, ParseError> {
+/// Walks the JSON header, handing each tensor to `visit`. The parser keeps no table of
+/// tensors (a microcontroller's stack is small): it walks the header again for each tensor
+/// it looks up, a few hundred bytes each time.
+fn parse_header<'a>(
+    json: &'a [u8],
+    mut visit: impl FnMut(Entry<'a>),
+) -> Result<Header<'a>, ParseError> {
     let mut h = Header {
-        entries: [None; MAX_TENSORS],
         count: 0,
         architecture: None,
         quantization: None,
@@ -383,12 +386,7 @@ fn parse_header(json: &[u8]) -> Result<Header<'_>, ParseError> {
                     }
                 }
             } else {
-                let entry = parse_tensor(&mut s, key)?;
-                if h.count == MAX_TENSORS {
-                    // More tensors than any model the engine runs has.
-                    return Err(ParseError::UnexpectedTensor { name: name_of(key) });
-                }
-                h.entries[h.count] = Some(entry);
+                visit(parse_tensor(&mut s, key)?);
                 h.count += 1;
             }
             if !s.next_element(b'}')? {
@@ -414,10 +412,21 @@ fn parse_header(json: &[u8]) -> Result<Header<'_>, ParseError> {
 /// values (2 KiB); the tutorial's CNN (`conv5x5x32,pool2,conv5x5x64,pool2,fc1024,fc10`)
 /// 2 × 28·28·32 = 50,176 values (200,704 bytes), for its first convolution's output.
 ///
-/// **Numbers.** Dense f32 logits equal the std `Classifier`'s at its portable SIMD level
-/// bit for bit, and int8 logits at every level; with AVX2 or AVX-512 (fused multiply-add)
-/// and for CNNs (other summation order) they differ in the last bits. See the
-/// `infer::forward` module for why.
+/// **Numbers.** The forward passes are plain scalar loops (no SIMD detection, which needs
+/// `std`). A dense f32 layer sums each output in the order of the std engine's dot product
+/// (32 running sums, reduced as a tree) with separate multiply and add, so its logits equal
+/// the std `Classifier`'s at the portable SIMD level bit for bit on targets without FMA
+/// (x86-64 by default); int8 logits (i32 sums, the same f32 rescaling) are equal at every
+/// level; the softmax uses the std kernels' exponential, lane by lane. With AVX2 or
+/// AVX-512 (fused multiply-add) the f32 logits differ in the last bits. Convolutions sum
+/// taps in `(ky, kx, channel)` order; on MNIST's test set a small CNN's logits came out
+/// equal to the std engine's portable ones too, but only a tolerance (1e-5 of the largest
+/// logit) is promised.
+///
+/// **Alignment.** Values are read with `f32::from_le_bytes`, so the bytes may sit at any
+/// address: an `include_bytes!` blob has alignment 1 and safetensors' offsets are multiples
+/// of nothing in particular. Cortex-M4 and x86 load unaligned words in one instruction, so
+/// asking for alignment (an aligning macro) would gain nothing.
 ///
 /// ```
 /// use softnet::ClassifierRef;
@@ -470,14 +479,14 @@ impl<'a> ClassifierRef<'a> {
                 reason: "not UTF-8",
             });
         }
-        let header = parse_header(json)?;
+        let header = parse_header(json, |_| ())?;
 
         let raw = header.architecture.ok_or(ParseError::NoArchitecture)?;
         let mut text = [0u8; MAX_ARCH_TEXT];
         let text = raw
             .decode_into(&mut text)
             .ok_or(ParseError::BadArchitecture {
-                reason: "longer than 1024 bytes",
+                reason: "longer than 512 bytes",
             })?;
         let arch = ArchRef::parse(text).map_err(|reason| ParseError::BadArchitecture { reason })?;
         let int8 = match header.quantization {
@@ -501,7 +510,7 @@ impl<'a> ClassifierRef<'a> {
             });
         }
 
-        let mut claimed = [false; MAX_TENSORS];
+        let mut expected = 0;
         let mut params = [ParamRef::default(); MAX_LAYERS];
         for (i, layer) in arch.layers().iter().enumerate() {
             let input = arch.input_shape(i);
@@ -521,9 +530,10 @@ impl<'a> ClassifierRef<'a> {
             let _ = arch.param_path(i, false, &mut names[2]);
             let _ = fmt::Write::write_str(&mut names[2], "_scale");
             let weight_dtype = if int8 { Dtype::I8 } else { Dtype::F32 };
-            let mut find = |name: &TensorName, dtype: Dtype, shape: Dims| {
-                tensor(&header, &mut claimed, data, name, dtype, shape)
+            let find = |name: &TensorName, dtype: Dtype, shape: Dims| {
+                tensor(json, data, name, dtype, shape)
             };
+            expected += if int8 { 3 } else { 2 };
             params[i].weight = find(&names[0], weight_dtype, weight_shape)?;
             params[i].bias = find(&names[1], Dtype::F32, bias_shape)?;
             if int8 {
@@ -531,13 +541,16 @@ impl<'a> ClassifierRef<'a> {
             }
             check_values(data, &names, params[i], int8)?;
         }
-        if let Some(e) = header.entries[..header.count]
-            .iter()
-            .zip(&claimed)
-            .find_map(|(e, &c)| e.filter(|_| !c))
-        {
+        if header.count != expected {
+            // Every expected tensor is there once: some other one is too.
+            let mut stranger = None;
+            parse_header(json, |e| {
+                if stranger.is_none() && !is_expected(&arch, int8, e.name) {
+                    stranger = Some(name_of(e.name));
+                }
+            })?;
             return Err(ParseError::UnexpectedTensor {
-                name: name_of(e.name),
+                name: stranger.unwrap_or_else(TensorName::new),
             });
         }
         let half = forward::half_len(&arch);
@@ -634,30 +647,41 @@ fn argmax(z: &[f32]) -> usize {
     best
 }
 
-/// Finds tensor `name` in the header, checks its dtype, shape and offsets, and marks it
-/// claimed; returns its byte range in the data.
+/// Whether `name` is one of the tensors `arch` has.
+fn is_expected(arch: &ArchRef, int8: bool, name: RawStr<'_>) -> bool {
+    (0..arch.n).any(|i| {
+        let mut names = [TensorName::new(); 3];
+        let ok = arch.param_path(i, false, &mut names[0]).is_ok()
+            && arch.param_path(i, true, &mut names[1]).is_ok()
+            && arch.param_path(i, false, &mut names[2]).is_ok()
+            && fmt::Write::write_str(&mut names[2], "_scale").is_ok();
+        let kinds = if int8 { 3 } else { 2 };
+        ok && names[..kinds].iter().any(|n| name.eq_str(n.as_str()))
+    })
+}
+
+/// Finds tensor `name` in the header (exactly once), checks its dtype, shape and offsets;
+/// returns its byte range in the data.
 fn tensor(
-    header: &Header<'_>,
-    claimed: &mut [bool; MAX_TENSORS],
+    json: &[u8],
     data: &[u8],
     name: &TensorName,
     dtype: Dtype,
     shape: Dims,
 ) -> Result<(u32, u32), ParseError> {
-    let mut found = None;
-    for (k, e) in header.entries[..header.count].iter().enumerate() {
-        let Some(e) = e else { continue };
+    let (mut found, mut twice) = (None, false);
+    parse_header(json, |e| {
         if e.name.eq_str(name.as_str()) {
-            if found.is_some() {
-                return Err(ParseError::UnexpectedTensor { name: *name });
-            }
-            found = Some((k, *e));
+            twice |= found.is_some();
+            found = Some(e);
         }
+    })?;
+    if twice {
+        return Err(ParseError::UnexpectedTensor { name: *name });
     }
-    let Some((k, e)) = found else {
+    let Some(e) = found else {
         return Err(ParseError::MissingTensor { name: *name });
     };
-    claimed[k] = true;
     if e.dtype != dtype {
         return Err(ParseError::WrongDtype {
             name: *name,
@@ -1116,6 +1140,15 @@ mod std_tests {
         let tutorial = model_to_bytes(&Model::zeros(Architecture::cnn()), &[]);
         let tutorial = ClassifierRef::parse(&tutorial).unwrap();
         assert_eq!(tutorial.scratch_len(), 2 * 28 * 28 * 32);
+    }
+
+    #[test]
+    fn classifier_ref_is_small_and_shareable() {
+        fn shareable<T: Send + Sync + Copy>() {}
+        shareable::<ClassifierRef<'static>>();
+        let size = core::mem::size_of::<ClassifierRef<'static>>();
+        eprintln!("size_of::<ClassifierRef>() = {size}");
+        assert!(size <= 2048, "{size}");
     }
 
     #[test]
