@@ -64,7 +64,10 @@ run_qemu() {
 fw "$WORK/softmax8.safetensors" cargo clippy --release -- -D warnings
 # memory.x declares the budget, not the board's 4 MiB: past 64 KiB of flash or 16 KiB of
 # static RAM the link fails ("will not fit in region").
-fw "$WORK/softmax8.safetensors" cargo build --release
+if ! fw "$WORK/softmax8.safetensors" cargo build --release; then
+  echo "the firmware did not build; a link error 'overflowed by N bytes' means it is N bytes over the 64 KiB of flash"
+  exit 1
+fi
 status=0
 run_qemu "$WORK/device.txt" || status=$?
 cat "$WORK/device.txt"
