@@ -65,7 +65,7 @@ fw "$WORK/softmax8.safetensors" cargo clippy --release -- -D warnings
 # memory.x declares the budget, not the board's 4 MiB: past 64 KiB of flash or 16 KiB of
 # static RAM the link fails ("will not fit in region").
 if ! fw "$WORK/softmax8.safetensors" cargo build --release; then
-  echo "the firmware did not build; a link error 'overflowed by N bytes' means it is N bytes over the 64 KiB of flash"
+  echo "the firmware did not build; a link error \"will not fit in region 'FLASH' (or 'RAM'): overflowed by N bytes\" means N bytes over that budget"
   exit 1
 fi
 status=0
