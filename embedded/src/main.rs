@@ -43,12 +43,9 @@ const REPEATS: u32 = 8;
 /// 784-32-10 MLP 64; a model that needs more is refused with a message.
 const SCRATCH: usize = 64;
 
-/// Bytes aligned for whatever the parser reads out of them (`include_bytes!` guarantees 1).
-#[repr(C, align(16))]
-struct Aligned<T: ?Sized>(T);
-
-/// The int8 model file (`softnet quantize`), as written.
-static MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("SOFTNET_FW_MODEL")));
+/// The int8 model file (`softnet quantize`), as written: `ClassifierRef` reads it in place
+/// at any alignment.
+static MODEL: &[u8] = include_bytes!(env!("SOFTNET_FW_MODEL"));
 /// Test images, 784 bytes each, back to back.
 static IMAGES: &[u8] = include_bytes!(env!("SOFTNET_FW_IMAGES"));
 /// One label byte per image.
@@ -66,7 +63,7 @@ fn fail(what: core::fmt::Arguments) -> ! {
 
 #[entry]
 fn main() -> ! {
-    let classifier = match ClassifierRef::parse(&MODEL.0) {
+    let classifier = match ClassifierRef::parse(MODEL) {
         Ok(c) => c,
         Err(e) => fail(format_args!("model: {e}")),
     };
@@ -90,7 +87,7 @@ fn main() -> ! {
     }
     hprintln!(
         "softnet firmware: model {} bytes, {} images, scratch {} f32",
-        MODEL.0.len(),
+        MODEL.len(),
         images.len(),
         scratch.len()
     );
