@@ -8,6 +8,8 @@
 //! first NaN's bits) and sends its gradient there, as `jax.lax.reduce_window` with `max`
 //! propagates NaN. Ties, including `-0.0` against `0.0`, go to the first.
 
+use super::simd::{dispatch, Simd, SimdKernel};
+
 /// The shape of a max-pool of one image: its input and the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PoolGeometry {
@@ -104,45 +106,74 @@ pub fn max_pool_forward(
     if g.output_len() == 0 {
         return;
     }
-    let (c, ow) = (g.channels, g.out_width());
-    let window_at = |oy: usize, ox: usize| (oy * g.stride * g.width + ox * g.stride) * c;
-    let images = input
-        .chunks_exact(g.input_len())
-        .zip(out.chunks_exact_mut(g.output_len()));
-    match argmax {
-        None => {
-            for (image, out) in images {
-                for (o, best) in out.chunks_exact_mut(c).enumerate() {
-                    let at = window_at(o / ow, o % ow);
-                    best.copy_from_slice(&image[at..at + c]);
-                    for (wy, wx) in window(g.size).skip(1) {
-                        let pixel = &image[at + (wy * g.width + wx) * c..][..c];
-                        for (b, &v) in best.iter_mut().zip(pixel) {
-                            *b = if wins(v, *b) { v } else { *b };
+    dispatch(PoolForward {
+        g: *g,
+        input,
+        out,
+        argmax,
+    });
+}
+
+/// The loops of [`max_pool_forward`] as a kernel, so each SIMD level compiles them with its
+/// own instructions: plain Rust that the compiler vectorizes over the channels (outside the
+/// dispatch a generic build would get SSE2 only).
+struct PoolForward<'a> {
+    g: PoolGeometry,
+    input: &'a [f32],
+    out: &'a mut [f32],
+    argmax: Option<&'a mut [u32]>,
+}
+
+impl SimdKernel for PoolForward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, _s: S) {
+        let PoolForward {
+            g,
+            input,
+            out,
+            argmax,
+        } = self;
+        let (c, ow) = (g.channels, g.out_width());
+        let window_at = |oy: usize, ox: usize| (oy * g.stride * g.width + ox * g.stride) * c;
+        let images = input
+            .chunks_exact(g.input_len())
+            .zip(out.chunks_exact_mut(g.output_len()));
+        match argmax {
+            None => {
+                for (image, out) in images {
+                    for (o, best) in out.chunks_exact_mut(c).enumerate() {
+                        let at = window_at(o / ow, o % ow);
+                        best.copy_from_slice(&image[at..at + c]);
+                        for (wy, wx) in window(g.size).skip(1) {
+                            let pixel = &image[at + (wy * g.width + wx) * c..][..c];
+                            for (b, &v) in best.iter_mut().zip(pixel) {
+                                *b = if wins(v, *b) { v } else { *b };
+                            }
                         }
                     }
                 }
             }
-        }
-        Some(argmax) => {
-            let indices = argmax.chunks_exact_mut(g.output_len());
-            for ((image, out), argmax) in images.zip(indices) {
-                let outs = out.chunks_exact_mut(c).zip(argmax.chunks_exact_mut(c));
-                for (o, (best, index)) in outs.enumerate() {
-                    let at = window_at(o / ow, o % ow);
-                    best.copy_from_slice(&image[at..at + c]);
-                    for (i, slot) in index.iter_mut().enumerate() {
-                        *slot = (at + i) as u32;
-                    }
-                    for (wy, wx) in window(g.size).skip(1) {
-                        let from = at + (wy * g.width + wx) * c;
-                        let pixel = &image[from..][..c];
-                        for (i, ((b, slot), &v)) in
-                            best.iter_mut().zip(index.iter_mut()).zip(pixel).enumerate()
-                        {
-                            let w = wins(v, *b);
-                            *b = if w { v } else { *b };
-                            *slot = if w { (from + i) as u32 } else { *slot };
+            Some(argmax) => {
+                let indices = argmax.chunks_exact_mut(g.output_len());
+                for ((image, out), argmax) in images.zip(indices) {
+                    let outs = out.chunks_exact_mut(c).zip(argmax.chunks_exact_mut(c));
+                    for (o, (best, index)) in outs.enumerate() {
+                        let at = window_at(o / ow, o % ow);
+                        best.copy_from_slice(&image[at..at + c]);
+                        for (i, slot) in index.iter_mut().enumerate() {
+                            *slot = (at + i) as u32;
+                        }
+                        for (wy, wx) in window(g.size).skip(1) {
+                            let from = at + (wy * g.width + wx) * c;
+                            let pixel = &image[from..][..c];
+                            for (i, ((b, slot), &v)) in
+                                best.iter_mut().zip(index.iter_mut()).zip(pixel).enumerate()
+                            {
+                                let w = wins(v, *b);
+                                *b = if w { v } else { *b };
+                                *slot = if w { (from + i) as u32 } else { *slot };
+                            }
                         }
                     }
                 }
@@ -152,6 +183,7 @@ pub fn max_pool_forward(
 }
 
 /// The offsets `(y, x)` of a `size x size` window, row-major.
+#[inline(always)]
 fn window(size: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..size).flat_map(move |y| (0..size).map(move |x| (y, x)))
 }
@@ -190,49 +222,77 @@ pub fn max_pool_backward(
         d_input.fill(0.0);
         return;
     }
-    if g.stride >= g.size {
-        // Windows do not overlap: each is written once, its gradient at its argmax and
-        // zeros around it, instead of zeroing everything and adding into it after. Only
-        // inputs that no window covers still need zeros first.
-        let tiled = g.stride == g.size
-            && g.out_height() * g.size == g.height
-            && g.out_width() * g.size == g.width;
-        if !tiled {
-            d_input.fill(0.0);
+    dispatch(PoolBackward {
+        g: *g,
+        d_out,
+        argmax,
+        d_input,
+    });
+}
+
+/// The loops of [`max_pool_backward`] as a kernel, for the reason [`PoolForward`] is one.
+struct PoolBackward<'a> {
+    g: PoolGeometry,
+    d_out: &'a [f32],
+    argmax: &'a [u32],
+    d_input: &'a mut [f32],
+}
+
+impl SimdKernel for PoolBackward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, _s: S) {
+        let PoolBackward {
+            g,
+            d_out,
+            argmax,
+            d_input,
+        } = self;
+        if g.stride >= g.size {
+            // Windows do not overlap: each is written once, its gradient at its argmax and
+            // zeros around it, instead of zeroing everything and adding into it after. Only
+            // inputs that no window covers still need zeros first.
+            let tiled = g.stride == g.size
+                && g.out_height() * g.size == g.height
+                && g.out_width() * g.size == g.width;
+            if !tiled {
+                d_input.fill(0.0);
+            }
+            let images = d_input
+                .chunks_exact_mut(g.input_len())
+                .zip(d_out.chunks_exact(g.output_len()))
+                .zip(argmax.chunks_exact(g.output_len()));
+            let (c, ow) = (g.channels, g.out_width());
+            for ((d_input, d_out), argmax) in images {
+                let outs = d_out.chunks_exact(c).zip(argmax.chunks_exact(c));
+                for (o, (d, index)) in outs.enumerate() {
+                    let at = ((o / ow) * g.stride * g.width + (o % ow) * g.stride) * c;
+                    for (wy, wx) in window(g.size) {
+                        let from = at + (wy * g.width + wx) * c;
+                        let dst = &mut d_input[from..][..c];
+                        for (i, ((dst, &d), &index)) in dst.iter_mut().zip(d).zip(index).enumerate()
+                        {
+                            // `0.0 + d`, as zeroing then adding gives (-0.0 becomes +0.0).
+                            *dst = if index as usize == from + i {
+                                0.0 + d
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+            }
+            return;
         }
+        d_input.fill(0.0);
         let images = d_input
             .chunks_exact_mut(g.input_len())
             .zip(d_out.chunks_exact(g.output_len()))
             .zip(argmax.chunks_exact(g.output_len()));
-        let (c, ow) = (g.channels, g.out_width());
         for ((d_input, d_out), argmax) in images {
-            let outs = d_out.chunks_exact(c).zip(argmax.chunks_exact(c));
-            for (o, (d, index)) in outs.enumerate() {
-                let at = ((o / ow) * g.stride * g.width + (o % ow) * g.stride) * c;
-                for (wy, wx) in window(g.size) {
-                    let from = at + (wy * g.width + wx) * c;
-                    let dst = &mut d_input[from..][..c];
-                    for (i, ((dst, &d), &index)) in dst.iter_mut().zip(d).zip(index).enumerate() {
-                        // `0.0 + d`, as zeroing then adding gives (-0.0 becomes +0.0).
-                        *dst = if index as usize == from + i {
-                            0.0 + d
-                        } else {
-                            0.0
-                        };
-                    }
-                }
+            for (&d, &i) in d_out.iter().zip(argmax) {
+                d_input[i as usize] += d;
             }
-        }
-        return;
-    }
-    d_input.fill(0.0);
-    let images = d_input
-        .chunks_exact_mut(g.input_len())
-        .zip(d_out.chunks_exact(g.output_len()))
-        .zip(argmax.chunks_exact(g.output_len()));
-    for ((d_input, d_out), argmax) in images {
-        for (&d, &i) in d_out.iter().zip(argmax) {
-            d_input[i as usize] += d;
         }
     }
 }
