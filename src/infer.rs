@@ -43,6 +43,9 @@ mod forward;
 mod json;
 mod model_ref;
 
+#[cfg(feature = "std")]
+use model_ref::argmax;
+
 pub use arch_ref::{TensorName, MAX_LAYERS};
 pub use model_ref::{ClassifierRef, Dims, Dtype, ParseError};
 
@@ -617,18 +620,6 @@ fn check(arch: &Architecture, name: &Path) -> Result<usize, ClassifierError> {
         )));
     }
     Ok(widest)
-}
-
-#[cfg(feature = "std")]
-/// Index of the first largest value (0 when all are NaN).
-fn argmax(z: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in z.iter().enumerate() {
-        if v > z[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 #[cfg(feature = "std")]

@@ -636,8 +636,8 @@ impl<'a> ClassifierRef<'a> {
     }
 }
 
-/// Index of the first largest value (0 when all are NaN), as the std engine picks it.
-fn argmax(z: &[f32]) -> usize {
+/// Index of the first largest value (0 when all are NaN); both engines pick classes with it.
+pub(super) fn argmax(z: &[f32]) -> usize {
     let mut best = 0;
     for (i, &v) in z.iter().enumerate() {
         if v > z[best] {
