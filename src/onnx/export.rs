@@ -11,9 +11,8 @@ use std::collections::HashSet;
 
 use super::proto::tensor_shape_proto::{dimension, Dimension};
 use super::proto::{
-    attribute_type, data_type, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    data_type, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use crate::nn::{LayerSpec, Model, Padding, Shape};
 
@@ -150,7 +149,7 @@ impl Builder {
             "input/Transpose",
             "Transpose",
             vec![],
-            vec![ints("perm", &[0, 3, 1, 2])],
+            vec![AttributeProto::ints("perm", &[0, 3, 1, 2])],
             None,
         );
     }
@@ -161,36 +160,16 @@ impl Builder {
             &format!("{scope}/Transpose"),
             "Transpose",
             vec![],
-            vec![ints("perm", &[0, 2, 3, 1])],
+            vec![AttributeProto::ints("perm", &[0, 2, 3, 1])],
             None,
         );
         self.node(
             &format!("{scope}/Flatten"),
             "Flatten",
             vec![],
-            vec![int("axis", 1)],
+            vec![AttributeProto::int("axis", 1)],
             None,
         );
-    }
-}
-
-/// An INTS attribute.
-fn ints(name: &str, values: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::INTS,
-        ints: values.to_vec(),
-        ..Default::default()
-    }
-}
-
-/// An INT attribute.
-fn int(name: &str, value: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::INT,
-        i: value,
-        ..Default::default()
     }
 }
 
@@ -316,11 +295,11 @@ pub fn to_proto(model: &Model, options: &ExportOptions) -> ModelProto {
                     "Conv",
                     vec![w, bias],
                     vec![
-                        ints("kernel_shape", &[k, k]),
-                        ints("strides", &[s, s]),
-                        ints("pads", &pads),
-                        ints("dilations", &[1, 1]),
-                        int("group", 1),
+                        AttributeProto::ints("kernel_shape", &[k, k]),
+                        AttributeProto::ints("strides", &[s, s]),
+                        AttributeProto::ints("pads", &pads),
+                        AttributeProto::ints("dilations", &[1, 1]),
+                        AttributeProto::int("group", 1),
                     ],
                     None,
                 );
@@ -336,9 +315,9 @@ pub fn to_proto(model: &Model, options: &ExportOptions) -> ModelProto {
                     "MaxPool",
                     vec![],
                     vec![
-                        ints("kernel_shape", &[k, k]),
-                        ints("strides", &[s, s]),
-                        ints("pads", &[0, 0, 0, 0]),
+                        AttributeProto::ints("kernel_shape", &[k, k]),
+                        AttributeProto::ints("strides", &[s, s]),
+                        AttributeProto::ints("pads", &[0, 0, 0, 0]),
                     ],
                     None,
                 );
@@ -383,7 +362,7 @@ pub fn to_proto(model: &Model, options: &ExportOptions) -> ModelProto {
             "probabilities/Softmax",
             "Softmax",
             vec![],
-            vec![int("axis", 1)],
+            vec![AttributeProto::int("axis", 1)],
             Some(PROBABILITIES_NAME),
         );
         outputs.push(batch_of(

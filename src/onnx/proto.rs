@@ -144,6 +144,28 @@ pub struct AttributeProto {
     pub ints: Vec<i64>,
 }
 
+impl AttributeProto {
+    /// An INT attribute.
+    pub fn int(name: &str, value: i64) -> Self {
+        Self {
+            name: name.into(),
+            r#type: attribute_type::INT,
+            i: value,
+            ..Default::default()
+        }
+    }
+
+    /// An INTS attribute.
+    pub fn ints(name: &str, values: &[i64]) -> Self {
+        Self {
+            name: name.into(),
+            r#type: attribute_type::INTS,
+            ints: values.to_vec(),
+            ..Default::default()
+        }
+    }
+}
+
 /// `TensorProto.data_type` values softnet uses.
 pub mod data_type {
     /// 32-bit IEEE float.

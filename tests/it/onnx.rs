@@ -7,8 +7,8 @@ use std::path::Path;
 use prost::Message;
 use softnet::nn::{Architecture, Input, LayerSpec, Model, Workspace};
 use softnet::onnx::proto::{
-    attribute_type, data_type, tensor_shape_proto::dimension, tensor_shape_proto::Dimension,
-    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    data_type, tensor_shape_proto::dimension, tensor_shape_proto::Dimension, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use softnet::onnx::{
@@ -145,24 +145,6 @@ fn floats(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
     }
 }
 
-fn ints(name: &str, values: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::INTS,
-        ints: values.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn int(name: &str, value: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::INT,
-        i: value,
-        ..Default::default()
-    }
-}
-
 fn node(name: &str, op: &str, input: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
     NodeProto {
         input: input.iter().map(|s| s.to_string()).collect(),
@@ -240,15 +222,23 @@ fn pytorch_cnn() -> PytorchCnn {
                 "conv",
                 "Conv",
                 &["x", "cw", "cb"],
-                vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
+                vec![
+                    AttributeProto::ints("kernel_shape", &[3, 3]),
+                    AttributeProto::ints("pads", &[1, 1, 1, 1]),
+                ],
             ),
             node("relu", "Relu", &["conv:0"], vec![]),
-            node("flatten", "Flatten", &["relu:0"], vec![int("axis", 1)]),
+            node(
+                "flatten",
+                "Flatten",
+                &["relu:0"],
+                vec![AttributeProto::int("axis", 1)],
+            ),
             node(
                 "fc",
                 "Gemm",
                 &["flatten:0", "fw", "fb"],
-                vec![int("transB", 1)],
+                vec![AttributeProto::int("transB", 1)],
             ),
         ],
         vec![
@@ -377,7 +367,12 @@ fn unsupported_nodes_are_refused_by_name() {
         "{text}"
     );
     // An attribute that would change what a supported operator computes.
-    let e = kind(&with(node("act", "Relu", &["fc:0"], vec![int("x", 1)])));
+    let e = kind(&with(node(
+        "act",
+        "Relu",
+        &["fc:0"],
+        vec![AttributeProto::int("x", 1)],
+    )));
     assert!(
         matches!(&e, OnnxErrorKind::Unsupported { node, .. } if node == "node \"act\" (Relu)"),
         "{e}"
@@ -399,9 +394,12 @@ fn unsupported_nodes_are_refused_by_name() {
     };
     assert!(import_bytes(&conv(vec![]), Path::new("ok.onnx")).is_ok());
     for (attr, reason) in [
-        (int("group", 2), "group = 2"),
-        (ints("dilations", &[2, 2]), "dilations [2, 2]"),
-        (ints("pads", &[0, 0, 1, 1]), "neither SAME"),
+        (AttributeProto::int("group", 2), "group = 2"),
+        (
+            AttributeProto::ints("dilations", &[2, 2]),
+            "dilations [2, 2]",
+        ),
+        (AttributeProto::ints("pads", &[0, 0, 1, 1]), "neither SAME"),
     ] {
         match kind(&conv(vec![attr])) {
             OnnxErrorKind::Unsupported { node, reason: r } => {
