@@ -141,8 +141,9 @@ fn weight_gradient(c: &mut Criterion) {
 }
 
 /// (name, m, n, k, A transposed, B transposed): the products of an MLP 784-256-10 step on a
-/// batch of 100 (forward, the weight gradient `Xᵀ·dZ`, the input gradient `dZ·Wᵀ`) and
-/// the CNN's im2col products on a batch of 50.
+/// batch of 100 (forward, the weight gradient `Xᵀ·dZ`, the input gradient `dZ·Wᵀ`), the
+/// CNN's im2col products on a batch of 50 and its dense layer's three products on a batch
+/// of 50 (as the trainer runs them, over the whole batch).
 const GEMM_SHAPES: &[(&str, usize, usize, usize, bool, bool)] = &[
     ("100x784x256 X·W", 100, 256, 784, false, false),
     ("100x256x10 H·W2", 100, 10, 256, false, false),
@@ -150,6 +151,9 @@ const GEMM_SHAPES: &[(&str, usize, usize, usize, bool, bool)] = &[
     ("100x256x784 dZ·Wᵀ", 100, 784, 256, false, true),
     ("9800x800x64 conv2 im2col", 9800, 64, 800, false, false),
     ("39200x25x32 conv1 im2col", 39_200, 32, 25, false, false),
+    ("50x3136x1024 fc1 X·W", 50, 1024, 3136, false, false),
+    ("3136x50x1024 fc1 Xᵀ·dZ", 3136, 1024, 50, true, false),
+    ("50x1024x3136 fc1 dZ·Wᵀ", 50, 3136, 1024, false, true),
 ];
 
 fn against_matrixmultiply(c: &mut Criterion) {

@@ -1,5 +1,7 @@
 //! Optimisers: they walk the flat parameter arena and its gradient, knowing no layers.
 
+use crate::kernels::elementwise::AdamStep;
+
 /// Which update rule, with its hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum OptimizerKind {
@@ -183,12 +185,16 @@ impl Update {
                 }
             }
             OptimizerKind::Adam { beta1, beta2, eps } => {
-                for (((w, g), m), v) in params.iter_mut().zip(grad).zip(first).zip(second) {
-                    let g = g + wd * *w;
-                    *m = beta1 * *m + (1.0 - beta1) * g;
-                    *v = beta2 * *v + (1.0 - beta2) * g * g;
-                    *w -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
-                }
+                let step = AdamStep {
+                    lr,
+                    weight_decay: wd,
+                    beta1,
+                    beta2,
+                    eps,
+                    c1,
+                    c2,
+                };
+                crate::kernels::elementwise::adam(params, grad, first, second, step);
             }
         }
     }
@@ -229,6 +235,43 @@ mod tests {
             (w[0] - 0.99).abs() < 1e-6 && (w[1] - 1.01).abs() < 1e-6,
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn adam_gives_the_bits_of_the_scalar_formula_on_every_level() {
+        let step = AdamStep {
+            lr: 0.003,
+            weight_decay: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            c1: 1.0 - 0.9f32.powi(3),
+            c2: 1.0 - 0.999f32.powi(3),
+        };
+        let value = |i: usize, scale: f32| ((i * 7919 % 263) as f32 - 131.0) * scale;
+        for len in [0, 1, 15, 16, 17, 40, 1000] {
+            let w0: Vec<f32> = (0..len).map(|i| value(i, 0.01)).collect();
+            let g: Vec<f32> = (0..len).map(|i| value(i + 5, 0.3)).collect();
+            let m0: Vec<f32> = (0..len).map(|i| value(i + 9, 0.02)).collect();
+            let v0: Vec<f32> = (0..len).map(|i| value(i + 2, 0.05).abs()).collect();
+            let (mut w, mut m, mut v) = (w0.clone(), m0.clone(), v0.clone());
+            for i in 0..len {
+                let gi = g[i] + step.weight_decay * w[i];
+                m[i] = step.beta1 * m[i] + (1.0 - step.beta1) * gi;
+                v[i] = step.beta2 * v[i] + (1.0 - step.beta2) * gi * gi;
+                w[i] -= step.lr * (m[i] / step.c1) / ((v[i] / step.c2).sqrt() + step.eps);
+            }
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            for level in crate::kernels::simd::Level::supported() {
+                let (mut wk, mut mk, mut vk) = (w0.clone(), m0.clone(), v0.clone());
+                crate::kernels::simd::with_level(level, || {
+                    crate::kernels::elementwise::adam(&mut wk, &g, &mut mk, &mut vk, step)
+                });
+                assert_eq!(bits(&wk), bits(&w), "{level} on {len}");
+                assert_eq!(bits(&mk), bits(&m), "{level} on {len}");
+                assert_eq!(bits(&vk), bits(&v), "{level} on {len}");
+            }
+        }
     }
 
     #[test]

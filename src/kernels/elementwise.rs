@@ -45,6 +45,65 @@ pub fn scaled_add(y: &mut [f32], alpha: f32, x: &[f32]) {
     })
 }
 
+/// One Adam update's rates and hyper-parameters, the same for every parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamStep {
+    /// The learning rate of this update.
+    pub lr: f32,
+    /// L2 weight decay λ (0: none).
+    pub weight_decay: f32,
+    /// β1.
+    pub beta1: f32,
+    /// β2.
+    pub beta2: f32,
+    /// ε.
+    pub eps: f32,
+    /// The bias corrections of this update, `1 - β1^t` and `1 - β2^t`.
+    pub c1: f32,
+    /// See `c1`.
+    pub c2: f32,
+}
+
+/// One Adam update of `w` from the gradient `g`, with the moments `m` and `v` (all the same
+/// length), element by element:
+/// `g' = g + λw; m = β1 m + (1 - β1) g'; v = β2 v + (1 - β2) g' g'; w -= lr (m / c1) / (√(v / c2) + ε)`,
+/// each operation rounded on its own (no fused multiply-adds), so every level gives the
+/// bits of the scalar formula.
+pub fn adam(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: AdamStep) {
+    assert!(
+        w.len() == g.len() && g.len() == m.len() && m.len() == v.len(),
+        "adam needs equal lengths"
+    );
+    // Plain loops over fixed-size chunks, dispatched so that the compiler vectorises the
+    // divisions and square roots for the level (outside, they ran four lanes wide).
+    kernel!(Adam { w: &'a mut [f32], g: &'a [f32], m: &'a mut [f32], v: &'a mut [f32], step: AdamStep } -> (), |_s| {
+        let AdamStep { lr, weight_decay: wd, beta1, beta2, eps, c1, c2 } = step;
+        let one = |w: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
+            let g = g + wd * *w;
+            *m = beta1 * *m + (1.0 - beta1) * g;
+            *v = beta2 * *v + (1.0 - beta2) * g * g;
+            *w -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+        };
+        let mut wc = w.chunks_exact_mut(LANES);
+        let mut gc = g.chunks_exact(LANES);
+        let mut mc = m.chunks_exact_mut(LANES);
+        let mut vc = v.chunks_exact_mut(LANES);
+        for (((w, g), m), v) in (&mut wc).zip(&mut gc).zip(&mut mc).zip(&mut vc) {
+            let w: &mut [f32; LANES] = w.try_into().expect("a chunk");
+            let g: &[f32; LANES] = g.try_into().expect("a chunk");
+            let m: &mut [f32; LANES] = m.try_into().expect("a chunk");
+            let v: &mut [f32; LANES] = v.try_into().expect("a chunk");
+            for i in 0..LANES {
+                one(&mut w[i], g[i], &mut m[i], &mut v[i]);
+            }
+        }
+        let rest = wc.into_remainder().iter_mut().zip(gc.remainder());
+        for ((w, &g), (m, v)) in rest.zip(mc.into_remainder().iter_mut().zip(vc.into_remainder())) {
+            one(w, g, m, v);
+        }
+    })
+}
+
 /// `out = a + b`, element by element: the first step of summing shard gradients, one pass
 /// instead of a copy and an add.
 pub fn sum_into(out: &mut [f32], a: &[f32], b: &[f32]) {

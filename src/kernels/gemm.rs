@@ -468,7 +468,7 @@ fn blocked<S: Simd, A: Operand, const MR: usize>(s: S, g: Gemm<'_, '_, A>) {
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             let add = accumulate || pc > 0;
-            pack_b(b, pc, kc, jc, nc, &mut ws.packed_b);
+            pack_b(s, b, pc, kc, jc, nc, &mut ws.packed_b);
             // LOOP 3: split m into MC-tall row blocks.
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
@@ -533,23 +533,65 @@ fn pack_a<S: Simd, A: Operand, const MR: usize>(
 }
 
 /// Whether the NR-wide panel of B at column `col` can be read in place (contiguous rows
-/// and all NR columns live): then it needs no packing.
+/// and all NR columns live, rows not too far apart): then it needs no packing.
 #[inline(always)]
 fn in_place(b: &MatRef<'_>, live: usize) -> bool {
-    b.col_stride == 1 && live == NR
+    b.col_stride == 1 && live == NR && b.row_stride <= MAX_IN_PLACE_STRIDE
 }
+
+/// Farthest apart (in floats) the rows of a B panel read in place may be. A panel's rows
+/// four kilobytes or more apart fall into a few sets of the caches, which cannot hold the
+/// panel while the row block's tiles reuse it: a `[50, 3136]·[3136, 1024]` product ran at
+/// less than half the speed of one with B packed.
+const MAX_IN_PLACE_STRIDE: usize = 512;
 
 /// Packs the panels of `B[pc..pc+kc, jc..jc+nc]` that cannot be read in place into
 /// NR-column panels, `[panel][p][NR]`, zero-padding the last one.
 #[inline(always)]
-fn pack_b(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32]) {
+fn pack_b<S: Simd>(
+    s: S,
+    b: MatRef<'_>,
+    pc: usize,
+    kc: usize,
+    jc: usize,
+    nc: usize,
+    out: &mut [f32],
+) {
     for (panel, cols) in (0..nc).step_by(NR).enumerate() {
         let live = NR.min(nc - cols);
         if in_place(&b, live) {
             continue;
         }
         let dst = &mut out[panel * kc * NR..][..kc * NR];
-        for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+        let mut done = 0;
+        if b.row_stride == 1 && live == NR {
+            // A transposed B (`d·Wᵀ`): each column is a contiguous row of W. Eight depths of
+            // eight columns at a time, transposed in registers, instead of one strided load
+            // and one store per value.
+            let cs = b.col_stride;
+            while done + 8 <= kc {
+                for half in 0..NR / 8 {
+                    let mut columns = [[0.0f32; 8]; 8];
+                    for (r, column) in columns.iter_mut().enumerate() {
+                        let at = (jc + cols + half * 8 + r) * cs + pc + done;
+                        column.copy_from_slice(&b.data[at..at + 8]);
+                    }
+                    for (d, depth) in s.transpose8(&columns).iter().enumerate() {
+                        dst[(done + d) * NR + half * 8..][..8].copy_from_slice(depth);
+                    }
+                }
+                done += 8;
+            }
+        }
+        if b.col_stride == 1 && live == NR {
+            // Rows read in place elsewhere, packed here for being far apart: a row copy.
+            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+                let at = (pc + p) * b.row_stride + jc + cols;
+                row.copy_from_slice(&b.data[at..at + NR]);
+            }
+            continue;
+        }
+        for (p, row) in dst.chunks_exact_mut(NR).enumerate().skip(done) {
             for (j, v) in row.iter_mut().enumerate() {
                 *v = if j < live {
                     b.at(pc + p, jc + cols + j)

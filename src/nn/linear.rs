@@ -5,7 +5,7 @@
 //! inputs with their packed weights, which the model packs once per parameter change
 //! (`ListedWeights`) and every pass shares.
 
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::kernels::listed::{self, NonZeroRows, PackedWeights};
 use crate::kernels::{self, gemm, narrow, GemmWorkspace, MatRef, PixelRef};
@@ -259,5 +259,191 @@ impl PartialEq for ListedWeights {
     /// Derived from the parameters, which models compare.
     fn eq(&self, _: &Self) -> bool {
         true
+    }
+}
+
+/// Runs independent pieces of work, perhaps at once on several threads (the trainer's
+/// pool). Which thread runs a piece never changes what it computes.
+pub trait Fork: Sync {
+    /// Runs `work(i, chunk)` on every `chunk_len`-long chunk of `out` (the last may be
+    /// shorter), `i` counting the chunks from 0.
+    fn for_each_chunk(
+        &self,
+        out: &mut [f32],
+        chunk_len: usize,
+        work: &(dyn Fn(usize, &mut [f32]) + Sync),
+    );
+}
+
+/// No threads: every piece runs here, in order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Serial;
+
+impl Fork for Serial {
+    fn for_each_chunk(
+        &self,
+        out: &mut [f32],
+        chunk_len: usize,
+        work: &(dyn Fn(usize, &mut [f32]) + Sync),
+    ) {
+        for (i, chunk) in out.chunks_mut(chunk_len.max(1)).enumerate() {
+            work(i, chunk);
+        }
+    }
+}
+
+/// Outputs (columns, or rows of a weight gradient) of one piece of a split product: whole
+/// tiles of the gemm, and fixed by the shapes alone. Every output is summed by one piece in
+/// the order the whole product would sum it, so the split changes no bit.
+const PIECE: usize = 256;
+const _: () = assert!(PIECE % gemm::NR == 0 && PIECE % gemm::MAX_MR == 0);
+
+/// What the products of a whole batch split into pieces need: packing space for each
+/// thread, and the pieces' outputs, which are column blocks of a row-major result and so
+/// not contiguous in it (a piece computes its block here, then it is copied into place).
+#[derive(Debug)]
+pub(crate) struct Split {
+    /// One per thread; a piece takes one that is free (its result does not depend on which).
+    gemm: Vec<Mutex<GemmWorkspace>>,
+    /// `[pieces][rows · PIECE]`.
+    blocks: Vec<f32>,
+}
+
+impl Split {
+    /// Room for `threads` pieces at once, of products whose results are at most `rows x
+    /// cols`.
+    pub(crate) fn new(threads: usize, rows: usize, cols: usize) -> Self {
+        Split {
+            gemm: (0..threads.max(1))
+                .map(|_| Mutex::new(GemmWorkspace::new()))
+                .collect(),
+            blocks: vec![0.0; rows * cols.next_multiple_of(PIECE)],
+        }
+    }
+
+    /// A packing workspace no other piece holds now (at most one piece a thread runs at a
+    /// time, so one is free).
+    fn gemm_workspace(gemm: &[Mutex<GemmWorkspace>]) -> MutexGuard<'_, GemmWorkspace> {
+        gemm.iter()
+            .find_map(|w| w.try_lock().ok())
+            .unwrap_or_else(|| gemm[0].lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// `out[rows, cols]` from the blocks of [`PIECE`] columns that `piece(i, first, width,
+    /// block)` computes into `block` (`[rows, width]`), pieces on `fork`.
+    fn columns(
+        &mut self,
+        rows: usize,
+        cols: usize,
+        out: &mut [f32],
+        fork: &impl Fork,
+        piece: impl Fn(usize, usize, &mut [f32], &mut GemmWorkspace) + Sync,
+    ) {
+        let pieces = cols.div_ceil(PIECE);
+        let gemm = &self.gemm;
+        let blocks = &mut self.blocks[..pieces * rows * PIECE];
+        fork.for_each_chunk(blocks, rows * PIECE, &|i, block| {
+            let first = i * PIECE;
+            let width = PIECE.min(cols - first);
+            piece(
+                first,
+                width,
+                &mut block[..rows * width],
+                &mut Self::gemm_workspace(gemm),
+            );
+        });
+        for (i, block) in blocks.chunks_exact(rows * PIECE).enumerate() {
+            let first = i * PIECE;
+            let width = PIECE.min(cols - first);
+            for (dst, src) in out
+                .chunks_exact_mut(cols)
+                .zip(block.chunks_exact(width))
+                .take(rows)
+            {
+                dst[first..first + width].copy_from_slice(src);
+            }
+        }
+    }
+}
+
+impl Clone for Split {
+    fn clone(&self) -> Self {
+        Split {
+            gemm: (0..self.gemm.len())
+                .map(|_| Mutex::new(GemmWorkspace::new()))
+                .collect(),
+            blocks: self.blocks.clone(),
+        }
+    }
+}
+
+impl Linear {
+    /// [`Linear::forward`] of a wide layer on f32 inputs, the product split into pieces of
+    /// columns that run on `fork`: each piece streams its columns of `w` once for all the
+    /// rows.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward_split(
+        &self,
+        x: &[f32], // [rows, k]
+        rows: usize,
+        w: &[f32],       // [k, n]
+        b: &[f32],       // [n]
+        out: &mut [f32], // [rows, n]
+        split: &mut Split,
+        fork: &impl Fork,
+    ) {
+        let (k, n) = (self.k, self.n);
+        split.columns(rows, n, out, fork, |first, width, block, ws| {
+            let w = MatRef::row_major(&w[first..], n);
+            gemm(
+                rows,
+                width,
+                k,
+                MatRef::row_major(x, k),
+                w,
+                block,
+                width,
+                false,
+                ws,
+            );
+        });
+        kernels::add_bias_rows(out, b);
+    }
+
+    /// [`Linear::backward`] of a wide layer on f32 inputs, split into pieces on `fork`: the
+    /// weight gradient by blocks of its rows (each one product over all the batch's rows,
+    /// summed once), the input gradient by blocks of its columns.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward_split(
+        &self,
+        x: &[f32], // [rows, k]
+        rows: usize,
+        w: &[f32],                // [k, n]
+        d_out: &[f32],            // [rows, n]
+        dw: &mut [f32],           // [k, n]
+        db: &mut [f32],           // [n]
+        d_in: Option<&mut [f32]>, // [rows, k]
+        split: &mut Split,
+        fork: &impl Fork,
+    ) {
+        let (k, n) = (self.k, self.n);
+        let d = MatRef::row_major(d_out, n);
+        {
+            let gemm_ws = &split.gemm;
+            fork.for_each_chunk(dw, PIECE * n, &|i, block| {
+                let first = i * PIECE;
+                let height = block.len() / n;
+                let xt = MatRef::row_major(&x[first..], k).t();
+                let ws = &mut Split::gemm_workspace(gemm_ws);
+                gemm(height, n, rows, xt, d, block, n, false, ws);
+            });
+        }
+        kernels::column_sums_into(d_out, db, false);
+        if let Some(d_in) = d_in {
+            split.columns(rows, k, d_in, fork, |first, width, block, ws| {
+                let wt = MatRef::row_major(&w[first * n..], n).t();
+                gemm(rows, width, n, d, wt, block, width, false, ws);
+            });
+        }
     }
 }

@@ -13,7 +13,7 @@ use super::arch::{Architecture, LayerSpec};
 use super::conv2d::Conv2d;
 use super::dropout::{self, DropoutKey};
 use super::init::fill_normal;
-use super::linear::{is_narrow, Input, Linear, ListedWeights};
+use super::linear::{is_narrow, Fork, Input, Linear, ListedWeights, Serial};
 use super::maxpool::MaxPool2d;
 use super::workspace::Workspace;
 use crate::kernels;
@@ -81,12 +81,12 @@ enum Kind {
 pub(crate) struct Step {
     kind: Kind,
     /// The buffer holding its input (None: the pass's [`Input`], read as it is).
-    src: Option<usize>,
+    pub(crate) src: Option<usize>,
     /// The buffer its output goes to (its input's for in-place layers).
-    dst: usize,
+    pub(crate) dst: usize,
     /// Values per example of its input and output.
-    in_len: usize,
-    out_len: usize,
+    pub(crate) in_len: usize,
+    pub(crate) out_len: usize,
     /// Index in [`Model::layers`] of its parameters.
     params: Option<usize>,
 }
@@ -399,8 +399,104 @@ impl Model {
     /// Forward pass of `rows` examples in `mode`: a training pass draws dropout masks from
     /// its key (and needs a workspace from [`Workspace::new`] when the model has dropout).
     pub fn forward_with(&self, x: Input<'_>, rows: usize, ws: &mut Workspace, mode: Mode) {
+        let all = 0..self.plan.steps.len();
+        self.forward_steps(Some(x), rows, ws, mode, all, &Serial);
+    }
+
+    /// Where the dense head of a convolutional model begins: the first of the layers after
+    /// the last convolution or pooling, when they are linear layers, ReLU and dropout
+    /// alone. Each row of the head reads only its own row of the layer before, and its wide
+    /// products are best done over a whole batch at once (a trainer runs the convolutions
+    /// in shards of the batch, the head over all of it).
+    pub(crate) fn head_start(&self) -> Option<usize> {
+        let steps = &self.plan.steps;
+        let last_conv = steps
+            .iter()
+            .rposition(|s| matches!(s.kind, Kind::Conv2d(_) | Kind::MaxPool2d(_)))?;
+        let start = last_conv
+            + 1
+            + steps[last_conv + 1..]
+                .iter()
+                .position(|s| matches!(s.kind, Kind::Linear(_)))?;
+        let dense = steps[start..]
+            .iter()
+            .all(|s| matches!(s.kind, Kind::Linear(_) | Kind::Relu | Kind::Dropout { .. }));
+        dense.then_some(start)
+    }
+
+    /// Where in the arena the parameters of the layers from step `from` on begin (the
+    /// arena's length if none has any).
+    pub(crate) fn params_from(&self, from: usize) -> usize {
+        self.plan.steps[from..]
+            .iter()
+            .find_map(|s| s.params)
+            .map_or(self.params.len(), |p| self.layers[p].weight.start)
+    }
+
+    /// Forward pass of the layers before `head` ([`Model::head_start`]), as
+    /// [`Model::forward_with`]; their output is [`Model::head_input`]'s.
+    pub(crate) fn forward_body(
+        &self,
+        x: Input<'_>,
+        rows: usize,
+        ws: &mut Workspace,
+        mode: Mode,
+        head: usize,
+    ) {
+        self.forward_steps(Some(x), rows, ws, mode, 0..head, &Serial);
+    }
+
+    /// Forward pass of the head from `head` on, from the input [`Model::head_input`] left
+    /// in `ws` (a [`Workspace::head`]), its wide products split into pieces on `fork`.
+    pub(crate) fn forward_head(
+        &self,
+        rows: usize,
+        ws: &mut Workspace,
+        mode: Mode,
+        head: usize,
+        fork: &impl Fork,
+    ) {
+        let steps = head..self.plan.steps.len();
+        self.forward_steps(None, rows, ws, mode, steps, fork);
+    }
+
+    /// The values the head starting at `head` reads, `[rows, values]`: the body's output
+    /// in its workspace, the head's input in its own.
+    pub(crate) fn head_input<'w>(
+        &self,
+        ws: &'w mut Workspace,
+        rows: usize,
+        head: usize,
+    ) -> &'w mut [f32] {
+        let step = &self.plan.steps[head];
+        let src = step.src.expect("a head reads a buffer");
+        &mut ws.buffers[src][..rows * step.in_len]
+    }
+
+    /// The gradient with respect to the head's input (`[rows, values]`): what
+    /// [`Model::backward_head`] leaves and [`Model::backward_body`] starts from.
+    pub(crate) fn head_input_grad<'w>(
+        &self,
+        ws: &'w mut Workspace,
+        rows: usize,
+        head: usize,
+    ) -> &'w mut [f32] {
+        &mut ws.grad_a[..rows * self.plan.steps[head].in_len]
+    }
+
+    fn forward_steps(
+        &self,
+        x: Option<Input<'_>>,
+        rows: usize,
+        ws: &mut Workspace,
+        mode: Mode,
+        range: Range<usize>,
+        fork: &impl Fork,
+    ) {
         let input_len = self.arch.input_len();
-        assert_eq!(x.len(), rows * input_len, "input is not rows x {input_len}");
+        if let Some(x) = x {
+            assert_eq!(x.len(), rows * input_len, "input is not rows x {input_len}");
+        }
         assert!(
             rows <= ws.rows,
             "workspace holds {} rows, asked {rows}",
@@ -410,11 +506,14 @@ impl Model {
             Mode::Train(key) => Some(key),
             Mode::Eval => None,
         };
-        if let Some(b) = self.plan.input_buffer {
+        if let (Some(b), Some(x), 0) = (self.plan.input_buffer, x, range.start) {
             x.to_unit(&mut ws.buffers[b][..rows * input_len]);
         }
         ws.dropout_on = false;
         for (i, step) in self.plan.steps.iter().enumerate() {
+            if !range.contains(&i) {
+                continue;
+            }
             let (n_in, n_out) = (rows * step.in_len, rows * step.out_len);
             let params = step.params.map(|p| {
                 let p = &self.layers[p];
@@ -435,15 +534,22 @@ impl Model {
                     }
                 }
                 (Kind::Linear(l), Some((w, b))) => {
-                    let packed = (i == 0 && matches!(x, Input::Listed { .. }) && is_narrow(l.n))
-                        .then(|| self.listed_weights.get(w, l.k, l.n));
+                    let packed =
+                        (i == 0 && matches!(x, Some(Input::Listed { .. })) && is_narrow(l.n))
+                            .then(|| self.listed_weights.get(w, l.k, l.n));
                     let packed = packed.as_deref().map(|p| &p.weights);
-                    match step.src {
-                        None => {
+                    match (step.src, &mut ws.split) {
+                        (None, _) => {
+                            let x = x.expect("the first layer reads the input");
                             let out = &mut ws.buffers[step.dst][..n_out];
                             l.forward(x, rows, w, b, out, &mut ws.gemm, packed);
                         }
-                        Some(s) => {
+                        (Some(s), Some(split)) if !is_narrow(l.n) => {
+                            let (input, out) = read_write(&mut ws.buffers, s, step.dst);
+                            let (input, out) = (&input[..n_in], &mut out[..n_out]);
+                            l.forward_split(input, rows, w, b, out, split, fork);
+                        }
+                        (Some(s), _) => {
                             let (input, out) = read_write(&mut ws.buffers, s, step.dst);
                             let input = Input::Unit(&input[..n_in]);
                             l.forward(input, rows, w, b, &mut out[..n_out], &mut ws.gemm, packed);
@@ -484,21 +590,74 @@ impl Model {
         rows: usize,
         ws: &mut Workspace,
         grads: &mut [f32],
-        mut input_grad: Option<&mut [f32]>,
+        input_grad: Option<&mut [f32]>,
     ) {
-        assert!(
-            ws.trainable,
-            "backward needs a workspace from Workspace::new, not ::inference"
-        );
         assert_eq!(
             grads.len(),
             self.params.len(),
             "gradient arena has the wrong size"
         );
+        let all = 0..self.plan.steps.len();
+        self.backward_steps(Some(x), rows, ws, grads, input_grad, all, &Serial);
+    }
+
+    /// Backward pass of the layers before `head`, after [`Model::forward_body`], from the
+    /// gradient of their output put in [`Model::head_input_grad`]: writes their
+    /// parameters' gradients into `grads` (the start of the arena's layout, up to
+    /// [`Model::params_from`] `head` at least).
+    pub(crate) fn backward_body(
+        &self,
+        x: Input<'_>,
+        rows: usize,
+        ws: &mut Workspace,
+        grads: &mut [f32],
+        head: usize,
+    ) {
+        self.backward_steps(Some(x), rows, ws, grads, None, 0..head, &Serial);
+    }
+
+    /// Backward pass of the head from `head` on, after [`Model::forward_head`] and
+    /// [`Model::loss`]: writes the head's parameters' gradients into `grads` (the arena's
+    /// layout; the body's are left alone) and leaves the gradient of its input in
+    /// [`Model::head_input_grad`].
+    pub(crate) fn backward_head(
+        &self,
+        rows: usize,
+        ws: &mut Workspace,
+        grads: &mut [f32],
+        head: usize,
+        fork: &impl Fork,
+    ) {
+        let steps = head..self.plan.steps.len();
+        self.backward_steps(None, rows, ws, grads, None, steps, fork);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward_steps(
+        &self,
+        x: Option<Input<'_>>,
+        rows: usize,
+        ws: &mut Workspace,
+        grads: &mut [f32],
+        mut input_grad: Option<&mut [f32]>,
+        range: Range<usize>,
+        fork: &impl Fork,
+    ) {
+        assert!(
+            ws.trainable,
+            "backward needs a workspace from Workspace::new, not ::inference"
+        );
+        assert!(
+            grads.len() >= self.params_from(range.end),
+            "gradient arena is too short"
+        );
         let steps = &self.plan.steps;
         let first_params = steps.iter().position(|s| s.params.is_some());
         // ws.grad_a: the gradient of the current layer's output, [rows, out_len].
         for (i, step) in steps.iter().enumerate().rev() {
+            if !range.contains(&i) {
+                continue;
+            }
             let (n_in, n_out) = (rows * step.in_len, rows * step.out_len);
             // Whether anything below this layer needs the gradient of its input.
             let wanted = input_grad.is_some() || first_params.is_some_and(|f| f < i);
@@ -521,9 +680,29 @@ impl Model {
                     dropout::backward(&mut ws.grad_a[..n_out], &ws.masks[i][..n_out]);
                 }
                 (Kind::Relu | Kind::Dropout { .. } | Kind::Flatten, _) => {}
+                (Kind::Linear(l), Some(p))
+                    if step.src.is_some() && ws.split.is_some() && !is_narrow(l.n) =>
+                {
+                    let s = step.src.expect("checked");
+                    let (dw, db) = grads[p.weight.start..p.bias.end].split_at_mut(p.weight.len());
+                    let w = &self.params[p.weight.clone()];
+                    let split = ws.split.as_mut().expect("checked");
+                    let input = &ws.buffers[s][..n_in];
+                    l.backward_split(
+                        input,
+                        rows,
+                        w,
+                        &ws.grad_a[..n_out],
+                        dw,
+                        db,
+                        d_in,
+                        split,
+                        fork,
+                    );
+                }
                 (Kind::Linear(l), Some(p)) => {
                     let input = match step.src {
-                        None => x,
+                        None => x.expect("the first layer reads the input"),
                         Some(s) => Input::Unit(&ws.buffers[s][..n_in]),
                     };
                     let (dw, db) = grads[p.weight.start..p.bias.end].split_at_mut(p.weight.len());

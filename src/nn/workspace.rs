@@ -1,5 +1,6 @@
 //! Buffers for the forward and backward passes, sized once for a model and a row count.
 
+use super::linear::Split;
 use super::model::Model;
 use crate::kernels::GemmWorkspace;
 
@@ -25,6 +26,9 @@ pub struct Workspace {
     // Convolution patches, shared by the layers: [the largest layer's scratch_len(rows)].
     pub(crate) scratch: Vec<f32>,
     pub(crate) gemm: GemmWorkspace,
+    // For a dense head run over a whole batch (`Workspace::head`): the wide linear layers'
+    // products split into pieces for a thread pool.
+    pub(crate) split: Option<Split>,
     // Whether the gradient buffers exist (false for `Workspace::inference`).
     pub(crate) trainable: bool,
     // Whether the last forward pass drew dropout masks (a training pass).
@@ -50,6 +54,7 @@ impl Workspace {
             argmax: Vec::new(),
             scratch: vec![0.0; plan.scratch_len(rows)],
             gemm: GemmWorkspace::new(),
+            split: None,
             trainable: false,
             dropout_on: false,
         }
@@ -68,6 +73,46 @@ impl Workspace {
             trainable: true,
             ..Self::inference(model, rows)
         }
+    }
+
+    /// A workspace for the dense head of `model` (the layers from `from` on, which
+    /// [`Model::head_start`] names) over `rows` examples: the buffers those layers read and
+    /// write, and the products of its wide linear layers split into pieces for `threads`
+    /// threads.
+    pub(crate) fn head(model: &Model, rows: usize, from: usize, threads: usize) -> Self {
+        let plan = model.plan();
+        let steps = &plan.steps[from..];
+        let used: Vec<usize> = steps
+            .iter()
+            .flat_map(|s| s.src.into_iter().chain([s.dst]))
+            .collect();
+        let widest = steps
+            .iter()
+            .map(|s| s.in_len.max(s.out_len))
+            .max()
+            .unwrap_or(0);
+        let kept = plan.kept_lens();
+        let mut ws = Workspace {
+            rows,
+            buffers: (plan.buffers.iter().enumerate())
+                .map(|(b, &len)| vec![0.0; if used.contains(&b) { rows * len } else { 0 }])
+                .collect(),
+            grad_a: vec![0.0; rows * widest],
+            grad_b: vec![0.0; rows * widest],
+            masks: (kept.iter().enumerate())
+                .map(|(i, &(m, _))| vec![0.0; if i >= from { rows * m } else { 0 }])
+                .collect(),
+            argmax: (kept.iter().enumerate())
+                .map(|(i, &(_, a))| vec![0; if i >= from { rows * a } else { 0 }])
+                .collect(),
+            scratch: Vec::new(),
+            gemm: GemmWorkspace::new(),
+            split: None,
+            trainable: true,
+            dropout_on: false,
+        };
+        ws.split = Some(Split::new(threads, rows, widest));
+        ws
     }
 
     /// Floats the workspace holds (activations, gradients, kept values, scratch), for

@@ -36,13 +36,23 @@ const MIN_SHARD_ROWS: usize = 32;
 /// model and the batch size alone.
 pub fn shard_rows(model: &Model, batch: usize) -> Vec<usize> {
     let arch = model.architecture();
+    // With a dense head, only the layers before it run in shards.
+    let body = model.head_start().unwrap_or(arch.layers().len());
     // Forward, weight gradient and input gradient: three multiply-adds per weight use and row.
-    let macs = arch.forward_macs().max(1);
+    let macs = (0..body).map(|i| layer_macs(arch, i)).sum::<usize>().max(1);
+    let weights: usize = (0..body)
+        .flat_map(|i| arch.params_of(i).into_iter().take(1))
+        .map(|p| p.shape.iter().product::<usize>())
+        .sum();
     let flops_per_row = 6 * macs;
     // A shard's weights are packed and its gradient summed once whatever its rows, so a
     // shard needs enough uses of each weight: MIN_SHARD_ROWS rows of a dense layer (one use
     // a row), fewer of a convolution (a filter is used at every output pixel).
-    let reuse_rows = (MIN_SHARD_ROWS * arch.weight_count()).div_ceil(macs);
+    let reuse_rows = (MIN_SHARD_ROWS * weights).div_ceil(macs);
+    let reuse_rows = match std::env::var("SOFTNET_TMP_MIN_ROWS") {
+        Ok(v) => v.parse().unwrap(),
+        Err(_) => reuse_rows,
+    };
     let min_rows = reuse_rows
         .max(MIN_SHARD_FLOPS.div_ceil(flops_per_row))
         .max(1);
@@ -52,6 +62,18 @@ pub fn shard_rows(model: &Model, batch: usize) -> Vec<usize> {
     let base = batch / shards;
     let extra = batch % shards;
     (0..shards).map(|s| base + usize::from(s < extra)).collect()
+}
+
+/// Multiply-adds of layer `i` of `arch` per example.
+fn layer_macs(arch: &crate::nn::Architecture, i: usize) -> usize {
+    use crate::nn::LayerSpec;
+    match arch.layers()[i] {
+        LayerSpec::Linear { out } => arch.input_shape(i).len() * out,
+        LayerSpec::Conv2d { kernel, .. } => {
+            arch.shapes()[i].len() * kernel * kernel * arch.input_shape(i).channels
+        }
+        _ => 0,
+    }
 }
 
 /// The largest power of two not above `n` (`n >= 1`).
@@ -75,6 +97,21 @@ struct Shard {
     correct: usize,
 }
 
+/// The dense head of a convolutional model, run over the whole batch at once (its wide
+/// products split into pieces on the pool) between the shards' passes through the layers
+/// before it: each shard packing and streaming the head's megabytes of weights, and writing
+/// a weight gradient of its own to be summed, made the head most of a step.
+#[derive(Debug)]
+struct Head {
+    /// Its first layer ([`Model::head_start`]).
+    start: usize,
+    /// Where its parameters begin in the arena (the gradients before are the shards').
+    params: usize,
+    ws: Workspace,
+    /// The batch's labels, in batch order.
+    labels: Vec<u8>,
+}
+
 /// What one training step measured on its batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepStats {
@@ -93,6 +130,7 @@ pub struct Trainer {
     batcher: Batcher,
     batch: usize,
     shards: Vec<Shard>,
+    head: Option<Head>,
     grads: Vec<f32>,
     pool: Pool,
     steps_done: u64,
@@ -128,18 +166,32 @@ impl Trainer {
                 pixels: vec![0; rows * PIXELS],
                 labels: vec![0; rows],
                 ws: Workspace::new(&model, rows),
-                grads: vec![0.0; model.params().len()],
+                // With a dense head, a shard's gradient is the body's alone.
+                grads: vec![
+                    0.0;
+                    model
+                        .head_start()
+                        .map_or(model.params().len(), |h| model.params_from(h))
+                ],
                 loss: 0.0,
                 correct: 0,
             })
             .collect();
+        let pool = Pool::new(threads);
+        let head = model.head_start().map(|start| Head {
+            start,
+            params: model.params_from(start),
+            ws: Workspace::head(&model, batch, start, pool.threads()),
+            labels: vec![0; batch],
+        });
         Trainer {
             grads: vec![0.0; model.params().len()],
+            head,
             optimizer,
             batcher: Batcher::new(examples, order),
             batch,
             shards,
-            pool: Pool::new(threads),
+            pool,
             steps_done: 0,
             seed: 0,
             model,
@@ -166,8 +218,13 @@ impl Trainer {
         if self.steps_done == 0 {
             return;
         }
-        for shard in &self.shards {
-            out.extend_from_slice(self.model.logits(&shard.ws, shard.rows));
+        match &self.head {
+            Some(head) => out.extend_from_slice(self.model.logits(&head.ws, self.batch)),
+            None => {
+                for shard in &self.shards {
+                    out.extend_from_slice(self.model.logits(&shard.ws, shard.rows));
+                }
+            }
         }
     }
 
@@ -293,6 +350,7 @@ impl Trainer {
         // The next step's examples: each shard asks the memory for its next rows (those at
         // its place in the next batch) while it copies these.
         let upcoming = self.batcher.upcoming(self.batch);
+        let head_start = self.head.as_ref().map(|h| h.start);
         self.pool.for_each(&mut self.shards, |shard| {
             let next = upcoming.get(shard.first..).unwrap_or_default();
             gather(
@@ -310,12 +368,54 @@ impl Trainer {
                 step,
                 first_row: shard.first,
             });
+            if let Some(head) = head_start {
+                model.forward_body(input, shard.rows, &mut shard.ws, mode, head);
+                return;
+            }
             model.forward_with(input, shard.rows, &mut shard.ws, mode);
             let logits = model.logits(&shard.ws, shard.rows);
             shard.correct = count_correct(logits, &shard.labels, classes);
             shard.loss = model.loss(&shard.labels, grad_scale, &mut shard.ws);
             model.backward(input, shard.rows, &mut shard.ws, &mut shard.grads, None);
         });
+        if let Some(head) = &mut self.head {
+            let start = head.start;
+            // The shards' outputs, in batch order, are the head's input.
+            for shard in &mut self.shards {
+                let rows = shard.first..shard.first + shard.rows;
+                let body = model.head_input(&mut shard.ws, shard.rows, start);
+                let width = body.len() / shard.rows.max(1);
+                let all = model.head_input(&mut head.ws, self.batch, start);
+                all[rows.start * width..rows.end * width].copy_from_slice(body);
+                head.labels[rows].copy_from_slice(&shard.labels);
+            }
+            let mode = Mode::Train(DropoutKey {
+                seed,
+                step,
+                first_row: 0,
+            });
+            let batch = self.batch;
+            model.forward_head(batch, &mut head.ws, mode, start, &self.pool);
+            let correct = count_correct(model.logits(&head.ws, batch), &head.labels, classes);
+            let loss = model.loss(&head.labels, grad_scale, &mut head.ws);
+            model.backward_head(batch, &mut head.ws, &mut self.grads, start, &self.pool);
+            let grad = model.head_input_grad(&mut head.ws, batch, start);
+            let width = grad.len() / batch;
+            for shard in &mut self.shards {
+                let rows = shard.first * width..(shard.first + shard.rows) * width;
+                model
+                    .head_input_grad(&mut shard.ws, shard.rows, start)
+                    .copy_from_slice(&grad[rows]);
+            }
+            self.pool.for_each(&mut self.shards, |shard| {
+                let input = Input::Pixels(&shard.pixels);
+                model.backward_body(input, shard.rows, &mut shard.ws, &mut shard.grads, start);
+            });
+            return StepStats {
+                loss: loss / batch as f64,
+                correct,
+            };
+        }
         let loss: f64 = self.shards.iter().map(|s| s.loss).sum();
         StepStats {
             loss: loss / self.batch as f64,
@@ -334,8 +434,32 @@ impl Trainer {
         };
         // Each part sums its shards' gradients in shard order and applies the update to
         // its parameters: elementwise, so the parts give the bits of one whole pass.
+        // With a dense head, the gradients from `body` on are the head's, already summed
+        // over the batch in `sum`; the shards' are summed below it.
+        let body = self.head.as_ref().map(|h| h.params);
         let update_part = |offset: usize, part: ArenaPart<'_>| {
             let range = offset..offset + part.params.len();
+            if let Some(body) = body {
+                let below = body.clamp(range.start, range.end) - range.start;
+                let mine = range.start..range.start + below;
+                let sum = &mut part.sum[..below];
+                match shards.as_slice() {
+                    _ if below == 0 => {}
+                    [first, second, more @ ..] => {
+                        kernels::sum_into(
+                            sum,
+                            &first.grads[mine.clone()],
+                            &second.grads[mine.clone()],
+                        );
+                        for shard in more {
+                            kernels::scaled_add(sum, 1.0, &shard.grads[mine.clone()]);
+                        }
+                    }
+                    only => sum.copy_from_slice(&only[0].grads[mine]),
+                }
+                update.apply_part(part.params, part.sum, part.first, part.second);
+                return;
+            }
             let grads: &[f32] = match shards.as_slice() {
                 // `a + b` then `+= c` gives the bits `a`, `+= b`, `+= c` would.
                 [first, second, more @ ..] => {
@@ -444,4 +568,90 @@ pub fn count_correct(logits: &[f32], labels: &[u8], classes: usize) -> usize {
         .zip(labels)
         .filter(|(row, &l)| kernels::elementwise::argmax(row) == usize::from(l))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Dataset;
+    use crate::nn::{Architecture, Workspace};
+
+    /// Images with a third of their pixels set, labels 0 to 9.
+    fn data(n: usize) -> Dataset {
+        let pixels = (0..n * PIXELS)
+            .map(|i| if i % 3 == 0 { (i * 37 % 256) as u8 } else { 0 })
+            .collect();
+        Dataset::new(pixels, (0..n).map(|i| (i % 10) as u8).collect())
+    }
+
+    /// A CNN whose head's products split into several pieces each: 784 inputs and 300
+    /// outputs to fc300.
+    fn wide_head() -> Architecture {
+        Architecture::from_spec("conv3x3x4,pool2,fc300,dropout0.5,fc10").unwrap()
+    }
+
+    fn trained(threads: usize, steps: usize) -> Trainer {
+        let data = data(256);
+        let model = Model::he_normal(wide_head(), 3);
+        let optimizer = Optimizer::sgd(0.05);
+        let order = BatchOrder::Shuffle { seed: 4 };
+        let mut trainer = Trainer::new(model, optimizer, data.len(), 64, order, Some(threads));
+        trainer.set_seed(7);
+        for _ in 0..steps {
+            trainer.step(&data);
+        }
+        trainer
+    }
+
+    #[test]
+    fn a_wide_dense_head_trains_the_same_bits_on_1_2_and_3_threads() {
+        let bits = |t: Trainer| -> Vec<u32> {
+            assert!(t.head.is_some() && t.shard_sizes().len() > 1);
+            t.model().params().iter().map(|v| v.to_bits()).collect()
+        };
+        let one = bits(trained(1, 6));
+        assert_eq!(bits(trained(2, 6)), one);
+        assert_eq!(bits(trained(3, 6)), one);
+    }
+
+    /// The head's step is the whole batch's: its gradient is bit for bit the one a pass of
+    /// the model over the whole batch gives (the layers before it, summed over shards,
+    /// agree to rounding).
+    #[test]
+    fn the_head_gets_the_gradient_of_one_pass_over_the_whole_batch() {
+        let data = data(64);
+        let model = Model::he_normal(wide_head(), 3);
+        let lr = 0.05;
+        let mut trainer = Trainer::new(
+            model.clone(),
+            Optimizer::sgd(lr),
+            64,
+            64,
+            BatchOrder::Sequential,
+            Some(2),
+        );
+        trainer.set_seed(7);
+        let stats = trainer.step(&data);
+        let mut ws = Workspace::new(&model, 64);
+        let key = DropoutKey {
+            seed: 7,
+            step: 0,
+            first_row: 0,
+        };
+        let input = Input::Pixels(data.pixels());
+        model.forward_with(input, 64, &mut ws, Mode::Train(key));
+        let loss = model.loss(data.labels(), 1.0 / 64.0, &mut ws);
+        let mut grads = vec![0.0; model.params().len()];
+        model.backward(input, 64, &mut ws, &mut grads, None);
+        let mut want = model.params().to_vec();
+        kernels::scaled_add(&mut want, -lr, &grads);
+        let head = model.params_from(model.head_start().unwrap());
+        assert!(head > 0 && head < want.len());
+        let got = trainer.model().params();
+        assert_eq!(got[head..], want[head..]);
+        for (g, w) in got[..head].iter().zip(&want[..head]) {
+            assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()), "{g} vs {w}");
+        }
+        assert!((stats.loss - loss / 64.0).abs() <= 1e-9 * loss);
+    }
 }

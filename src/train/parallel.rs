@@ -1,6 +1,8 @@
 //! Running shard work on a thread pool (rayon with the `parallel` feature, a plain loop
 //! without it). Which thread runs a shard never changes what it computes.
 
+use crate::nn::linear::{Fork, Serial};
+
 /// A pool of worker threads, or the calling thread alone. Clones share the threads.
 #[derive(Debug, Clone)]
 pub struct Pool {
@@ -84,5 +86,34 @@ impl Pool {
             return pool.install(f);
         }
         f()
+    }
+}
+
+impl Fork for Pool {
+    fn for_each_chunk(
+        &self,
+        out: &mut [f32],
+        chunk_len: usize,
+        work: &(dyn Fn(usize, &mut [f32]) + Sync),
+    ) {
+        let chunk_len = chunk_len.max(1);
+        #[cfg(feature = "parallel")]
+        if let Some(pool) = &self.pool {
+            if out.len() > chunk_len {
+                use rayon::prelude::*;
+                let run = |out: &mut [f32]| {
+                    out.par_chunks_mut(chunk_len)
+                        .enumerate()
+                        .for_each(|(i, chunk)| work(i, chunk));
+                };
+                if pool.current_thread_index().is_some() {
+                    run(out);
+                } else {
+                    pool.install(|| run(out));
+                }
+                return;
+            }
+        }
+        Serial.for_each_chunk(out, chunk_len, work);
     }
 }
