@@ -49,10 +49,6 @@ pub fn shard_rows(model: &Model, batch: usize) -> Vec<usize> {
     // shard needs enough uses of each weight: MIN_SHARD_ROWS rows of a dense layer (one use
     // a row), fewer of a convolution (a filter is used at every output pixel).
     let reuse_rows = (MIN_SHARD_ROWS * weights).div_ceil(macs);
-    let reuse_rows = match std::env::var("SOFTNET_TMP_MIN_ROWS") {
-        Ok(v) => v.parse().unwrap(),
-        Err(_) => reuse_rows,
-    };
     let min_rows = reuse_rows
         .max(MIN_SHARD_FLOPS.div_ceil(flops_per_row))
         .max(1);
