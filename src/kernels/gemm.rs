@@ -540,9 +540,10 @@ fn in_place(b: &MatRef<'_>, live: usize) -> bool {
 }
 
 /// Farthest apart (in floats) the rows of a B panel read in place may be. A panel's rows
-/// four kilobytes or more apart fall into a few sets of the caches, which cannot hold the
-/// panel while the row block's tiles reuse it: a `[50, 3136]·[3136, 1024]` product ran at
-/// less than half the speed of one with B packed.
+/// four kilobytes or more apart (a dense layer of 1024 outputs) fall into a few sets of the
+/// caches, which cannot hold the panel while the row block's tiles reuse it: the CNN's
+/// forward product through fc1 took more than twice the time of its input gradient, whose
+/// transposed B is packed, until its B was packed too.
 const MAX_IN_PLACE_STRIDE: usize = 512;
 
 /// Packs the panels of `B[pc..pc+kc, jc..jc+nc]` that cannot be read in place into
