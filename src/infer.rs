@@ -25,7 +25,8 @@
 //! prediction with that classifier. For one image that workspace holds every layer's
 //! output and the convolutions' patch scratch, 483,176 bytes for the tutorial's CNN
 //! (`conv5x5x32,pool2,conv5x5x64,pool2,fc1024,fc10`; the gemm's packing buffers come on
-//! top); `predict_batch` keeps one of 64 rows (12.8 MB for that CNN). [`ClassifierRef`] runs the same files with no workspace at all,
+//! top); `predict_batch` keeps one of 64 rows (12.8 MB for that CNN). [`ClassifierRef`]
+//! runs the same f32 files (not the int8 convolutional ones) with no workspace at all,
 //! in caller scratch of [`ClassifierRef::scratch_len`] values (200,704 bytes for the
 //! tutorial's CNN), more slowly (plain loops).
 //!
@@ -35,6 +36,18 @@
 //! dynamic per-example quantization to `-255..=255` with scale `max|x| / 255`. The products
 //! are summed in i32 (`vpmaddwd`: at most `255 · 127 · 4096 < 2³¹`, no overflow), then
 //! `y_j = acc_j · (scale_x · scale_j) + b_j` in f32.
+//!
+//! **Int8 convolutional models** run layer by layer in a scratch each thread makes at its
+//! first prediction with the classifier and keeps, as the f32 ones do. A convolution
+//! quantizes its input per image to u8 (`0..=255` with scale `max / 255` after a ReLU; a
+//! zero point where values are negative; the pixels as they are for the first layer) and
+//! sums u8 × i8 products in i32 with [`crate::kernels::conv_int8`] (AVX-512 VNNI where the CPU has it),
+//! then rescales to f32 with the bias and the ReLU that follows; linear layers run as in
+//! the dense int8 engine; max-pooling runs on f32. The scratch for one image holds two f32
+//! activation buffers of the largest layer, its i32 sums, the u8 input and the patch rows
+//! of the largest convolution: 472,000 bytes for the tutorial's CNN (the f32 engine's
+//! workspace is the 483,176 bytes above plus the gemm's packing buffers). `predict_batch`
+//! and `evaluate` run the images one at a time through the same scratch.
 
 #![forbid(unsafe_code)]
 
@@ -59,9 +72,15 @@ use crate::error::ModelError;
 #[cfg(feature = "std")]
 use crate::io::quantized::{load_any_model_bytes, read_model_file, AnyModel, QuantizedModel};
 #[cfg(feature = "std")]
+use crate::kernels::conv::ConvGeometry;
+#[cfg(feature = "std")]
+use crate::kernels::conv_int8::{self, PackedFilter, MAX_PATCH};
+#[cfg(feature = "std")]
+use crate::kernels::pool::{max_pool_forward, PoolGeometry};
+#[cfg(feature = "std")]
 use crate::kernels::simd::{dispatch, Simd, SimdKernel};
 #[cfg(feature = "std")]
-use crate::nn::{Architecture, Input, Model, Workspace};
+use crate::nn::{Architecture, Input, LayerSpec, Model, Workspace};
 #[cfg(feature = "std")]
 use crate::pixels::PIXEL_TO_UNIT;
 #[cfg(feature = "std")]
@@ -135,6 +154,61 @@ enum Engine {
     /// A network the dense engine does not run (convolutions, pooling), through
     /// [`Model::inference`], with a workspace cached per thread under this engine's id.
     Network(Box<Model>, u64),
+    /// Such a network with int8 weights, with its scratch cached per thread likewise.
+    Int8Network(Box<Int8Network>, u64),
+}
+
+#[cfg(feature = "std")]
+/// One layer of an [`Int8Network`] as it runs (flatten and dropout are the identity here).
+#[derive(Debug, Clone)]
+enum Int8Step {
+    /// A convolution on the u8-quantized input, then `max(·, 0)` where `relu`.
+    Conv {
+        filter: PackedFilter,
+        scale: Vec<f32>, // [cout]
+        bias: Vec<f32>,  // [cout]
+        relu: bool,
+    },
+    /// A linear layer on the i16-quantized input, then `max(·, 0)` where `relu`.
+    Linear {
+        layer: Int8Layer,
+        fan_in: usize,
+        relu: bool,
+    },
+    /// Max-pooling, on f32.
+    Pool(PoolGeometry),
+    /// A ReLU that follows no layer with weights, on f32 (`len` values).
+    Relu(usize),
+}
+
+#[cfg(feature = "std")]
+/// A convolutional network with int8 weights: its steps, and the sizes of the scratch one
+/// prediction needs.
+#[derive(Debug, Clone)]
+struct Int8Network {
+    steps: Vec<Int8Step>,
+    /// f32s of each of the two activation buffers: the largest activation, input included.
+    widest: usize,
+    /// Bytes of the largest convolution input, quantized.
+    widest_conv_in: usize,
+    /// i32 sums of the largest convolution output.
+    widest_conv_out: usize,
+    /// Bytes of the largest patch scratch.
+    patches: usize,
+    /// i16s of the largest linear layer's input, padded.
+    widest_linear_in: usize,
+}
+
+#[cfg(feature = "std")]
+/// What one thread needs to run an [`Int8Network`] on one image.
+#[derive(Debug)]
+struct Int8Scratch {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    x_u8: Vec<u8>,
+    acc: Vec<i32>,
+    patches: Vec<u8>,
+    x_i16: Vec<i16>,
 }
 
 #[cfg(feature = "std")]
@@ -234,6 +308,15 @@ impl Classifier {
     /// An int8 classifier with `model`'s weights.
     pub fn from_quantized(model: &QuantizedModel) -> Result<Self, ClassifierError> {
         let arch = model.architecture().clone();
+        if arch.dense_widths().is_none() {
+            check_network(&arch, Path::new("<model>"))?;
+            let network = Int8Network::new(model, Path::new("<model>"))?;
+            return Ok(Classifier {
+                arch,
+                engine: Engine::Int8Network(Box::new(network), network_id()),
+                widest: 0,
+            });
+        }
         let widest = check(&arch, Path::new("<model>"))?;
         let layers = model
             .layers()
@@ -281,7 +364,7 @@ impl Classifier {
     pub fn precision(&self) -> Precision {
         match self.engine {
             Engine::F32(_) | Engine::Network(..) => Precision::F32,
-            Engine::Int8(_) => Precision::Int8,
+            Engine::Int8(_) | Engine::Int8Network(..) => Precision::Int8,
         }
     }
 
@@ -431,6 +514,22 @@ impl Classifier {
             });
             return;
         }
+        if let Engine::Int8Network(network, id) = &self.engine {
+            with_cached(
+                &INT8_SCRATCH,
+                (*id, 1),
+                || network.scratch(),
+                |scratch| {
+                    dispatch(Int8Forward {
+                        network,
+                        src,
+                        out,
+                        scratch,
+                    })
+                },
+            );
+            return;
+        }
         dispatch(Forward::<N> {
             engine: &self.engine,
             src,
@@ -457,7 +556,9 @@ impl<const N: usize> SimdKernel for Forward<'_, N> {
         match self.engine {
             Engine::F32(layers) => forward_f32::<S, N>(s, layers, self.src, self.out),
             Engine::Int8(layers) => forward_int8::<S, N>(s, layers, self.src, self.out),
-            Engine::Network(..) => unreachable!("networks run through Model::inference"),
+            Engine::Network(..) | Engine::Int8Network(..) => {
+                unreachable!("networks run through their own passes")
+            }
         }
     }
 }
@@ -518,8 +619,7 @@ fn network_id() -> u64 {
 }
 
 /// Runs `f` with this thread's workspace for network `id` over `rows` examples, made on the
-/// thread's first use of it (the only allocation; the least recently used of
-/// [`CACHED_WORKSPACES`] is dropped to make room).
+/// thread's first use of it.
 #[cfg(feature = "std")]
 fn with_workspace<R>(
     id: u64,
@@ -527,12 +627,39 @@ fn with_workspace<R>(
     model: &Model,
     f: impl FnOnce(&mut Workspace) -> R,
 ) -> R {
-    WORKSPACES.with(|cell| {
+    with_cached(
+        &WORKSPACES,
+        (id, rows),
+        || Workspace::inference(model, rows),
+        f,
+    )
+}
+
+#[cfg(feature = "std")]
+thread_local! {
+    /// This thread's scratch for [`Engine::Int8Network`]s, as [`WORKSPACES`].
+    static INT8_SCRATCH: Cache<Int8Scratch> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A thread's cache: values keyed by network id and rows, most recently used last.
+#[cfg(feature = "std")]
+type Cache<T> = std::cell::RefCell<Vec<((u64, usize), T)>>;
+
+/// Runs `f` with the value under `key` in this thread's `cache`, made by `make` on the
+/// thread's first use of the key (the only allocation; the least recently used of
+/// [`CACHED_WORKSPACES`] is dropped to make room).
+#[cfg(feature = "std")]
+fn with_cached<T: 'static, R>(
+    cache: &'static std::thread::LocalKey<Cache<T>>,
+    key: (u64, usize),
+    make: impl FnOnce() -> T,
+    f: impl FnOnce(&mut T) -> R,
+) -> R {
+    cache.with(|cell| {
         let Ok(mut cache) = cell.try_borrow_mut() else {
             // Only a prediction made from inside another one could get here.
-            return f(&mut Workspace::inference(model, rows));
+            return f(&mut make());
         };
-        let key = (id, rows);
         match cache.iter().position(|(k, _)| *k == key) {
             Some(at) => cache[at..].rotate_left(1),
             None => {
@@ -542,7 +669,7 @@ fn with_workspace<R>(
                 if cache.len() == CACHED_WORKSPACES {
                     cache.remove(0);
                 }
-                cache.push((key, Workspace::inference(model, rows)));
+                cache.push((key, make()));
             }
         }
         let last = cache.len() - 1;
@@ -765,6 +892,295 @@ fn forward_int8<S: Simd, const N: usize>(
     }
 }
 
+#[cfg(feature = "std")]
+impl Int8Network {
+    /// The steps of `model` (a network that is not dense), its filters packed; `name`
+    /// names the source in errors.
+    fn new(model: &QuantizedModel, name: &Path) -> Result<Self, ClassifierError> {
+        let arch = model.architecture();
+        let unsupported = |reason: String| ClassifierError::Unsupported {
+            source_name: name.to_path_buf(),
+            reason,
+        };
+        let mut params = model.layers().iter();
+        let mut steps: Vec<Int8Step> = Vec::new();
+        let mut widest = arch.input_len();
+        let (mut widest_conv_in, mut widest_conv_out, mut patches) = (0, 0, 0);
+        let mut widest_linear_in = 0;
+        for (i, spec) in arch.layers().iter().enumerate() {
+            let (input, output) = (arch.input_shape(i), arch.shapes()[i]);
+            widest = widest.max(output.len());
+            let mut weights = || params.next().expect("a layer with weights has its tensors");
+            match *spec {
+                LayerSpec::Conv2d {
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let g = ConvGeometry {
+                        height: input.height,
+                        width: input.width,
+                        in_channels: input.channels,
+                        out_channels,
+                        kernel_h: kernel,
+                        kernel_w: kernel,
+                        stride,
+                        padding,
+                    };
+                    let patch = kernel * kernel * input.channels;
+                    if patch > MAX_PATCH {
+                        return Err(unsupported(format!(
+                            "model {} has a convolution over {patch} values, the int8 engine \
+                             sums at most {MAX_PATCH}",
+                            arch.describe()
+                        )));
+                    }
+                    let l = weights();
+                    let filter = PackedFilter::new(&g, &l.weight);
+                    widest_conv_in = widest_conv_in.max(input.len());
+                    widest_conv_out = widest_conv_out.max(output.len());
+                    patches = patches.max(filter.scratch_len());
+                    steps.push(Int8Step::Conv {
+                        filter,
+                        scale: l.scale.clone(),
+                        bias: l.bias.clone(),
+                        relu: false,
+                    });
+                }
+                LayerSpec::Linear { out } => {
+                    let fan_in = input.len();
+                    if fan_in > MAX_PATCH {
+                        return Err(unsupported(format!(
+                            "model {} has a linear layer over {fan_in} values, the int8 engine \
+                             sums at most {MAX_PATCH}",
+                            arch.describe()
+                        )));
+                    }
+                    let l = weights();
+                    widest_linear_in = widest_linear_in.max(padded(fan_in));
+                    steps.push(Int8Step::Linear {
+                        layer: Int8Layer {
+                            fan_out: out,
+                            stride: padded(fan_in),
+                            weight: transpose_padded(&l.weight, fan_in, out),
+                            scale: l.scale.clone(),
+                            bias: l.bias.clone(),
+                        },
+                        fan_in,
+                        relu: false,
+                    });
+                }
+                LayerSpec::MaxPool2d { size, stride } => steps.push(Int8Step::Pool(PoolGeometry {
+                    height: input.height,
+                    width: input.width,
+                    channels: input.channels,
+                    size,
+                    stride,
+                })),
+                LayerSpec::Relu => match steps.last_mut() {
+                    Some(Int8Step::Conv { relu, .. } | Int8Step::Linear { relu, .. }) if !*relu => {
+                        *relu = true;
+                    }
+                    _ => steps.push(Int8Step::Relu(input.len())),
+                },
+                LayerSpec::Flatten | LayerSpec::Dropout { .. } => {}
+            }
+        }
+        Ok(Int8Network {
+            steps,
+            widest,
+            widest_conv_in,
+            widest_conv_out,
+            patches,
+            widest_linear_in,
+        })
+    }
+
+    /// A thread's scratch for one image (see the module docs for its size).
+    fn scratch(&self) -> Int8Scratch {
+        Int8Scratch {
+            a: vec![0.0; self.widest],
+            b: vec![0.0; self.widest],
+            x_u8: vec![0; self.widest_conv_in],
+            acc: vec![0; self.widest_conv_out],
+            patches: vec![0; self.patches],
+            x_i16: vec![0; self.widest_linear_in],
+        }
+    }
+
+    /// Bytes of [`Int8Network::scratch`].
+    #[cfg(test)]
+    fn scratch_bytes(&self) -> usize {
+        8 * self.widest
+            + self.widest_conv_in
+            + 4 * self.widest_conv_out
+            + self.patches
+            + 2 * self.widest_linear_in
+    }
+}
+
+#[cfg(feature = "std")]
+/// One example through an [`Int8Network`], for [`dispatch`].
+struct Int8Forward<'a> {
+    network: &'a Int8Network,
+    src: Source<'a>,
+    out: &'a mut [f32],
+    scratch: &'a mut Int8Scratch,
+}
+
+#[cfg(feature = "std")]
+impl SimdKernel for Int8Forward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        forward_int8_network(s, self.network, self.src, self.out, self.scratch);
+    }
+}
+
+#[cfg(feature = "std")]
+/// The current activation of [`forward_int8_network`]: the image's pixels as they came, or
+/// `len` f32s in the scratch's buffer `a`.
+#[derive(Clone, Copy)]
+enum Current<'a> {
+    Pixels(&'a [u8]),
+    Values(usize),
+}
+
+#[cfg(feature = "std")]
+/// Each layer in turn: convolutions and linear layers quantize their input (a convolution's
+/// to u8 with a zero point, a linear layer's to i16, each per image; pixels are used as
+/// they are, scale 1/255), sum in i32 and rescale to f32; pooling and ReLU run on f32.
+#[inline(always)]
+fn forward_int8_network<S: Simd>(
+    simd: S,
+    network: &Int8Network,
+    src: Source<'_>,
+    out: &mut [f32],
+    sc: &mut Int8Scratch,
+) {
+    let mut current = match src {
+        Source::Pixels(p) => Current::Pixels(p),
+        Source::Unit(x) => {
+            sc.a[..x.len()].copy_from_slice(x);
+            Current::Values(x.len())
+        }
+    };
+    let last = network.steps.len() - 1;
+    for (l, step) in network.steps.iter().enumerate() {
+        current = match step {
+            Int8Step::Conv {
+                filter,
+                scale,
+                bias,
+                relu,
+            } => {
+                let g = filter.geometry();
+                let (x, x_scale, zero) = match current {
+                    Current::Pixels(p) => (p, 1.0 / 255.0, 0),
+                    Current::Values(n) => {
+                        let (x_scale, zero) = quantize_u8(&sc.a[..n], &mut sc.x_u8[..n]);
+                        (&sc.x_u8[..n], x_scale, zero)
+                    }
+                };
+                let n_out = g.output_len();
+                let acc = &mut sc.acc[..n_out];
+                conv_int8::conv2d_u8_i8(filter, x, zero, acc, &mut sc.patches);
+                let y = &mut sc.b[..n_out];
+                conv_int8::rescale(acc, zero, filter.sums(), x_scale, scale, bias, *relu, y);
+                std::mem::swap(&mut sc.a, &mut sc.b);
+                Current::Values(n_out)
+            }
+            Int8Step::Linear {
+                layer,
+                fan_in,
+                relu,
+            } => {
+                let xq = &mut sc.x_i16[..layer.stride];
+                let x_scale = match current {
+                    Current::Pixels(p) => {
+                        for (q, &v) in xq.iter_mut().zip(p) {
+                            *q = i16::from(v);
+                        }
+                        1.0 / 255.0
+                    }
+                    Current::Values(n) => quantize_activations(&sc.a[..n], &mut xq[..n]),
+                };
+                xq[*fan_in..].fill(0);
+                let target: &mut [f32] = if l == last {
+                    &mut *out
+                } else {
+                    &mut sc.b[..layer.fan_out]
+                };
+                let rows = layer
+                    .weight
+                    .chunks_exact(layer.stride)
+                    .zip(layer.scale.iter().zip(&layer.bias));
+                for (o, (q, (s, b))) in target.iter_mut().zip(rows) {
+                    let v = dot_int8(simd, xq, q) as f32 * (x_scale * s) + b;
+                    *o = if *relu { v.max(0.0) } else { v };
+                }
+                std::mem::swap(&mut sc.a, &mut sc.b);
+                Current::Values(layer.fan_out)
+            }
+            Int8Step::Pool(g) => {
+                let n = unit_values(current, &mut sc.a);
+                debug_assert_eq!(n, g.input_len());
+                let n_out = g.output_len();
+                max_pool_forward(g, 1, &sc.a[..n], &mut sc.b[..n_out], None);
+                std::mem::swap(&mut sc.a, &mut sc.b);
+                Current::Values(n_out)
+            }
+            Int8Step::Relu(len) => {
+                let n = unit_values(current, &mut sc.a);
+                debug_assert_eq!(n, *len);
+                crate::kernels::relu_in_place(&mut sc.a[..n]);
+                Current::Values(n)
+            }
+        };
+    }
+}
+
+#[cfg(feature = "std")]
+/// The current activation as f32s in `a` (pixels become `p / 255`); returns their count.
+fn unit_values(current: Current<'_>, a: &mut [f32]) -> usize {
+    match current {
+        Current::Values(n) => n,
+        Current::Pixels(p) => {
+            for (x, &v) in a.iter_mut().zip(p) {
+                *x = PIXEL_TO_UNIT[usize::from(v)];
+            }
+            p.len()
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+/// Quantizes `x` to `0..=255` into `out` (same length) with a zero point; returns `(scale,
+/// zero)` with `x ≈ (out - zero) · scale`. The range always holds 0 (so a convolution's
+/// padding, the byte `zero`, is exactly 0); values that are all `>= 0`, as after a ReLU,
+/// get zero 0 and scale `max / 255`. All zeros (or non-finite values) give zeros, scale 1.
+fn quantize_u8(x: &[f32], out: &mut [u8]) -> (f32, u8) {
+    let (lo, hi) = x
+        .iter()
+        .fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let range = hi - lo;
+    if !(range.is_finite() && range > 0.0) {
+        out.fill(0);
+        return (1.0, 0);
+    }
+    let scale = range / 255.0;
+    let inv = 255.0 / range;
+    // -lo / scale is in 0..=255; rounding keeps it there.
+    let zero = (-lo * inv).round().clamp(0.0, 255.0);
+    for (o, v) in out.iter_mut().zip(x) {
+        // `as` saturates; the clamp only guards the rounding at the ends.
+        *o = (v * inv + zero).round().clamp(0.0, 255.0) as u8;
+    }
+    (scale, zero as u8)
+}
+
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
@@ -906,6 +1322,91 @@ mod tests {
             assert_eq!(usize::from(classes[i]), class, "image {i}");
             assert!((confidence[i] - p).abs() < 1e-5, "{} vs {p}", confidence[i]);
         }
+    }
+
+    /// Logits of the int8 `classifier` against the f32 forward pass of the dequantized
+    /// model, as a share of the largest logit; and every SIMD level gives the same bits.
+    fn int8_error(model: &Model, images: usize) -> f32 {
+        let q = QuantizedModel::quantize(model);
+        let classifier = Classifier::from_quantized(&q).unwrap();
+        assert_eq!(classifier.precision(), Precision::Int8);
+        let reference = q.dequantize();
+        let mut worst = 0.0f32;
+        for i in 0..images {
+            let img = image(i);
+            let want = reference_logits(&reference, &img);
+            let mut got = [0.0f32; 10];
+            classifier.logits_into(&img, &mut got);
+            let spread = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            for (g, w) in got.iter().zip(&want) {
+                worst = worst.max((g - w).abs() / spread);
+            }
+            for level in crate::kernels::simd::Level::supported() {
+                let mut z = [0.0f32; 10];
+                crate::kernels::simd::with_level(level, || classifier.logits_into(&img, &mut z));
+                assert_eq!(z.map(f32::to_bits), got.map(f32::to_bits), "{level}");
+            }
+            let x: Vec<f32> = img.iter().map(|&p| PIXEL_TO_UNIT[p as usize]).collect();
+            let (class, p) = classifier.predict_f32(&x);
+            assert_eq!(class, classifier.predict(&img).0, "image {i}");
+            assert!((0.0..=1.0).contains(&p));
+        }
+        worst
+    }
+
+    #[test]
+    fn int8_cnn_logits_are_the_dequantized_model_up_to_activation_rounding() {
+        // ReLU after every layer: u8 inputs with zero point 0.
+        let arch = Architecture::from_spec("conv5x5x8,pool2,conv3x3x20s2,fc33,dropout0.5,fc10");
+        let worst = int8_error(&Model::he_normal(arch.unwrap(), 3), 6);
+        assert!(worst < 0.02, "{worst}");
+        // No ReLU between the convolutions (negative inputs: a zero point), VALID, a pool
+        // straight on the pixels, a ReLU of its own.
+        let arch = Architecture::parse_described(
+            "28x28x1:pool2,conv3x3x5valid,conv4x4x17s2,relu,flatten,fc10",
+        );
+        let worst = int8_error(&Model::he_normal(arch.unwrap(), 4), 6);
+        assert!(worst < 0.02, "{worst}");
+    }
+
+    #[test]
+    fn int8_cnn_batch_top3_and_scratch_size() {
+        let model = Model::he_normal(Architecture::cnn(), 1);
+        let classifier = Classifier::from_quantized(&QuantizedModel::quantize(&model)).unwrap();
+        let Engine::Int8Network(network, _) = &classifier.engine else {
+            panic!("the tutorial's CNN runs as an int8 network");
+        };
+        // The module docs' figure.
+        assert_eq!(network.scratch_bytes(), 472_000);
+        let images: Vec<u8> = (0..3).flat_map(image).collect();
+        let (mut classes, mut confidence) = ([0u8; 3], [0f32; 3]);
+        classifier.predict_batch(&images, &mut classes, &mut confidence);
+        for i in 0..3 {
+            let (class, p) = classifier.predict(&image(i));
+            assert_eq!((usize::from(classes[i]), confidence[i]), (class, p));
+            assert_eq!(classifier.predict_top3(&image(i))[0].0, class);
+        }
+    }
+
+    #[test]
+    fn u8_quantization_keeps_zero_exact() {
+        let mut q = [0u8; 4];
+        assert_eq!(
+            quantize_u8(&[0.0, 0.5, 1.0, 0.25], &mut q),
+            (1.0 / 255.0, 0)
+        );
+        assert_eq!(q, [0, 128, 255, 64]);
+        // -1..=1.55: scale 0.01, zero 100.
+        let (scale, zero) = quantize_u8(&[-1.0, 0.0, 1.55, 0.3], &mut q);
+        assert!((scale - 0.01).abs() < 1e-7, "{scale}");
+        assert_eq!(zero, 100);
+        assert_eq!(q, [0, 100, 255, 130]);
+        assert_eq!(quantize_u8(&[0.0; 4], &mut q), (1.0, 0));
+        assert_eq!(
+            quantize_u8(&[f32::NAN, 1.0, f32::INFINITY, 0.0], &mut q),
+            (1.0, 0)
+        );
+        assert_eq!(q, [0; 4]);
     }
 
     #[test]

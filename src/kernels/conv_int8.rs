@@ -13,7 +13,7 @@
 //! four weights side by side. One 64-byte load then holds what `vpdpbusd` (AVX-512 VNNI)
 //! multiplies with four bytes of a patch broadcast to all lanes: sixteen channels, four
 //! products each, added to sixteen i32 sums. A register tile of six positions by up to
-//! four blocks ([`vnni`](super::vnni)) loads only.
+//! four blocks ([`super::vnni`]) loads only.
 //!
 //! **Paths.** [`Int8Path::current`]: VNNI where the thread's SIMD level is AVX-512 and
 //! the CPU has VNNI (detected once), else plain loops over the same layout, compiled by
