@@ -41,13 +41,16 @@
 //! first prediction with the classifier and keeps, as the f32 ones do. A convolution
 //! quantizes its input per image to u8 (`0..=255` with scale `max / 255` after a ReLU; a
 //! zero point where values are negative; the pixels as they are for the first layer) and
-//! sums u8 × i8 products in i32 with [`crate::kernels::conv_int8`] (AVX-512 VNNI where the CPU has it),
-//! then rescales to f32 with the bias and the ReLU that follows; linear layers run as in
-//! the dense int8 engine; max-pooling runs on f32. The scratch for one image holds two f32
-//! activation buffers of the largest layer, its i32 sums, the u8 input and the patch rows
-//! of the largest convolution: 472,000 bytes for the tutorial's CNN (the f32 engine's
-//! workspace is the 483,176 bytes above plus the gemm's packing buffers). `predict_batch`
-//! and `evaluate` run the images one at a time through the same scratch.
+//! sums u8 × i8 products in i32 with [`crate::kernels::conv_int8`] (AVX-512 VNNI where
+//! the CPU has it), then rescales to f32 with the bias and the ReLU that follows; linear
+//! layers are 1x1 convolutions of one pixel, on u8 inputs too; max-pooling runs on f32.
+//! The layers up to the trailing linear ones run image by image; those run on a batch of
+//! images at once, so that `predict_batch` and `evaluate` read their weights once per 32
+//! images. The scratch holds two f32 activation buffers of the largest layer, its i32
+//! sums, the u8 input, the padded image and patch rows of the largest convolution, and the
+//! linear layers' inputs, sums and outputs for each image of a batch: 485,861 bytes for the
+//! tutorial's CNN for one image (the f32 engine's workspace is the 483,176 bytes above
+//! plus the gemm's packing buffers), 837,184 for a batch.
 
 #![forbid(unsafe_code)]
 
@@ -162,17 +165,13 @@ enum Engine {
 /// One layer of an [`Int8Network`] as it runs (flatten and dropout are the identity here).
 #[derive(Debug, Clone)]
 enum Int8Step {
-    /// A convolution on the u8-quantized input, then `max(·, 0)` where `relu`.
-    Conv {
+    /// A convolution, or a linear layer (a 1x1 convolution of one pixel,
+    /// [`PackedFilter::matrix`]), on its input quantized to u8; rescaled to f32, then
+    /// `max(·, 0)` where `relu`.
+    Weighted {
         filter: PackedFilter,
         scale: Vec<f32>, // [cout]
         bias: Vec<f32>,  // [cout]
-        relu: bool,
-    },
-    /// A linear layer on the i16-quantized input, then `max(·, 0)` where `relu`.
-    Linear {
-        layer: Int8Layer,
-        fan_in: usize,
         relu: bool,
     },
     /// Max-pooling, on f32.
@@ -182,33 +181,45 @@ enum Int8Step {
 }
 
 #[cfg(feature = "std")]
-/// A convolutional network with int8 weights: its steps, and the sizes of the scratch one
-/// prediction needs.
+/// A convolutional network with int8 weights: its steps, where its trailing linear layers
+/// start, and the sizes of the scratch it needs.
 #[derive(Debug, Clone)]
 struct Int8Network {
     steps: Vec<Int8Step>,
+    /// The first of the trailing linear layers, which run on a batch of images at once
+    /// (the weights read once per batch); the steps before run image by image.
+    tail: usize,
     /// f32s of each of the two activation buffers: the largest activation, input included.
     widest: usize,
-    /// Bytes of the largest convolution input, quantized.
-    widest_conv_in: usize,
-    /// i32 sums of the largest convolution output.
-    widest_conv_out: usize,
+    /// Bytes of the largest input of a layer with weights, quantized.
+    widest_in: usize,
+    /// i32 sums of the largest output of a layer with weights.
+    widest_out: usize,
     /// Bytes of the largest patch scratch.
     patches: usize,
-    /// i16s of the largest linear layer's input, padded.
-    widest_linear_in: usize,
+    /// Widest input and output of the trailing linear layers.
+    tail_in: usize,
+    tail_out: usize,
 }
 
 #[cfg(feature = "std")]
-/// What one thread needs to run an [`Int8Network`] on one image.
+/// What one thread needs to run an [`Int8Network`] on `rows` images at a time.
 #[derive(Debug)]
 struct Int8Scratch {
+    // One image through the steps before the tail.
     a: Vec<f32>,
     b: Vec<f32>,
     x_u8: Vec<u8>,
     acc: Vec<i32>,
     patches: Vec<u8>,
-    x_i16: Vec<i16>,
+    // The rows through the tail: inputs [rows, tail_in], sums and outputs [rows, tail_out],
+    // each row's scale and zero point.
+    rows_u8: Vec<u8>,
+    rows_acc: Vec<i32>,
+    rows_f32: Vec<f32>,
+    rows_patches: Vec<u8>,
+    scales: Vec<f32>,
+    zeros: Vec<u8>,
 }
 
 #[cfg(feature = "std")]
@@ -450,6 +461,18 @@ impl Classifier {
         if let Engine::Network(model, id) = &self.engine {
             return network_predict_batch(model, *id, pixels, classes_out, confidence_out);
         }
+        if let Engine::Int8Network(network, id) = &self.engine {
+            let classes = self.arch.classes();
+            int8_logits_in_batches(network, *id, classes, pixels, |first, logits| {
+                for (r, z) in logits.chunks_exact_mut(classes).enumerate() {
+                    let (class, confidence) = best_and_confidence(z);
+                    // MAX_CLASSES is 256: every class fits.
+                    classes_out[first + r] = class as u8;
+                    confidence_out[first + r] = confidence;
+                }
+            });
+            return;
+        }
         for ((image, c), p) in pixels
             .chunks_exact(PIXELS)
             .zip(classes_out.iter_mut())
@@ -472,15 +495,27 @@ impl Classifier {
         let classes = self.arch.classes();
         let mut confusion = vec![vec![0usize; classes]; classes];
         let mut loss = 0.0f64;
-        let mut logits = [0.0f32; MAX_CLASSES];
-        for (image, &label) in data.pixels().chunks_exact(PIXELS).zip(data.labels()) {
-            let z = &mut logits[..classes];
-            self.logits(Source::Pixels(image), z);
+        let mut count = |z: &[f32], label: u8| {
             let best = argmax(z);
             let max = z[best];
             let sum: f64 = z.iter().map(|&v| f64::from(v - max).exp()).sum();
             loss += sum.ln() - f64::from(z[usize::from(label)] - max);
             confusion[usize::from(label)][best] += 1;
+        };
+        if let Engine::Int8Network(network, id) = &self.engine {
+            let labels = data.labels();
+            int8_logits_in_batches(network, *id, classes, data.pixels(), |first, logits| {
+                for (r, z) in logits.chunks_exact(classes).enumerate() {
+                    count(z, labels[first + r]);
+                }
+            });
+        } else {
+            let mut logits = [0.0f32; MAX_CLASSES];
+            for (image, &label) in data.pixels().chunks_exact(PIXELS).zip(data.labels()) {
+                let z = &mut logits[..classes];
+                self.logits(Source::Pixels(image), z);
+                count(z, label);
+            }
         }
         let n = data.len();
         let correct = (0..classes).map(|c| confusion[c][c]).sum();
@@ -518,12 +553,12 @@ impl Classifier {
             with_cached(
                 &INT8_SCRATCH,
                 (*id, 1),
-                || network.scratch(),
+                || network.scratch(1),
                 |scratch| {
                     dispatch(Int8Forward {
                         network,
-                        src,
-                        out,
+                        sources: Sources::One(src),
+                        logits: out,
                         scratch,
                     })
                 },
@@ -561,6 +596,37 @@ impl<const N: usize> SimdKernel for Forward<'_, N> {
             }
         }
     }
+}
+
+#[cfg(feature = "std")]
+/// `pixels` (`[n, 784]`) through an [`Int8Network`] in batches of [`INT8_BATCH`], in this
+/// thread's scratch: `each(first, logits)` gets each batch's logits (`[rows, classes]`)
+/// with the index of its first image.
+fn int8_logits_in_batches(
+    network: &Int8Network,
+    id: u64,
+    classes: usize,
+    pixels: &[u8],
+    mut each: impl FnMut(usize, &mut [f32]),
+) {
+    let mut logits = [0.0f32; INT8_BATCH * MAX_CLASSES];
+    with_cached(
+        &INT8_SCRATCH,
+        (id, INT8_BATCH),
+        || network.scratch(INT8_BATCH),
+        |scratch| {
+            for (b, images) in pixels.chunks(INT8_BATCH * PIXELS).enumerate() {
+                let z = &mut logits[..images.len() / PIXELS * classes];
+                dispatch(Int8Forward {
+                    network,
+                    sources: Sources::Pixels(images),
+                    logits: z,
+                    scratch,
+                });
+                each(b * INT8_BATCH, z);
+            }
+        },
+    );
 }
 
 #[cfg(feature = "std")]
@@ -893,6 +959,10 @@ fn forward_int8<S: Simd, const N: usize>(
 }
 
 #[cfg(feature = "std")]
+/// Images an int8 network's batch prediction runs through its linear layers at a time.
+const INT8_BATCH: usize = 32;
+
+#[cfg(feature = "std")]
 impl Int8Network {
     /// The steps of `model` (a network that is not dense), its filters packed; `name`
     /// names the source in errors.
@@ -905,20 +975,18 @@ impl Int8Network {
         let mut params = model.layers().iter();
         let mut steps: Vec<Int8Step> = Vec::new();
         let mut widest = arch.input_len();
-        let (mut widest_conv_in, mut widest_conv_out, mut patches) = (0, 0, 0);
-        let mut widest_linear_in = 0;
         for (i, spec) in arch.layers().iter().enumerate() {
             let (input, output) = (arch.input_shape(i), arch.shapes()[i]);
             widest = widest.max(output.len());
-            let mut weights = || params.next().expect("a layer with weights has its tensors");
-            match *spec {
+            let filter = match *spec {
                 LayerSpec::Conv2d {
                     out_channels,
                     kernel,
                     stride,
                     padding,
-                } => {
-                    let g = ConvGeometry {
+                } => Some((
+                    kernel * kernel * input.channels,
+                    ConvGeometry {
                         height: input.height,
                         width: input.width,
                         in_channels: input.channels,
@@ -927,50 +995,41 @@ impl Int8Network {
                         kernel_w: kernel,
                         stride,
                         padding,
-                    };
-                    let patch = kernel * kernel * input.channels;
-                    if patch > MAX_PATCH {
-                        return Err(unsupported(format!(
-                            "model {} has a convolution over {patch} values, the int8 engine \
-                             sums at most {MAX_PATCH}",
-                            arch.describe()
-                        )));
-                    }
-                    let l = weights();
-                    let filter = PackedFilter::new(&g, &l.weight);
-                    widest_conv_in = widest_conv_in.max(input.len());
-                    widest_conv_out = widest_conv_out.max(output.len());
-                    patches = patches.max(filter.scratch_len());
-                    steps.push(Int8Step::Conv {
-                        filter,
-                        scale: l.scale.clone(),
-                        bias: l.bias.clone(),
-                        relu: false,
-                    });
+                    },
+                )),
+                LayerSpec::Linear { out } => Some((
+                    input.len(),
+                    ConvGeometry {
+                        height: 1,
+                        width: 1,
+                        in_channels: input.len(),
+                        out_channels: out,
+                        kernel_h: 1,
+                        kernel_w: 1,
+                        stride: 1,
+                        padding: crate::nn::Padding::Valid,
+                    },
+                )),
+                _ => None,
+            };
+            if let Some((patch, g)) = filter {
+                if patch > MAX_PATCH {
+                    return Err(unsupported(format!(
+                        "model {} has a layer summing {patch} values, the int8 engine sums at \
+                         most {MAX_PATCH}",
+                        arch.describe()
+                    )));
                 }
-                LayerSpec::Linear { out } => {
-                    let fan_in = input.len();
-                    if fan_in > MAX_PATCH {
-                        return Err(unsupported(format!(
-                            "model {} has a linear layer over {fan_in} values, the int8 engine \
-                             sums at most {MAX_PATCH}",
-                            arch.describe()
-                        )));
-                    }
-                    let l = weights();
-                    widest_linear_in = widest_linear_in.max(padded(fan_in));
-                    steps.push(Int8Step::Linear {
-                        layer: Int8Layer {
-                            fan_out: out,
-                            stride: padded(fan_in),
-                            weight: transpose_padded(&l.weight, fan_in, out),
-                            scale: l.scale.clone(),
-                            bias: l.bias.clone(),
-                        },
-                        fan_in,
-                        relu: false,
-                    });
-                }
+                let l = params.next().expect("a layer with weights has its tensors");
+                steps.push(Int8Step::Weighted {
+                    filter: PackedFilter::new(&g, &l.weight),
+                    scale: l.scale.clone(),
+                    bias: l.bias.clone(),
+                    relu: false,
+                });
+                continue;
+            }
+            match *spec {
                 LayerSpec::MaxPool2d { size, stride } => steps.push(Int8Step::Pool(PoolGeometry {
                     height: input.height,
                     width: input.width,
@@ -979,53 +1038,96 @@ impl Int8Network {
                     stride,
                 })),
                 LayerSpec::Relu => match steps.last_mut() {
-                    Some(Int8Step::Conv { relu, .. } | Int8Step::Linear { relu, .. }) if !*relu => {
-                        *relu = true;
-                    }
+                    Some(Int8Step::Weighted { relu, .. }) if !*relu => *relu = true,
                     _ => steps.push(Int8Step::Relu(input.len())),
                 },
-                LayerSpec::Flatten | LayerSpec::Dropout { .. } => {}
+                _ => {}
+            }
+        }
+        let is_matrix =
+            |s: &Int8Step| matches!(s, Int8Step::Weighted { filter, .. } if filter.is_matrix());
+        let tail = steps.len() - steps.iter().rev().take_while(|s| is_matrix(s)).count();
+        let (mut widest_in, mut widest_out, mut patches) = (0, 0, 0);
+        let (mut tail_in, mut tail_out) = (0, 0);
+        for (i, step) in steps.iter().enumerate() {
+            if let Int8Step::Weighted { filter, .. } = step {
+                let g = filter.geometry();
+                if i < tail {
+                    widest_in = widest_in.max(g.input_len());
+                    widest_out = widest_out.max(g.output_len());
+                    patches = patches.max(filter.scratch_len());
+                } else {
+                    tail_in = tail_in.max(g.in_channels);
+                    tail_out = tail_out.max(g.out_channels);
+                }
             }
         }
         Ok(Int8Network {
             steps,
+            tail,
             widest,
-            widest_conv_in,
-            widest_conv_out,
+            widest_in,
+            widest_out,
             patches,
-            widest_linear_in,
+            tail_in,
+            tail_out,
         })
     }
 
-    /// A thread's scratch for one image (see the module docs for its size).
-    fn scratch(&self) -> Int8Scratch {
+    /// A thread's scratch for `rows` images at a time (see the module docs for its size).
+    fn scratch(&self, rows: usize) -> Int8Scratch {
+        let rows_patches = self.steps[self.tail..]
+            .iter()
+            .map(|s| match s {
+                Int8Step::Weighted { filter, .. } => filter.matmul_scratch_len(rows),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
         Int8Scratch {
             a: vec![0.0; self.widest],
             b: vec![0.0; self.widest],
-            x_u8: vec![0; self.widest_conv_in],
-            acc: vec![0; self.widest_conv_out],
+            x_u8: vec![0; self.widest_in],
+            acc: vec![0; self.widest_out],
             patches: vec![0; self.patches],
-            x_i16: vec![0; self.widest_linear_in],
+            rows_u8: vec![0; rows * self.tail_in],
+            rows_acc: vec![0; rows * self.tail_out],
+            rows_f32: vec![0.0; rows * self.tail_out],
+            rows_patches: vec![0; rows_patches],
+            scales: vec![0.0; rows],
+            zeros: vec![0; rows],
         }
     }
 
     /// Bytes of [`Int8Network::scratch`].
     #[cfg(test)]
-    fn scratch_bytes(&self) -> usize {
-        8 * self.widest
-            + self.widest_conv_in
-            + 4 * self.widest_conv_out
-            + self.patches
-            + 2 * self.widest_linear_in
+    fn scratch_bytes(&self, rows: usize) -> usize {
+        let s = self.scratch(rows);
+        4 * (s.a.len() + s.b.len() + s.acc.len() + s.rows_acc.len() + s.rows_f32.len())
+            + s.x_u8.len()
+            + s.patches.len()
+            + s.rows_u8.len()
+            + s.rows_patches.len()
+            + 5 * rows
     }
 }
 
 #[cfg(feature = "std")]
-/// One example through an [`Int8Network`], for [`dispatch`].
+/// The images of one [`Int8Forward`].
+#[derive(Clone, Copy)]
+enum Sources<'a> {
+    /// One image.
+    One(Source<'a>),
+    /// `[rows, 784]` pixels.
+    Pixels(&'a [u8]),
+}
+
+#[cfg(feature = "std")]
+/// Images through an [`Int8Network`], for [`dispatch`]: the logits (`[rows, classes]`).
 struct Int8Forward<'a> {
     network: &'a Int8Network,
-    src: Source<'a>,
-    out: &'a mut [f32],
+    sources: Sources<'a>,
+    logits: &'a mut [f32],
     scratch: &'a mut Int8Scratch,
 }
 
@@ -1034,14 +1136,27 @@ impl SimdKernel for Int8Forward<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn run<S: Simd>(self, s: S) {
-        forward_int8_network(s, self.network, self.src, self.out, self.scratch);
+    fn run<S: Simd>(self, _: S) {
+        let (network, sc) = (self.network, self.scratch);
+        let rows = match self.sources {
+            Sources::One(src) => {
+                head_int8(network, src, 0, sc);
+                1
+            }
+            Sources::Pixels(pixels) => {
+                for (r, image) in pixels.chunks_exact(PIXELS).enumerate() {
+                    head_int8(network, Source::Pixels(image), r, sc);
+                }
+                pixels.len() / PIXELS
+            }
+        };
+        tail_int8(network, rows, self.logits, sc);
     }
 }
 
 #[cfg(feature = "std")]
-/// The current activation of [`forward_int8_network`]: the image's pixels as they came, or
-/// `len` f32s in the scratch's buffer `a`.
+/// The current activation of [`head_int8`]: the image's pixels as they came, or `len` f32s
+/// in the scratch's buffer `a`.
 #[derive(Clone, Copy)]
 enum Current<'a> {
     Pixels(&'a [u8]),
@@ -1049,17 +1164,12 @@ enum Current<'a> {
 }
 
 #[cfg(feature = "std")]
-/// Each layer in turn: convolutions and linear layers quantize their input (a convolution's
-/// to u8 with a zero point, a linear layer's to i16, each per image; pixels are used as
-/// they are, scale 1/255), sum in i32 and rescale to f32; pooling and ReLU run on f32.
+/// One image through the steps before the network's tail, its output quantized into row
+/// `row` of the tail's input. A layer with weights quantizes its input per image to u8
+/// (the pixels are used as they are, scale 1/255), sums in i32 and rescales to f32;
+/// pooling and ReLU run on f32.
 #[inline(always)]
-fn forward_int8_network<S: Simd>(
-    simd: S,
-    network: &Int8Network,
-    src: Source<'_>,
-    out: &mut [f32],
-    sc: &mut Int8Scratch,
-) {
+fn head_int8(network: &Int8Network, src: Source<'_>, row: usize, sc: &mut Int8Scratch) {
     let mut current = match src {
         Source::Pixels(p) => Current::Pixels(p),
         Source::Unit(x) => {
@@ -1067,10 +1177,9 @@ fn forward_int8_network<S: Simd>(
             Current::Values(x.len())
         }
     };
-    let last = network.steps.len() - 1;
-    for (l, step) in network.steps.iter().enumerate() {
+    for step in &network.steps[..network.tail] {
         current = match step {
-            Int8Step::Conv {
+            Int8Step::Weighted {
                 filter,
                 scale,
                 bias,
@@ -1092,38 +1201,6 @@ fn forward_int8_network<S: Simd>(
                 std::mem::swap(&mut sc.a, &mut sc.b);
                 Current::Values(n_out)
             }
-            Int8Step::Linear {
-                layer,
-                fan_in,
-                relu,
-            } => {
-                let xq = &mut sc.x_i16[..layer.stride];
-                let x_scale = match current {
-                    Current::Pixels(p) => {
-                        for (q, &v) in xq.iter_mut().zip(p) {
-                            *q = i16::from(v);
-                        }
-                        1.0 / 255.0
-                    }
-                    Current::Values(n) => quantize_activations(&sc.a[..n], &mut xq[..n]),
-                };
-                xq[*fan_in..].fill(0);
-                let target: &mut [f32] = if l == last {
-                    &mut *out
-                } else {
-                    &mut sc.b[..layer.fan_out]
-                };
-                let rows = layer
-                    .weight
-                    .chunks_exact(layer.stride)
-                    .zip(layer.scale.iter().zip(&layer.bias));
-                for (o, (q, (s, b))) in target.iter_mut().zip(rows) {
-                    let v = dot_int8(simd, xq, q) as f32 * (x_scale * s) + b;
-                    *o = if *relu { v.max(0.0) } else { v };
-                }
-                std::mem::swap(&mut sc.a, &mut sc.b);
-                Current::Values(layer.fan_out)
-            }
             Int8Step::Pool(g) => {
                 let n = unit_values(current, &mut sc.a);
                 debug_assert_eq!(n, g.input_len());
@@ -1140,10 +1217,64 @@ fn forward_int8_network<S: Simd>(
             }
         };
     }
+    let k = match &network.steps[network.tail] {
+        Int8Step::Weighted { filter, .. } => filter.geometry().in_channels,
+        _ => unreachable!("the tail is linear layers"),
+    };
+    let x = &mut sc.rows_u8[row * k..][..k];
+    (sc.scales[row], sc.zeros[row]) = match current {
+        Current::Pixels(p) => {
+            x.copy_from_slice(p);
+            (1.0 / 255.0, 0)
+        }
+        Current::Values(n) => quantize_u8(&sc.a[..n], x),
+    };
+}
+
+#[cfg(feature = "std")]
+/// The network's trailing linear layers on `rows` images whose inputs [`head_int8`] left in
+/// the scratch: each a product of the rows' u8 inputs with the packed weights, rescaled
+/// row by row (each has its own scale and zero point) and re-quantized for the next.
+#[inline(always)]
+fn tail_int8(network: &Int8Network, rows: usize, logits: &mut [f32], sc: &mut Int8Scratch) {
+    let last = network.steps.len() - 1;
+    for (l, step) in network.steps.iter().enumerate().skip(network.tail) {
+        let Int8Step::Weighted {
+            filter,
+            scale,
+            bias,
+            relu,
+        } = step
+        else {
+            unreachable!("the tail is linear layers");
+        };
+        let (k, n) = (
+            filter.geometry().in_channels,
+            filter.geometry().out_channels,
+        );
+        let acc = &mut sc.rows_acc[..rows * n];
+        conv_int8::matmul_u8_i8(filter, &sc.rows_u8[..rows * k], acc, &mut sc.rows_patches);
+        let out: &mut [f32] = if l == last {
+            &mut *logits
+        } else {
+            &mut sc.rows_f32[..rows * n]
+        };
+        for (r, (y, acc)) in out.chunks_exact_mut(n).zip(acc.chunks_exact(n)).enumerate() {
+            let (x_scale, zero) = (sc.scales[r], sc.zeros[r]);
+            conv_int8::rescale(acc, zero, filter.sums(), x_scale, scale, bias, *relu, y);
+        }
+        if l != last {
+            let ys = sc.rows_f32[..rows * n].chunks_exact(n);
+            for (r, (y, x)) in ys.zip(sc.rows_u8.chunks_exact_mut(n)).enumerate() {
+                (sc.scales[r], sc.zeros[r]) = quantize_u8(y, x);
+            }
+        }
+    }
 }
 
 #[cfg(feature = "std")]
 /// The current activation as f32s in `a` (pixels become `p / 255`); returns their count.
+#[inline(always)]
 fn unit_values(current: Current<'_>, a: &mut [f32]) -> usize {
     match current {
         Current::Values(n) => n,
@@ -1161,6 +1292,8 @@ fn unit_values(current: Current<'_>, a: &mut [f32]) -> usize {
 /// zero)` with `x ≈ (out - zero) · scale`. The range always holds 0 (so a convolution's
 /// padding, the byte `zero`, is exactly 0); values that are all `>= 0`, as after a ReLU,
 /// get zero 0 and scale `max / 255`. All zeros (or non-finite values) give zeros, scale 1.
+/// Inlined into the dispatched passes, where its rounding is one instruction.
+#[inline(always)]
 fn quantize_u8(x: &[f32], out: &mut [u8]) -> (f32, u8) {
     let (lo, hi) = x
         .iter()
@@ -1377,7 +1510,10 @@ mod tests {
             panic!("the tutorial's CNN runs as an int8 network");
         };
         // The module docs' figure.
-        assert_eq!(network.scratch_bytes(), 472_000);
+        assert_eq!(
+            (network.scratch_bytes(1), network.scratch_bytes(INT8_BATCH)),
+            (485_861, 837_184)
+        );
         let images: Vec<u8> = (0..3).flat_map(image).collect();
         let (mut classes, mut confidence) = ([0u8; 3], [0f32; 3]);
         classifier.predict_batch(&images, &mut classes, &mut confidence);

@@ -28,7 +28,28 @@
 
 use super::conv::ConvGeometry;
 use super::simd::{dispatch, Level, Simd, SimdKernel};
-use super::vnni::{self, BLOCK, DEPTH, TILE_ROWS};
+use super::vnni::{self, BLOCK, DEPTH};
+
+/// Bytes copied at once where a window's row is short (one or a few channels): a fixed-size
+/// copy is two instructions, a call to `memcpy` costs more than the bytes it copies. The
+/// copies may run this far past their end, into room the scratch keeps for it.
+const SLACK: usize = 16;
+
+/// Rows and columns of the image with its padding: every window inside.
+fn padded_dims(g: &ConvGeometry) -> (usize, usize) {
+    let rows = ((g.out_height() - 1) * g.stride + g.kernel_h).max(g.pad_top() + g.height);
+    let cols = ((g.out_width() - 1) * g.stride + g.kernel_w).max(g.pad_left() + g.width);
+    (rows, cols)
+}
+
+/// Bytes of the padded image (0 when there is no output).
+fn padded_len(g: &ConvGeometry) -> usize {
+    if g.out_height() == 0 || g.out_width() == 0 {
+        return 0;
+    }
+    let (rows, cols) = padded_dims(g);
+    rows * cols * g.in_channels
+}
 
 /// Largest patch (`kh·kw·cin`) the kernels take: twice `255 · 127 · K` stays below 2³¹.
 pub const MAX_PATCH: usize = i32::MAX as usize / (2 * 255 * 127);
@@ -120,10 +141,50 @@ impl PackedFilter {
         &self.sums
     }
 
-    /// Bytes of scratch [`conv2d_u8_i8`] needs: the image's patch rows.
+    /// Bytes of scratch [`conv2d_u8_i8`] needs: the image padded on every side, and its
+    /// patch rows (each with a few bytes of room after it).
     pub fn scratch_len(&self) -> usize {
         let g = &self.geometry;
-        (g.out_height() * g.out_width()).next_multiple_of(TILE_ROWS) * self.kpad
+        let positions = g.out_height() * g.out_width();
+        if positions == 0 {
+            return 0;
+        }
+        padded_len(g) + SLACK + positions * self.kpad + SLACK
+    }
+
+    /// Packs the matrix `weights` (`[k, n]` row-major) for [`matmul_u8_i8`]: the filter of
+    /// a 1x1 convolution over one pixel of `k` channels, which is what a linear layer is.
+    ///
+    /// # Panics
+    /// As [`PackedFilter::new`].
+    pub fn matrix(k: usize, n: usize, weights: &[i8]) -> Self {
+        let g = ConvGeometry {
+            height: 1,
+            width: 1,
+            in_channels: k,
+            out_channels: n,
+            kernel_h: 1,
+            kernel_w: 1,
+            stride: 1,
+            padding: super::conv::Padding::Valid,
+        };
+        Self::new(&g, weights)
+    }
+
+    /// Whether this is a matrix ([`PackedFilter::matrix`]).
+    pub fn is_matrix(&self) -> bool {
+        let g = &self.geometry;
+        (g.height, g.width, g.kernel_h, g.kernel_w) == (1, 1, 1, 1)
+    }
+
+    /// Bytes of scratch [`matmul_u8_i8`] needs for `rows` rows (none when `k` is a multiple
+    /// of four: the rows are read in place).
+    pub fn matmul_scratch_len(&self, rows: usize) -> usize {
+        if self.kpad == self.geometry.in_channels {
+            0
+        } else {
+            rows * self.kpad
+        }
     }
 }
 
@@ -165,6 +226,83 @@ pub fn conv2d_u8_i8(
     });
 }
 
+/// `out[rows, n]` (i32, overwritten) = `x[rows, k] · w[k, n]` for a `filter` made by
+/// [`PackedFilter::matrix`]; `scratch` holds at least
+/// [`filter.matmul_scratch_len(rows)`](PackedFilter::matmul_scratch_len) bytes.
+///
+/// # Panics
+/// If `filter` is not a matrix or a slice's length is not the shapes'.
+pub fn matmul_u8_i8(filter: &PackedFilter, x: &[u8], out: &mut [i32], scratch: &mut [u8]) {
+    assert!(
+        filter.is_matrix(),
+        "matmul_u8_i8 takes a PackedFilter::matrix"
+    );
+    let (k, n) = (filter.geometry.in_channels, filter.geometry.out_channels);
+    assert_eq!(x.len() % k, 0, "x is not [rows, {k}]");
+    let rows = x.len() / k;
+    assert_eq!(out.len(), rows * n, "out is not [{rows}, {n}]");
+    let need = filter.matmul_scratch_len(rows);
+    assert!(
+        scratch.len() >= need,
+        "scratch holds {} bytes, below the {need} of matmul_scratch_len",
+        scratch.len()
+    );
+    if out.is_empty() {
+        return;
+    }
+    dispatch(MatmulU8 {
+        filter,
+        x,
+        out,
+        padded: &mut scratch[..need],
+    });
+}
+
+/// The arguments of [`matmul_u8_i8`], checked, as a kernel.
+struct MatmulU8<'a> {
+    filter: &'a PackedFilter,
+    x: &'a [u8],
+    out: &'a mut [i32],
+    padded: &'a mut [u8],
+}
+
+impl SimdKernel for MatmulU8<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        let f = self.filter;
+        let k = f.geometry.in_channels;
+        let rows = self.x.len() / k;
+        let patches = if self.padded.is_empty() {
+            self.x
+        } else {
+            for (dst, src) in self
+                .padded
+                .chunks_exact_mut(f.kpad)
+                .zip(self.x.chunks_exact(k))
+            {
+                dst[..k].copy_from_slice(src);
+                dst[k..].fill(0);
+            }
+            &*self.padded
+        };
+        products(s, patches, rows, f, self.out);
+    }
+}
+
+/// `out[p][c] = Σ_k patches[p][k] · w[k][c]` for `positions` patch rows of `f.kpad` bytes,
+/// on the thread's int8 path.
+#[inline(always)]
+fn products<S: Simd>(_: S, patches: &[u8], positions: usize, f: &PackedFilter, out: &mut [i32]) {
+    let cout = f.geometry.out_channels;
+    if S::LEVEL == Level::Avx512 && vnni::detected() {
+        vnni::matmul_u8_i8(patches, positions, f.kpad, &f.packed, cout, out);
+    } else {
+        matmul_portable(patches, f.kpad, &f.packed, cout, out);
+    }
+}
+
 /// The arguments of [`conv2d_u8_i8`], checked, as a kernel.
 struct ConvU8<'a> {
     filter: &'a PackedFilter,
@@ -178,39 +316,68 @@ impl SimdKernel for ConvU8<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn run<S: Simd>(self, _: S) {
+    fn run<S: Simd>(self, s: S) {
         let f = self.filter;
         let g = &f.geometry;
         let positions = g.out_height() * g.out_width();
-        im2col_u8(g, self.input, self.pad, f.kpad, self.patches);
-        if S::LEVEL == Level::Avx512 && vnni::detected() {
-            vnni::matmul_u8_i8(
-                self.patches,
-                positions,
-                f.kpad,
-                &f.packed,
-                g.out_channels,
-                self.out,
-            );
-        } else {
-            matmul_portable(self.patches, f.kpad, &f.packed, g.out_channels, self.out);
-        }
+        let patches = im2col_u8(g, self.input, self.pad, f.kpad, self.patches);
+        products(s, patches, positions, f, self.out);
     }
 }
 
-/// The patch rows of one image into `patches` (`[positions rounded up to TILE_ROWS,
-/// kpad]`): `pad` where a window covers padding, zeros past `K` and in the extra rows.
+/// The patch rows of one image into the scratch (`[positions, kpad]` after the padded
+/// image): `pad` where a window covers padding, zeros past `K`. Returns the patch rows.
 #[inline(always)]
-fn im2col_u8(g: &ConvGeometry, image: &[u8], pad: u8, kpad: usize, patches: &mut [u8]) {
+fn im2col_u8<'s>(
+    g: &ConvGeometry,
+    image: &[u8],
+    pad: u8,
+    kpad: usize,
+    scratch: &'s mut [u8],
+) -> &'s [u8] {
+    let (k, cin) = (g.kernel_h * g.kernel_w * g.in_channels, g.in_channels);
+    let (ow, positions) = (g.out_width(), g.out_height() * g.out_width());
+    let (rows, cols) = padded_dims(g);
+    let (padded, patches) = scratch.split_at_mut(rows * cols * cin + SLACK);
+    padded.fill(pad);
+    let line = g.width * cin;
+    let at = (g.pad_top() * cols + g.pad_left()) * cin;
+    for (dst, src) in padded[at..]
+        .chunks_mut(cols * cin)
+        .zip(image.chunks_exact(line))
+    {
+        dst[..line].copy_from_slice(src);
+    }
+    let run = g.kernel_w * cin;
+    let s = g.stride;
+    for p in 0..positions {
+        let (oy, ox) = (p / ow, p % ow);
+        let row = &mut patches[p * kpad..][..kpad + SLACK];
+        for ky in 0..g.kernel_h {
+            let from = ((oy * s + ky) * cols + ox * s) * cin;
+            let to = ky * run;
+            if run <= SLACK {
+                // Past `run`: bytes the next copies (or the zeros below) overwrite.
+                row[to..to + SLACK].copy_from_slice(&padded[from..from + SLACK]);
+            } else {
+                row[to..to + run].copy_from_slice(&padded[from..from + run]);
+            }
+        }
+        // At most three zeros past `K`; the fourth byte, if any, is the next row's.
+        row[k..k + DEPTH].copy_from_slice(&[0; DEPTH]);
+    }
+    &patches[..positions * kpad]
+}
+
+/// The patch rows of one image into `patches` (`[positions, kpad]`), window by window
+/// with bounds checks: the twin of [`im2col_u8`], kept for its tests.
+#[cfg(test)]
+fn im2col_u8_checked(g: &ConvGeometry, image: &[u8], pad: u8, kpad: usize, patches: &mut [u8]) {
     let (k, cin) = (g.kernel_h * g.kernel_w * g.in_channels, g.in_channels);
     let (ow, positions) = (g.out_width(), g.out_height() * g.out_width());
     let (pt, pl, s) = (g.pad_top(), g.pad_left(), g.stride);
     let run = g.kernel_w * cin;
-    for (p, row) in patches.chunks_exact_mut(kpad).enumerate() {
-        if p >= positions {
-            row.fill(0);
-            continue;
-        }
+    for (p, row) in patches.chunks_exact_mut(kpad).take(positions).enumerate() {
         let (oy, ox) = (p / ow, p % ow);
         // Columns of the window inside the image: kx in kx0..kx1.
         let x0 = (ox * s) as isize - pl as isize;
@@ -280,11 +447,48 @@ pub fn rescale(
     assert!(cout > 0 && w_scale.len() == cout && bias.len() == cout);
     assert_eq!(acc.len(), out.len(), "acc and out differ in length");
     assert_eq!(acc.len() % cout, 0, "acc is not [positions, {cout}]");
-    let z = i32::from(zero_point);
-    for (o, a) in out.chunks_exact_mut(cout).zip(acc.chunks_exact(cout)) {
-        for ((((o, &a), &s), &ws), &b) in o.iter_mut().zip(a).zip(sums).zip(w_scale).zip(bias) {
-            let v = (a - z * s) as f32 * (x_scale * ws) + b;
-            *o = if relu { v.max(0.0) } else { v };
+    dispatch(Rescale {
+        acc,
+        zero_point,
+        sums,
+        x_scale,
+        w_scale,
+        bias,
+        relu,
+        out,
+    });
+}
+
+/// The arguments of [`rescale`], checked, as a kernel: plain loops the compiler vectorizes
+/// at the dispatch's level (separate multiply and add, so every level rounds alike).
+struct Rescale<'a> {
+    acc: &'a [i32],
+    zero_point: u8,
+    sums: &'a [i32],
+    x_scale: f32,
+    w_scale: &'a [f32],
+    bias: &'a [f32],
+    relu: bool,
+    out: &'a mut [f32],
+}
+
+impl SimdKernel for Rescale<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<S: Simd>(self, _: S) {
+        let cout = self.sums.len();
+        let z = i32::from(self.zero_point);
+        for (o, a) in self
+            .out
+            .chunks_exact_mut(cout)
+            .zip(self.acc.chunks_exact(cout))
+        {
+            let per_channel = self.sums.iter().zip(self.w_scale).zip(self.bias);
+            for ((o, &a), ((&s, &ws), &b)) in o.iter_mut().zip(a).zip(per_channel) {
+                let v = (a - z * s) as f32 * (self.x_scale * ws) + b;
+                *o = if self.relu { v.max(0.0) } else { v };
+            }
         }
     }
 }
@@ -468,6 +672,51 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, vec![0.5; 17]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn matrices_equal_the_naive_sums_on_every_path(rows in 0usize..=14, k in 1usize..=70, n in 1usize..=40, seed in any::<u64>()) {
+            let x = bytes(rows * k, seed);
+            let w = weights(k * n, seed);
+            let want: Vec<i32> = (0..rows * n)
+                .map(|at| {
+                    let (r, c) = (at / n, at % n);
+                    (0..k).map(|i| i32::from(x[r * k + i]) * i32::from(w[i * n + c])).sum()
+                })
+                .collect();
+            let packed = PackedFilter::matrix(k, n, &w);
+            prop_assert!(packed.is_matrix());
+            for level in Level::supported() {
+                let got = with_level(level, || {
+                    let mut out = vec![i32::MIN; rows * n];
+                    let mut scratch = vec![0x5au8; packed.matmul_scratch_len(rows)];
+                    matmul_u8_i8(&packed, &x, &mut out, &mut scratch);
+                    out
+                });
+                prop_assert_eq!(&got, &want, "{}", level);
+            }
+        }
+    }
+
+    #[test]
+    fn patch_rows_equal_the_checked_ones() {
+        for geo in [
+            g(28, 1, 32, 5, 1, Padding::Same),
+            g(9, 3, 5, 4, 2, Padding::Same),
+            g(7, 20, 3, 3, 3, Padding::Valid),
+            g(1, 2, 3, 5, 3, Padding::Same),
+        ] {
+            let input = bytes(geo.input_len(), 8);
+            let packed = PackedFilter::new(&geo, &weights(geo.filter_len(), 1));
+            let mut scratch = vec![0x77u8; packed.scratch_len()];
+            let fast = im2col_u8(&geo, &input, 3, packed.kpad, &mut scratch).to_vec();
+            let mut want = vec![0x11u8; fast.len()];
+            im2col_u8_checked(&geo, &input, 3, packed.kpad, &mut want);
+            assert_eq!(fast, want, "{geo:?}");
+        }
     }
 
     #[test]

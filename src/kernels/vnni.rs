@@ -25,7 +25,8 @@ pub fn detected() -> bool {
 pub(crate) const BLOCK: usize = 16;
 /// Products each lane of `vpdpbusd` sums: four u8·i8 pairs.
 pub(crate) const DEPTH: usize = 4;
-/// Output positions of the register tile (rows of patches summed at once).
+/// Output positions of the register tile (rows of patches summed at once); the last
+/// few positions go one at a time.
 pub(crate) const TILE_ROWS: usize = 6;
 /// Most output-channel blocks of the register tile: 6 x 4 accumulators, four filter vectors
 /// and a broadcast fill 29 of the 32 registers.
@@ -35,8 +36,7 @@ const TILE_BLOCKS: usize = 4;
 /// bytes (`kpad = 4 · k4`), with `packed` the filter as `[k4][blocks][16][4]` i8 (see
 /// [`conv_int8`](super::conv_int8)) and `out` `[positions, cout]`.
 ///
-/// `patches` holds `positions` rounded up to [`TILE_ROWS`] rows (the extra rows' sums are
-/// computed and dropped).
+/// `patches` holds at least `positions` rows.
 ///
 /// # Panics
 /// If the slices are shorter than that, or `detected()` is false.
@@ -51,7 +51,7 @@ pub(crate) fn matmul_u8_i8(
     let blocks = cout.div_ceil(BLOCK);
     assert!(detected(), "this CPU has no AVX-512 VNNI");
     assert_eq!(kpad % DEPTH, 0, "patch rows hold whole groups of four");
-    assert!(patches.len() >= positions.div_ceil(TILE_ROWS) * TILE_ROWS * kpad);
+    assert!(patches.len() >= positions * kpad);
     assert!(packed.len() >= kpad / DEPTH * blocks * BLOCK * DEPTH);
     assert!(out.len() >= positions * cout);
     #[cfg(target_arch = "x86_64")]
@@ -83,45 +83,60 @@ mod x86 {
         out: &mut [i32],
     ) {
         let blocks = cout.div_ceil(BLOCK);
-        for p0 in (0..positions).step_by(TILE_ROWS) {
-            let rows = &patches[p0 * kpad..][..TILE_ROWS * kpad];
+        let mut p0 = 0;
+        while p0 < positions {
+            // Whole tiles of rows; what is left (a batch of one image, say) one row at a
+            // time, rather than computing rows only to drop them.
+            let r = if positions - p0 >= TILE_ROWS {
+                TILE_ROWS
+            } else {
+                1
+            };
+            let rows = &patches[p0 * kpad..][..r * kpad];
             let mut b0 = 0;
             while b0 < blocks {
                 let nb = (blocks - b0).min(TILE_BLOCKS);
-                let args = (rows, p0, positions, kpad, packed, blocks, b0, cout);
-                // SAFETY: as this function's contract.
+                let args = (rows, p0, kpad, packed, blocks, b0, cout);
+                // SAFETY: as this function's contract; `rows` holds the r rows read.
                 unsafe {
-                    match nb {
-                        4 => tile::<4>(args, out),
-                        3 => tile::<3>(args, out),
-                        2 => tile::<2>(args, out),
-                        _ => tile::<1>(args, out),
+                    match (r, nb) {
+                        (TILE_ROWS, 4) => tile::<4, TILE_ROWS>(args, out),
+                        (TILE_ROWS, 3) => tile::<3, TILE_ROWS>(args, out),
+                        (TILE_ROWS, 2) => tile::<2, TILE_ROWS>(args, out),
+                        (TILE_ROWS, _) => tile::<1, TILE_ROWS>(args, out),
+                        (_, 4) => tile::<4, 1>(args, out),
+                        (_, 3) => tile::<3, 1>(args, out),
+                        (_, 2) => tile::<2, 1>(args, out),
+                        _ => tile::<1, 1>(args, out),
                     }
                 }
                 b0 += nb;
             }
+            p0 += r;
         }
     }
 
-    type TileArgs<'a> = (&'a [u8], usize, usize, usize, &'a [i8], usize, usize, usize);
+    type TileArgs<'a> = (&'a [u8], usize, usize, &'a [i8], usize, usize, usize);
 
-    /// One tile: [`TILE_ROWS`] positions from `p0` by `NB` blocks from `b0`.
+    /// One tile: `R` positions from `p0` (all inside `out`) by `NB` blocks from `b0`.
     ///
     /// # Safety
-    /// As [`tiles`].
+    /// As [`tiles`], and `rows` holds `R · kpad` bytes.
     #[inline(always)]
-    unsafe fn tile<const NB: usize>(
-        (rows, p0, positions, kpad, packed, blocks, b0, cout): TileArgs<'_>,
+    unsafe fn tile<const NB: usize, const R: usize>(
+        (rows, p0, kpad, packed, blocks, b0, cout): TileArgs<'_>,
         out: &mut [i32],
     ) {
         let k4 = kpad / DEPTH;
-        let group = blocks * BLOCK * DEPTH; // filter bytes of one depth group
-                                            // SAFETY (all intrinsics below): the caller guarantees AVX-512 F, BW and VNNI. The
-                                            // loads read, per depth group `k < k4`, four bytes of each of the TILE_ROWS rows
-                                            // (inside `rows`, TILE_ROWS · kpad bytes) and 64 bytes at `(k·blocks + b)·64` for
-                                            // `b < b0 + NB <= blocks` (inside `packed`, k4 · blocks · 64 bytes, as checked).
+        // Filter bytes of one depth group.
+        let group = blocks * BLOCK * DEPTH;
+        // SAFETY (all intrinsics below): the caller guarantees AVX-512 F, BW and VNNI. The
+        // loads read, per depth group `k < k4`, four bytes of each of the R rows (inside
+        // `rows`, R · kpad bytes) and 64 bytes at `(k·blocks + b)·64` for
+        // `b < b0 + NB <= blocks` (inside `packed`, k4 · blocks · 64 bytes, as checked); the
+        // stores write rows `p0..p0 + R`, inside `out` (`positions · cout`, as checked).
         unsafe {
-            let mut acc = [[_mm512_setzero_si512(); NB]; TILE_ROWS];
+            let mut acc = [[_mm512_setzero_si512(); NB]; R];
             let w_base = packed.as_ptr().add(b0 * BLOCK * DEPTH);
             let x_base = rows.as_ptr();
             for k in 0..k4 {
@@ -142,11 +157,7 @@ mod x86 {
                 }
             }
             for (r, a) in acc.iter().enumerate() {
-                let p = p0 + r;
-                if p >= positions {
-                    break;
-                }
-                let row = &mut out[p * cout..][..cout];
+                let row = &mut out[(p0 + r) * cout..][..cout];
                 for (j, aj) in a.iter().enumerate() {
                     let c0 = (b0 + j) * BLOCK;
                     let n = (cout - c0).min(BLOCK);
