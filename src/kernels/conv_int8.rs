@@ -6,14 +6,16 @@
 //! padding stands for 0). What the sums mean is the caller's business: with `x ≈ (q - z) ·
 //! s_x` and `w ≈ q_w · s_w[co]`, [`rescale`] turns them into f32.
 //!
-//! **Method.** The image's patch rows (`kh·kw·cin` bytes, im2col's order, the filter's row
-//! order) are copied into scratch, each zero-padded to a multiple of four; the filter is
+//! **Method.** The image is copied into scratch with its padding (the byte `pad`) on every
+//! side, then its patch rows (`kh·kw·cin` bytes, im2col's order, the filter's row order),
+//! each zero-padded to a multiple of four, so no window needs a bounds check; the filter is
 //! packed once, ahead of the products ([`PackedFilter`]), as `[K/4][blocks][16][4]`: for
 //! each group of four depths and each block of sixteen output channels, the channels'
 //! four weights side by side. One 64-byte load then holds what `vpdpbusd` (AVX-512 VNNI)
 //! multiplies with four bytes of a patch broadcast to all lanes: sixteen channels, four
 //! products each, added to sixteen i32 sums. A register tile of six positions by up to
-//! four blocks ([`super::vnni`]) loads only.
+//! four blocks ([`super::vnni`]) loads only. A linear layer is the 1x1 convolution of one
+//! pixel ([`PackedFilter::matrix`], [`matmul_u8_i8`]): its rows are images.
 //!
 //! **Paths.** [`Int8Path::current`]: VNNI where the thread's SIMD level is AVX-512 and
 //! the CPU has VNNI (detected once), else plain loops over the same layout, compiled by
