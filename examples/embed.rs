@@ -10,8 +10,8 @@
 //! Each argument is a PNG (any size, grey or colour; converted the way MNIST was made) or a
 //! raw 784-byte image (28x28, 0 = background). `--model FILE` runs another model file
 //! instead of the baked-in one: any kind `softnet train --save` or `softnet quantize`
-//! writes, a CNN included. Needs the `render` feature only for PNG decoding; the classifier
-//! itself needs `std` alone (and `softnet::ClassifierRef` not even that).
+//! writes, a CNN (f32 or int8) included. Needs the `render` feature only for PNG decoding;
+//! the classifier itself needs `std` alone (and `softnet::ClassifierRef` not even that).
 
 use std::process::ExitCode;
 

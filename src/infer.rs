@@ -25,7 +25,8 @@
 //! prediction with that classifier. For one image that workspace holds every layer's
 //! output and the convolutions' patch scratch, 483,176 bytes for the tutorial's CNN
 //! (`conv5x5x32,pool2,conv5x5x64,pool2,fc1024,fc10`; the gemm's packing buffers come on
-//! top); `predict_batch` keeps one of 64 rows (12.8 MB for that CNN). [`ClassifierRef`] runs the same files with no workspace at all,
+//! top); `predict_batch` keeps one of 64 rows (12.8 MB for that CNN). [`ClassifierRef`]
+//! runs the same f32 files (not the int8 convolutional ones) with no workspace at all,
 //! in caller scratch of [`ClassifierRef::scratch_len`] values (200,704 bytes for the
 //! tutorial's CNN), more slowly (plain loops).
 //!
@@ -35,6 +36,21 @@
 //! dynamic per-example quantization to `-255..=255` with scale `max|x| / 255`. The products
 //! are summed in i32 (`vpmaddwd`: at most `255 · 127 · 4096 < 2³¹`, no overflow), then
 //! `y_j = acc_j · (scale_x · scale_j) + b_j` in f32.
+//!
+//! **Int8 convolutional models** run layer by layer in a scratch each thread makes at its
+//! first prediction with the classifier and keeps, as the f32 ones do. A convolution
+//! quantizes its input per image to u8 (`0..=255` with scale `max / 255` after a ReLU; a
+//! zero point where values are negative; the pixels as they are for the first layer) and
+//! sums u8 × i8 products in i32 with [`crate::kernels::conv_int8`] (AVX-512 VNNI where
+//! the CPU has it), then rescales to f32 with the bias and the ReLU that follows; linear
+//! layers are 1x1 convolutions of one pixel, on u8 inputs too; max-pooling runs on f32.
+//! The layers up to the trailing linear ones run image by image; those run on a batch of
+//! images at once, so that `predict_batch` and `evaluate` read their weights once per 32
+//! images. The scratch holds two f32 activation buffers of the largest layer, its i32
+//! sums, the u8 input, the padded image and patch rows of the largest convolution, and the
+//! linear layers' inputs, sums and outputs for each image of a batch: 485,861 bytes for the
+//! tutorial's CNN for one image (the f32 engine's workspace is the 483,176 bytes above
+//! plus the gemm's packing buffers), 837,184 for a batch.
 
 #![forbid(unsafe_code)]
 
@@ -59,9 +75,15 @@ use crate::error::ModelError;
 #[cfg(feature = "std")]
 use crate::io::quantized::{load_any_model_bytes, read_model_file, AnyModel, QuantizedModel};
 #[cfg(feature = "std")]
+use crate::kernels::conv::ConvGeometry;
+#[cfg(feature = "std")]
+use crate::kernels::conv_int8::{self, PackedFilter, MAX_PATCH};
+#[cfg(feature = "std")]
+use crate::kernels::pool::{max_pool_forward, PoolGeometry};
+#[cfg(feature = "std")]
 use crate::kernels::simd::{dispatch, Simd, SimdKernel};
 #[cfg(feature = "std")]
-use crate::nn::{Architecture, Input, Model, Workspace};
+use crate::nn::{Architecture, Input, LayerSpec, Model, Workspace};
 #[cfg(feature = "std")]
 use crate::pixels::PIXEL_TO_UNIT;
 #[cfg(feature = "std")]
@@ -135,6 +157,69 @@ enum Engine {
     /// A network the dense engine does not run (convolutions, pooling), through
     /// [`Model::inference`], with a workspace cached per thread under this engine's id.
     Network(Box<Model>, u64),
+    /// Such a network with int8 weights, with its scratch cached per thread likewise.
+    Int8Network(Box<Int8Network>, u64),
+}
+
+#[cfg(feature = "std")]
+/// One layer of an [`Int8Network`] as it runs (flatten and dropout are the identity here).
+#[derive(Debug, Clone)]
+enum Int8Step {
+    /// A convolution, or a linear layer (a 1x1 convolution of one pixel,
+    /// [`PackedFilter::matrix`]), on its input quantized to u8; rescaled to f32, then
+    /// `max(·, 0)` where `relu`.
+    Weighted {
+        filter: PackedFilter,
+        scale: Vec<f32>, // [cout]
+        bias: Vec<f32>,  // [cout]
+        relu: bool,
+    },
+    /// Max-pooling, on f32.
+    Pool(PoolGeometry),
+    /// A ReLU that follows no layer with weights, on f32 (`len` values).
+    Relu(usize),
+}
+
+#[cfg(feature = "std")]
+/// A convolutional network with int8 weights: its steps, where its trailing linear layers
+/// start, and the sizes of the scratch it needs.
+#[derive(Debug, Clone)]
+struct Int8Network {
+    steps: Vec<Int8Step>,
+    /// The first of the trailing linear layers, which run on a batch of images at once
+    /// (the weights read once per batch); the steps before run image by image.
+    tail: usize,
+    /// f32s of each of the two activation buffers: the largest activation, input included.
+    widest: usize,
+    /// Bytes of the largest input of a layer with weights, quantized.
+    widest_in: usize,
+    /// i32 sums of the largest output of a layer with weights.
+    widest_out: usize,
+    /// Bytes of the largest patch scratch.
+    patches: usize,
+    /// Widest input and output of the trailing linear layers.
+    tail_in: usize,
+    tail_out: usize,
+}
+
+#[cfg(feature = "std")]
+/// What one thread needs to run an [`Int8Network`] on `rows` images at a time.
+#[derive(Debug)]
+struct Int8Scratch {
+    // One image through the steps before the tail.
+    a: Vec<f32>,
+    b: Vec<f32>,
+    x_u8: Vec<u8>,
+    acc: Vec<i32>,
+    patches: Vec<u8>,
+    // The rows through the tail: inputs [rows, tail_in], sums and outputs [rows, tail_out],
+    // each row's scale and zero point.
+    rows_u8: Vec<u8>,
+    rows_acc: Vec<i32>,
+    rows_f32: Vec<f32>,
+    rows_patches: Vec<u8>,
+    scales: Vec<f32>,
+    zeros: Vec<u8>,
 }
 
 #[cfg(feature = "std")]
@@ -234,6 +319,15 @@ impl Classifier {
     /// An int8 classifier with `model`'s weights.
     pub fn from_quantized(model: &QuantizedModel) -> Result<Self, ClassifierError> {
         let arch = model.architecture().clone();
+        if arch.dense_widths().is_none() {
+            check_network(&arch, Path::new("<model>"))?;
+            let network = Int8Network::new(model, Path::new("<model>"))?;
+            return Ok(Classifier {
+                arch,
+                engine: Engine::Int8Network(Box::new(network), network_id()),
+                widest: 0,
+            });
+        }
         let widest = check(&arch, Path::new("<model>"))?;
         let layers = model
             .layers()
@@ -281,7 +375,7 @@ impl Classifier {
     pub fn precision(&self) -> Precision {
         match self.engine {
             Engine::F32(_) | Engine::Network(..) => Precision::F32,
-            Engine::Int8(_) => Precision::Int8,
+            Engine::Int8(_) | Engine::Int8Network(..) => Precision::Int8,
         }
     }
 
@@ -367,6 +461,18 @@ impl Classifier {
         if let Engine::Network(model, id) = &self.engine {
             return network_predict_batch(model, *id, pixels, classes_out, confidence_out);
         }
+        if let Engine::Int8Network(network, id) = &self.engine {
+            let classes = self.arch.classes();
+            int8_logits_in_batches(network, *id, classes, pixels, |first, logits| {
+                for (r, z) in logits.chunks_exact_mut(classes).enumerate() {
+                    let (class, confidence) = best_and_confidence(z);
+                    // MAX_CLASSES is 256: every class fits.
+                    classes_out[first + r] = class as u8;
+                    confidence_out[first + r] = confidence;
+                }
+            });
+            return;
+        }
         for ((image, c), p) in pixels
             .chunks_exact(PIXELS)
             .zip(classes_out.iter_mut())
@@ -389,15 +495,27 @@ impl Classifier {
         let classes = self.arch.classes();
         let mut confusion = vec![vec![0usize; classes]; classes];
         let mut loss = 0.0f64;
-        let mut logits = [0.0f32; MAX_CLASSES];
-        for (image, &label) in data.pixels().chunks_exact(PIXELS).zip(data.labels()) {
-            let z = &mut logits[..classes];
-            self.logits(Source::Pixels(image), z);
+        let mut count = |z: &[f32], label: u8| {
             let best = argmax(z);
             let max = z[best];
             let sum: f64 = z.iter().map(|&v| f64::from(v - max).exp()).sum();
             loss += sum.ln() - f64::from(z[usize::from(label)] - max);
             confusion[usize::from(label)][best] += 1;
+        };
+        if let Engine::Int8Network(network, id) = &self.engine {
+            let labels = data.labels();
+            int8_logits_in_batches(network, *id, classes, data.pixels(), |first, logits| {
+                for (r, z) in logits.chunks_exact(classes).enumerate() {
+                    count(z, labels[first + r]);
+                }
+            });
+        } else {
+            let mut logits = [0.0f32; MAX_CLASSES];
+            for (image, &label) in data.pixels().chunks_exact(PIXELS).zip(data.labels()) {
+                let z = &mut logits[..classes];
+                self.logits(Source::Pixels(image), z);
+                count(z, label);
+            }
         }
         let n = data.len();
         let correct = (0..classes).map(|c| confusion[c][c]).sum();
@@ -431,6 +549,22 @@ impl Classifier {
             });
             return;
         }
+        if let Engine::Int8Network(network, id) = &self.engine {
+            with_cached(
+                &INT8_SCRATCH,
+                (*id, 1),
+                || network.scratch(1),
+                |scratch| {
+                    dispatch(Int8Forward {
+                        network,
+                        sources: Sources::One(src),
+                        logits: out,
+                        scratch,
+                    })
+                },
+            );
+            return;
+        }
         dispatch(Forward::<N> {
             engine: &self.engine,
             src,
@@ -457,9 +591,42 @@ impl<const N: usize> SimdKernel for Forward<'_, N> {
         match self.engine {
             Engine::F32(layers) => forward_f32::<S, N>(s, layers, self.src, self.out),
             Engine::Int8(layers) => forward_int8::<S, N>(s, layers, self.src, self.out),
-            Engine::Network(..) => unreachable!("networks run through Model::inference"),
+            Engine::Network(..) | Engine::Int8Network(..) => {
+                unreachable!("networks run through their own passes")
+            }
         }
     }
+}
+
+#[cfg(feature = "std")]
+/// `pixels` (`[n, 784]`) through an [`Int8Network`] in batches of [`INT8_BATCH`], in this
+/// thread's scratch: `each(first, logits)` gets each batch's logits (`[rows, classes]`)
+/// with the index of its first image.
+fn int8_logits_in_batches(
+    network: &Int8Network,
+    id: u64,
+    classes: usize,
+    pixels: &[u8],
+    mut each: impl FnMut(usize, &mut [f32]),
+) {
+    let mut logits = [0.0f32; INT8_BATCH * MAX_CLASSES];
+    with_cached(
+        &INT8_SCRATCH,
+        (id, INT8_BATCH),
+        || network.scratch(INT8_BATCH),
+        |scratch| {
+            for (b, images) in pixels.chunks(INT8_BATCH * PIXELS).enumerate() {
+                let z = &mut logits[..images.len() / PIXELS * classes];
+                dispatch(Int8Forward {
+                    network,
+                    sources: Sources::Pixels(images),
+                    logits: z,
+                    scratch,
+                });
+                each(b * INT8_BATCH, z);
+            }
+        },
+    );
 }
 
 #[cfg(feature = "std")]
@@ -518,8 +685,7 @@ fn network_id() -> u64 {
 }
 
 /// Runs `f` with this thread's workspace for network `id` over `rows` examples, made on the
-/// thread's first use of it (the only allocation; the least recently used of
-/// [`CACHED_WORKSPACES`] is dropped to make room).
+/// thread's first use of it.
 #[cfg(feature = "std")]
 fn with_workspace<R>(
     id: u64,
@@ -527,12 +693,39 @@ fn with_workspace<R>(
     model: &Model,
     f: impl FnOnce(&mut Workspace) -> R,
 ) -> R {
-    WORKSPACES.with(|cell| {
+    with_cached(
+        &WORKSPACES,
+        (id, rows),
+        || Workspace::inference(model, rows),
+        f,
+    )
+}
+
+#[cfg(feature = "std")]
+thread_local! {
+    /// This thread's scratch for [`Engine::Int8Network`]s, as [`WORKSPACES`].
+    static INT8_SCRATCH: Cache<Int8Scratch> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A thread's cache: values keyed by network id and rows, most recently used last.
+#[cfg(feature = "std")]
+type Cache<T> = std::cell::RefCell<Vec<((u64, usize), T)>>;
+
+/// Runs `f` with the value under `key` in this thread's `cache`, made by `make` on the
+/// thread's first use of the key (the only allocation; the least recently used of
+/// [`CACHED_WORKSPACES`] is dropped to make room).
+#[cfg(feature = "std")]
+fn with_cached<T: 'static, R>(
+    cache: &'static std::thread::LocalKey<Cache<T>>,
+    key: (u64, usize),
+    make: impl FnOnce() -> T,
+    f: impl FnOnce(&mut T) -> R,
+) -> R {
+    cache.with(|cell| {
         let Ok(mut cache) = cell.try_borrow_mut() else {
             // Only a prediction made from inside another one could get here.
-            return f(&mut Workspace::inference(model, rows));
+            return f(&mut make());
         };
-        let key = (id, rows);
         match cache.iter().position(|(k, _)| *k == key) {
             Some(at) => cache[at..].rotate_left(1),
             None => {
@@ -542,7 +735,7 @@ fn with_workspace<R>(
                 if cache.len() == CACHED_WORKSPACES {
                     cache.remove(0);
                 }
-                cache.push((key, Workspace::inference(model, rows)));
+                cache.push((key, make()));
             }
         }
         let last = cache.len() - 1;
@@ -765,6 +958,362 @@ fn forward_int8<S: Simd, const N: usize>(
     }
 }
 
+#[cfg(feature = "std")]
+/// Images an int8 network's batch prediction runs through its linear layers at a time.
+const INT8_BATCH: usize = 32;
+
+#[cfg(feature = "std")]
+impl Int8Network {
+    /// The steps of `model` (a network that is not dense), its filters packed; `name`
+    /// names the source in errors.
+    fn new(model: &QuantizedModel, name: &Path) -> Result<Self, ClassifierError> {
+        let arch = model.architecture();
+        let unsupported = |reason: String| ClassifierError::Unsupported {
+            source_name: name.to_path_buf(),
+            reason,
+        };
+        let mut params = model.layers().iter();
+        let mut steps: Vec<Int8Step> = Vec::new();
+        let mut widest = arch.input_len();
+        for (i, spec) in arch.layers().iter().enumerate() {
+            let (input, output) = (arch.input_shape(i), arch.shapes()[i]);
+            widest = widest.max(output.len());
+            let filter = match *spec {
+                LayerSpec::Conv2d {
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                } => Some((
+                    kernel * kernel * input.channels,
+                    ConvGeometry {
+                        height: input.height,
+                        width: input.width,
+                        in_channels: input.channels,
+                        out_channels,
+                        kernel_h: kernel,
+                        kernel_w: kernel,
+                        stride,
+                        padding,
+                    },
+                )),
+                LayerSpec::Linear { out } => Some((
+                    input.len(),
+                    ConvGeometry {
+                        height: 1,
+                        width: 1,
+                        in_channels: input.len(),
+                        out_channels: out,
+                        kernel_h: 1,
+                        kernel_w: 1,
+                        stride: 1,
+                        padding: crate::nn::Padding::Valid,
+                    },
+                )),
+                _ => None,
+            };
+            if let Some((patch, g)) = filter {
+                if patch > MAX_PATCH {
+                    return Err(unsupported(format!(
+                        "model {} has a layer summing {patch} values, the int8 engine sums at \
+                         most {MAX_PATCH}",
+                        arch.describe()
+                    )));
+                }
+                let l = params.next().expect("a layer with weights has its tensors");
+                steps.push(Int8Step::Weighted {
+                    filter: PackedFilter::new(&g, &l.weight),
+                    scale: l.scale.clone(),
+                    bias: l.bias.clone(),
+                    relu: false,
+                });
+                continue;
+            }
+            match *spec {
+                LayerSpec::MaxPool2d { size, stride } => steps.push(Int8Step::Pool(PoolGeometry {
+                    height: input.height,
+                    width: input.width,
+                    channels: input.channels,
+                    size,
+                    stride,
+                })),
+                LayerSpec::Relu => match steps.last_mut() {
+                    Some(Int8Step::Weighted { relu, .. }) if !*relu => *relu = true,
+                    _ => steps.push(Int8Step::Relu(input.len())),
+                },
+                _ => {}
+            }
+        }
+        let is_matrix =
+            |s: &Int8Step| matches!(s, Int8Step::Weighted { filter, .. } if filter.is_matrix());
+        let tail = steps.len() - steps.iter().rev().take_while(|s| is_matrix(s)).count();
+        let (mut widest_in, mut widest_out, mut patches) = (0, 0, 0);
+        let (mut tail_in, mut tail_out) = (0, 0);
+        for (i, step) in steps.iter().enumerate() {
+            if let Int8Step::Weighted { filter, .. } = step {
+                let g = filter.geometry();
+                if i < tail {
+                    widest_in = widest_in.max(g.input_len());
+                    widest_out = widest_out.max(g.output_len());
+                    patches = patches.max(filter.scratch_len());
+                } else {
+                    tail_in = tail_in.max(g.in_channels);
+                    tail_out = tail_out.max(g.out_channels);
+                }
+            }
+        }
+        Ok(Int8Network {
+            steps,
+            tail,
+            widest,
+            widest_in,
+            widest_out,
+            patches,
+            tail_in,
+            tail_out,
+        })
+    }
+
+    /// A thread's scratch for `rows` images at a time (see the module docs for its size).
+    fn scratch(&self, rows: usize) -> Int8Scratch {
+        let rows_patches = self.steps[self.tail..]
+            .iter()
+            .map(|s| match s {
+                Int8Step::Weighted { filter, .. } => filter.matmul_scratch_len(rows),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        Int8Scratch {
+            a: vec![0.0; self.widest],
+            b: vec![0.0; self.widest],
+            x_u8: vec![0; self.widest_in],
+            acc: vec![0; self.widest_out],
+            patches: vec![0; self.patches],
+            rows_u8: vec![0; rows * self.tail_in],
+            rows_acc: vec![0; rows * self.tail_out],
+            rows_f32: vec![0.0; rows * self.tail_out],
+            rows_patches: vec![0; rows_patches],
+            scales: vec![0.0; rows],
+            zeros: vec![0; rows],
+        }
+    }
+
+    /// Bytes of [`Int8Network::scratch`].
+    #[cfg(test)]
+    fn scratch_bytes(&self, rows: usize) -> usize {
+        let s = self.scratch(rows);
+        4 * (s.a.len() + s.b.len() + s.acc.len() + s.rows_acc.len() + s.rows_f32.len())
+            + s.x_u8.len()
+            + s.patches.len()
+            + s.rows_u8.len()
+            + s.rows_patches.len()
+            + 5 * rows
+    }
+}
+
+#[cfg(feature = "std")]
+/// The images of one [`Int8Forward`].
+#[derive(Clone, Copy)]
+enum Sources<'a> {
+    /// One image.
+    One(Source<'a>),
+    /// `[rows, 784]` pixels.
+    Pixels(&'a [u8]),
+}
+
+#[cfg(feature = "std")]
+/// Images through an [`Int8Network`], for [`dispatch`]: the logits (`[rows, classes]`).
+struct Int8Forward<'a> {
+    network: &'a Int8Network,
+    sources: Sources<'a>,
+    logits: &'a mut [f32],
+    scratch: &'a mut Int8Scratch,
+}
+
+#[cfg(feature = "std")]
+impl SimdKernel for Int8Forward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<S: Simd>(self, _: S) {
+        let (network, sc) = (self.network, self.scratch);
+        let rows = match self.sources {
+            Sources::One(src) => {
+                head_int8(network, src, 0, sc);
+                1
+            }
+            Sources::Pixels(pixels) => {
+                for (r, image) in pixels.chunks_exact(PIXELS).enumerate() {
+                    head_int8(network, Source::Pixels(image), r, sc);
+                }
+                pixels.len() / PIXELS
+            }
+        };
+        tail_int8(network, rows, self.logits, sc);
+    }
+}
+
+#[cfg(feature = "std")]
+/// The current activation of [`head_int8`]: the image's pixels as they came, or `len` f32s
+/// in the scratch's buffer `a`.
+#[derive(Clone, Copy)]
+enum Current<'a> {
+    Pixels(&'a [u8]),
+    Values(usize),
+}
+
+#[cfg(feature = "std")]
+/// One image through the steps before the network's tail, its output quantized into row
+/// `row` of the tail's input. A layer with weights quantizes its input per image to u8
+/// (the pixels are used as they are, scale 1/255), sums in i32 and rescales to f32;
+/// pooling and ReLU run on f32.
+#[inline(always)]
+fn head_int8(network: &Int8Network, src: Source<'_>, row: usize, sc: &mut Int8Scratch) {
+    let mut current = match src {
+        Source::Pixels(p) => Current::Pixels(p),
+        Source::Unit(x) => {
+            sc.a[..x.len()].copy_from_slice(x);
+            Current::Values(x.len())
+        }
+    };
+    for step in &network.steps[..network.tail] {
+        current = match step {
+            Int8Step::Weighted {
+                filter,
+                scale,
+                bias,
+                relu,
+            } => {
+                let g = filter.geometry();
+                let (x, x_scale, zero) = match current {
+                    Current::Pixels(p) => (p, 1.0 / 255.0, 0),
+                    Current::Values(n) => {
+                        let (x_scale, zero) = quantize_u8(&sc.a[..n], &mut sc.x_u8[..n]);
+                        (&sc.x_u8[..n], x_scale, zero)
+                    }
+                };
+                let n_out = g.output_len();
+                let acc = &mut sc.acc[..n_out];
+                conv_int8::conv2d_u8_i8(filter, x, zero, acc, &mut sc.patches);
+                let y = &mut sc.b[..n_out];
+                conv_int8::rescale(acc, zero, filter.sums(), x_scale, scale, bias, *relu, y);
+                std::mem::swap(&mut sc.a, &mut sc.b);
+                Current::Values(n_out)
+            }
+            Int8Step::Pool(g) => {
+                let n = unit_values(current, &mut sc.a);
+                debug_assert_eq!(n, g.input_len());
+                let n_out = g.output_len();
+                max_pool_forward(g, 1, &sc.a[..n], &mut sc.b[..n_out], None);
+                std::mem::swap(&mut sc.a, &mut sc.b);
+                Current::Values(n_out)
+            }
+            Int8Step::Relu(len) => {
+                let n = unit_values(current, &mut sc.a);
+                debug_assert_eq!(n, *len);
+                crate::kernels::relu_in_place(&mut sc.a[..n]);
+                Current::Values(n)
+            }
+        };
+    }
+    let k = match &network.steps[network.tail] {
+        Int8Step::Weighted { filter, .. } => filter.geometry().in_channels,
+        _ => unreachable!("the tail is linear layers"),
+    };
+    let x = &mut sc.rows_u8[row * k..][..k];
+    (sc.scales[row], sc.zeros[row]) = match current {
+        Current::Pixels(p) => {
+            x.copy_from_slice(p);
+            (1.0 / 255.0, 0)
+        }
+        Current::Values(n) => quantize_u8(&sc.a[..n], x),
+    };
+}
+
+#[cfg(feature = "std")]
+/// The network's trailing linear layers on `rows` images whose inputs [`head_int8`] left in
+/// the scratch: each a product of the rows' u8 inputs with the packed weights, rescaled
+/// row by row (each has its own scale and zero point) and re-quantized for the next.
+#[inline(always)]
+fn tail_int8(network: &Int8Network, rows: usize, logits: &mut [f32], sc: &mut Int8Scratch) {
+    let last = network.steps.len() - 1;
+    for (l, step) in network.steps.iter().enumerate().skip(network.tail) {
+        let Int8Step::Weighted {
+            filter,
+            scale,
+            bias,
+            relu,
+        } = step
+        else {
+            unreachable!("the tail is linear layers");
+        };
+        let (k, n) = (
+            filter.geometry().in_channels,
+            filter.geometry().out_channels,
+        );
+        let acc = &mut sc.rows_acc[..rows * n];
+        conv_int8::matmul_u8_i8(filter, &sc.rows_u8[..rows * k], acc, &mut sc.rows_patches);
+        let out: &mut [f32] = if l == last {
+            &mut *logits
+        } else {
+            &mut sc.rows_f32[..rows * n]
+        };
+        for (r, (y, acc)) in out.chunks_exact_mut(n).zip(acc.chunks_exact(n)).enumerate() {
+            let (x_scale, zero) = (sc.scales[r], sc.zeros[r]);
+            conv_int8::rescale(acc, zero, filter.sums(), x_scale, scale, bias, *relu, y);
+        }
+        if l != last {
+            let ys = sc.rows_f32[..rows * n].chunks_exact(n);
+            for (r, (y, x)) in ys.zip(sc.rows_u8.chunks_exact_mut(n)).enumerate() {
+                (sc.scales[r], sc.zeros[r]) = quantize_u8(y, x);
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+/// The current activation as f32s in `a` (pixels become `p / 255`); returns their count.
+#[inline(always)]
+fn unit_values(current: Current<'_>, a: &mut [f32]) -> usize {
+    match current {
+        Current::Values(n) => n,
+        Current::Pixels(p) => {
+            for (x, &v) in a.iter_mut().zip(p) {
+                *x = PIXEL_TO_UNIT[usize::from(v)];
+            }
+            p.len()
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+/// Quantizes `x` to `0..=255` into `out` (same length) with a zero point; returns `(scale,
+/// zero)` with `x ≈ (out - zero) · scale`. The range always holds 0 (so a convolution's
+/// padding, the byte `zero`, is exactly 0); values that are all `>= 0`, as after a ReLU,
+/// get zero 0 and scale `max / 255`. All zeros (or non-finite values) give zeros, scale 1.
+/// Inlined into the dispatched passes, where its rounding is one instruction.
+#[inline(always)]
+fn quantize_u8(x: &[f32], out: &mut [u8]) -> (f32, u8) {
+    let (lo, hi) = x
+        .iter()
+        .fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let range = hi - lo;
+    if !(range.is_finite() && range > 0.0) {
+        out.fill(0);
+        return (1.0, 0);
+    }
+    let scale = range / 255.0;
+    let inv = 255.0 / range;
+    // -lo / scale is in 0..=255; rounding keeps it there.
+    let zero = (-lo * inv).round().clamp(0.0, 255.0);
+    for (o, v) in out.iter_mut().zip(x) {
+        // `as` saturates; the clamp only guards the rounding at the ends.
+        *o = (v * inv + zero).round().clamp(0.0, 255.0) as u8;
+    }
+    (scale, zero as u8)
+}
+
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
@@ -906,6 +1455,94 @@ mod tests {
             assert_eq!(usize::from(classes[i]), class, "image {i}");
             assert!((confidence[i] - p).abs() < 1e-5, "{} vs {p}", confidence[i]);
         }
+    }
+
+    /// Logits of the int8 `classifier` against the f32 forward pass of the dequantized
+    /// model, as a share of the largest logit; and every SIMD level gives the same bits.
+    fn int8_error(model: &Model, images: usize) -> f32 {
+        let q = QuantizedModel::quantize(model);
+        let classifier = Classifier::from_quantized(&q).unwrap();
+        assert_eq!(classifier.precision(), Precision::Int8);
+        let reference = q.dequantize();
+        let mut worst = 0.0f32;
+        for i in 0..images {
+            let img = image(i);
+            let want = reference_logits(&reference, &img);
+            let mut got = [0.0f32; 10];
+            classifier.logits_into(&img, &mut got);
+            let spread = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            for (g, w) in got.iter().zip(&want) {
+                worst = worst.max((g - w).abs() / spread);
+            }
+            for level in crate::kernels::simd::Level::supported() {
+                let mut z = [0.0f32; 10];
+                crate::kernels::simd::with_level(level, || classifier.logits_into(&img, &mut z));
+                assert_eq!(z.map(f32::to_bits), got.map(f32::to_bits), "{level}");
+            }
+            let x: Vec<f32> = img.iter().map(|&p| PIXEL_TO_UNIT[p as usize]).collect();
+            let (class, p) = classifier.predict_f32(&x);
+            assert_eq!(class, classifier.predict(&img).0, "image {i}");
+            assert!((0.0..=1.0).contains(&p));
+        }
+        worst
+    }
+
+    #[test]
+    fn int8_cnn_logits_are_the_dequantized_model_up_to_activation_rounding() {
+        // ReLU after every layer: u8 inputs with zero point 0.
+        let arch = Architecture::from_spec("conv5x5x8,pool2,conv3x3x20s2,fc33,dropout0.5,fc10");
+        let worst = int8_error(&Model::he_normal(arch.unwrap(), 3), 6);
+        assert!(worst < 0.02, "{worst}");
+        // No ReLU between the convolutions (negative inputs: a zero point), VALID, a pool
+        // straight on the pixels, a ReLU of its own.
+        let arch = Architecture::parse_described(
+            "28x28x1:pool2,conv3x3x5valid,conv4x4x17s2,relu,flatten,fc10",
+        );
+        let worst = int8_error(&Model::he_normal(arch.unwrap(), 4), 6);
+        assert!(worst < 0.02, "{worst}");
+    }
+
+    #[test]
+    fn int8_cnn_batch_top3_and_scratch_size() {
+        let model = Model::he_normal(Architecture::cnn(), 1);
+        let classifier = Classifier::from_quantized(&QuantizedModel::quantize(&model)).unwrap();
+        let Engine::Int8Network(network, _) = &classifier.engine else {
+            panic!("the tutorial's CNN runs as an int8 network");
+        };
+        // The module docs' figure.
+        assert_eq!(
+            (network.scratch_bytes(1), network.scratch_bytes(INT8_BATCH)),
+            (485_861, 837_184)
+        );
+        let images: Vec<u8> = (0..3).flat_map(image).collect();
+        let (mut classes, mut confidence) = ([0u8; 3], [0f32; 3]);
+        classifier.predict_batch(&images, &mut classes, &mut confidence);
+        for i in 0..3 {
+            let (class, p) = classifier.predict(&image(i));
+            assert_eq!((usize::from(classes[i]), confidence[i]), (class, p));
+            assert_eq!(classifier.predict_top3(&image(i))[0].0, class);
+        }
+    }
+
+    #[test]
+    fn u8_quantization_keeps_zero_exact() {
+        let mut q = [0u8; 4];
+        assert_eq!(
+            quantize_u8(&[0.0, 0.5, 1.0, 0.25], &mut q),
+            (1.0 / 255.0, 0)
+        );
+        assert_eq!(q, [0, 128, 255, 64]);
+        // -1..=1.55: scale 0.01, zero 100.
+        let (scale, zero) = quantize_u8(&[-1.0, 0.0, 1.55, 0.3], &mut q);
+        assert!((scale - 0.01).abs() < 1e-7, "{scale}");
+        assert_eq!(zero, 100);
+        assert_eq!(q, [0, 100, 255, 130]);
+        assert_eq!(quantize_u8(&[0.0; 4], &mut q), (1.0, 0));
+        assert_eq!(
+            quantize_u8(&[f32::NAN, 1.0, f32::INFINITY, 0.0], &mut q),
+            (1.0, 0)
+        );
+        assert_eq!(q, [0; 4]);
     }
 
     #[test]

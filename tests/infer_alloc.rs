@@ -2,6 +2,7 @@
 //! test binary, so no other test allocates meanwhile).
 
 use softnet::data::PIXELS;
+use softnet::io::quantized::quantized_to_bytes;
 use softnet::io::QuantizedModel;
 use softnet::nn::{Architecture, Model};
 use softnet::Classifier;
@@ -31,8 +32,9 @@ fn predictions_do_not_allocate() {
         classifiers.push(Classifier::from_model(&model).unwrap());
         classifiers.push(Classifier::from_quantized(&QuantizedModel::quantize(&model)).unwrap());
     }
-    // Convolutional networks (loaded from a file's bytes, as `softnet predict` does): their
-    // workspaces are made by this thread's first prediction, below, and then reused.
+    // Convolutional networks, f32 and int8 (loaded from a file's bytes, as `softnet predict`
+    // does): their workspaces are made by this thread's first prediction, below, and then
+    // reused.
     for spec in [
         "conv3x3x4,pool2,conv3x3x6s2,fc10",
         "conv5x5x8,pool2,conv5x5x16,pool2,fc64,dropout0.5,fc10",
@@ -40,6 +42,17 @@ fn predictions_do_not_allocate() {
         let model = Model::he_normal(Architecture::from_spec(spec).unwrap(), 3);
         let bytes = softnet::io::model_to_bytes(&model, &[]);
         classifiers.push(Classifier::from_bytes(&bytes).unwrap());
+        // And their int8 copies, as `softnet quantize` writes them.
+        let q8 = quantized_to_bytes(&QuantizedModel::quantize(&model), &[]);
+        classifiers.push(Classifier::from_bytes(&q8).unwrap());
+    }
+    // The tutorial's CNN in int8, a zero point (no ReLU between the convolutions) too.
+    for arch in [
+        Architecture::cnn(),
+        Architecture::parse_described("28x28x1:conv3x3x4,conv3x3x6s2,flatten,fc10").unwrap(),
+    ] {
+        let model = Model::he_normal(arch, 4);
+        classifiers.push(Classifier::from_quantized(&QuantizedModel::quantize(&model)).unwrap());
     }
     for c in &classifiers {
         let image: &[u8; PIXELS] = images[..PIXELS].try_into().unwrap();

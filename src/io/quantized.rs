@@ -1,17 +1,22 @@
 //! Int8 model files: symmetric per-output-channel int8 weights, f32 scales and biases.
 //!
-//! Each layer of a [`Model`] becomes three tensors, under the f32 file's names:
+//! Each layer with parameters of a [`Model`] (linear or convolutional) becomes three
+//! tensors, under the f32 file's names:
 //!
 //! | tensor | dtype | shape | meaning |
 //! |---|---|---|---|
 //! | `<weight path>` (`variables/Weight`, `layer1/weight`, …) | I8 | `[fan_in, fan_out]` | `q[i][j] = round(w[i][j] / scale[j])`, in `-127..=127` |
-//! | `<weight path>_scale` | F32 | `[fan_out]` | `scale[j] = max_i \|w[i][j]\| / 127`, finite and > 0 |
-//! | `<bias path>` | F32 | `[fan_out]` | the bias, unquantized |
+//! | `<weight path>` of a convolution (`conv1/weight`, …) | I8 | `[kh, kw, in, out]` (HWIO) | `q[y][x][i][o] = round(w[y][x][i][o] / scale[o])`, in `-127..=127` |
+//! | `<weight path>_scale` | F32 | `[fan_out]` (`[out]`) | `scale[j] = max \|w[…][j]\| / 127` over the output channel's `fan_in` (`kh·kw·in`) weights, finite and > 0 |
+//! | `<bias path>` | F32 | `[fan_out]` (`[out]`) | the bias, unquantized |
 //!
-//! The metadata holds [`QUANTIZATION_KEY`] = [`QUANTIZATION_INT8`] beside the architecture and
-//! the softnet version, so `w ≈ q * scale[None, :]` in numpy. Symmetric (no zero point) keeps
+//! Layers without parameters (ReLU, pooling, flatten, dropout) have no tensors, as in the
+//! f32 file. The metadata holds [`QUANTIZATION_KEY`] = [`QUANTIZATION_INT8`] beside the
+//! architecture and the softnet version, so `w ≈ q * scale` in numpy (`scale[None, :]` for
+//! a matrix, broadcast along the last axis for a filter). Symmetric (no zero point) keeps
 //! the integer dot product a plain `Σ x_i q_ij` in i32; per output channel keeps one large
-//! column from crushing the resolution of the others.
+//! column (or filter) from crushing the resolution of the others. A filter viewed
+//! row-major is the `[kh·kw·in, out]` matrix of its product, so both kinds quantize alike.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,14 +38,17 @@ pub const SCALE_SUFFIX: &str = "_scale";
 /// Largest magnitude of a quantized weight (symmetric: -128 is never used).
 pub const Q_MAX: i8 = 127;
 
-/// One affine layer with int8 weights.
+/// One layer with int8 weights: linear, or a convolution's filter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizedLayer {
-    /// Inputs of the layer.
+    /// Inputs each output sums over (`kh·kw·in` for a filter).
     pub fan_in: usize,
-    /// Outputs of the layer.
+    /// Outputs of the layer (output channels of a filter).
     pub fan_out: usize,
-    /// Quantized weights, `[fan_in, fan_out]` row-major (the f32 file's layout).
+    /// Shape of the weights: `[fan_in, fan_out]`, or `[kh, kw, in, out]` for a filter.
+    pub shape: Vec<usize>,
+    /// Quantized weights, row-major in [`QuantizedLayer::shape`] (the f32 file's layout),
+    /// which is `[fan_in, fan_out]` for both kinds.
     pub weight: Vec<i8>,
     /// Per-output-channel scales, `[fan_out]`: `w[i][j] ≈ weight[i][j] * scale[j]`.
     pub scale: Vec<f32>,
@@ -61,7 +69,8 @@ pub struct QuantizedModel {
 
 impl QuantizedModel {
     /// Quantizes `model`'s weights per output channel: `scale[j] = max_i |w[i][j]| / 127`
-    /// (1 for an all-zero column, so every scale is positive), `q = round(w / scale)`.
+    /// over the `[fan_in, fan_out]` view of linear weights and filters alike (1 for an
+    /// all-zero column, so every scale is positive), `q = round(w / scale)`.
     pub fn quantize(model: &Model) -> Self {
         let layers = model
             .layers()
@@ -89,6 +98,7 @@ impl QuantizedModel {
                 QuantizedLayer {
                     fan_in: p.fan_in,
                     fan_out: p.fan_out,
+                    shape: p.weight_shape.clone(),
                     weight,
                     scale,
                     bias: model.bias(l).to_vec(),
@@ -138,7 +148,7 @@ pub fn quantized_to_bytes(model: &QuantizedModel, extra: &[(&str, String)]) -> V
         buffers.push((
             l.weight_path.clone(),
             Dtype::I8,
-            vec![l.fan_in, l.fan_out],
+            l.shape.clone(),
             l.weight.iter().map(|&q| q as u8).collect(),
         ));
         buffers.push((
@@ -215,12 +225,6 @@ pub fn load_quantized_bytes(bytes: &[u8], path: &Path) -> Result<QuantizedModel,
             "metadata architecture {text:?} is not like 784-256-10 or 28x28x1:conv5x5x32,…: {e}"
         ))
     })?;
-    if arch.dense_widths().is_none() {
-        return Err(invalid(format!(
-            "architecture {} is not a dense network; int8 files hold linear and ReLU layers only",
-            arch.describe()
-        )));
-    }
     if arch.parameter_count() > MAX_MODEL_BYTES as usize {
         return Err(invalid(format!(
             "architecture {} is too large",
@@ -281,7 +285,7 @@ pub fn load_quantized_bytes(bytes: &[u8], path: &Path) -> Result<QuantizedModel,
     let mut layers = Vec::new();
     for p in skeleton.layers() {
         let scale_name = format!("{}{SCALE_SUFFIX}", p.weight_path);
-        let w = tensor(&p.weight_path, Dtype::I8, &[p.fan_in, p.fan_out])?;
+        let w = tensor(&p.weight_path, Dtype::I8, &p.weight_shape)?;
         let s = tensor(&scale_name, Dtype::F32, &[p.fan_out])?;
         let b = tensor(&p.bias_path, Dtype::F32, &[p.fan_out])?;
         let weight: Vec<i8> = w.iter().map(|&v| v as i8).collect();
@@ -295,6 +299,7 @@ pub fn load_quantized_bytes(bytes: &[u8], path: &Path) -> Result<QuantizedModel,
         layers.push(QuantizedLayer {
             fan_in: p.fan_in,
             fan_out: p.fan_out,
+            shape: p.weight_shape.clone(),
             weight,
             scale: floats(&scale_name, s, true)?,
             bias: floats(&p.bias_path, b, false)?,
@@ -392,6 +397,46 @@ mod tests {
         let ratio = f32_len as f64 / bytes.len() as f64;
         assert!((3.5..4.1).contains(&ratio), "{f32_len} / {}", bytes.len());
         assert!(!is_quantized(&super::super::model_to_bytes(&model, &[])));
+    }
+
+    #[test]
+    fn filters_get_one_scale_per_output_channel_and_the_file_shrinks_fourfold() {
+        let arch = Architecture::from_spec("conv5x5x32,pool2,conv5x5x64,pool2,fc64,fc10").unwrap();
+        let model = Model::he_normal(arch, 5);
+        let q = QuantizedModel::quantize(&model);
+        let conv = &q.layers()[1];
+        assert_eq!(conv.shape, vec![5, 5, 32, 64]);
+        assert_eq!((conv.fan_in, conv.fan_out), (800, 64));
+        let w = model.weight(1); // [5, 5, 32, 64]: output channel fastest
+        for o in 0..64 {
+            let max = (0..800).map(|k| w[k * 64 + o].abs()).fold(0.0f32, f32::max);
+            assert_eq!(conv.scale[o], max / 127.0, "channel {o}");
+            let peak = (0..800)
+                .map(|k| conv.weight[k * 64 + o].unsigned_abs())
+                .max();
+            assert_eq!(peak, Some(127), "channel {o}");
+        }
+        let back = q.dequantize();
+        for (i, (a, b)) in w.iter().zip(back.weight(1)).enumerate() {
+            assert!(
+                (a - b).abs() <= conv.scale[i % 64] / 2.0 + 1e-7,
+                "{a} vs {b}"
+            );
+        }
+        let bytes = quantized_to_bytes(&q, &[]);
+        let loaded = load_quantized_bytes(&bytes, Path::new("cnn8")).unwrap();
+        assert_eq!(loaded, q);
+        let f32_len = super::super::model_to_bytes(&model, &[]).len();
+        let ratio = f32_len as f64 / bytes.len() as f64;
+        assert!((3.8..4.1).contains(&ratio), "{f32_len} / {}", bytes.len());
+        // A filter saved as the [fan_in, fan_out] matrix is refused.
+        let mut flat = q.clone();
+        flat.layers[1].shape = vec![800, 64];
+        let err = load_quantized_bytes(&bytes_of(&flat), Path::new("f")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f: tensor \"conv2/weight\" has shape [800, 64], expected [5, 5, 32, 64]"
+        );
     }
 
     #[test]

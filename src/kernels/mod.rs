@@ -34,6 +34,7 @@
 //! this: `gemm` dispatches itself.
 
 pub mod conv;
+pub mod conv_int8;
 pub mod elementwise;
 #[cfg(test)]
 mod every_level;
@@ -44,6 +45,7 @@ mod naive_conv;
 pub mod narrow;
 pub mod pool;
 pub mod simd;
+pub mod vnni;
 
 pub use elementwise::{
     add_bias_rows, argmax_rows, column_sums_into, relu_backward_in_place, relu_in_place,

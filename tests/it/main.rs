@@ -9,6 +9,7 @@ mod cli;
 mod cnn;
 #[cfg(feature = "cli")]
 mod cnn_cli;
+mod cnn_int8;
 mod common;
 #[cfg(feature = "download")]
 mod download;

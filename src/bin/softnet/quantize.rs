@@ -1,4 +1,4 @@
-//! `softnet quantize`: an int8 copy of an f32 model file.
+//! `softnet quantize`: an int8 copy of an f32 model file (dense or convolutional).
 
 use std::path::PathBuf;
 
@@ -25,13 +25,6 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<()> {
         anyhow::bail!("{}: already quantized", args.model.display());
     }
     let model = softnet::io::load_model_bytes(&bytes, &args.model)?;
-    if model.architecture().dense_widths().is_none() {
-        anyhow::bail!(
-            "{}: {} is not a dense network; int8 files hold linear and ReLU layers only",
-            args.model.display(),
-            model.architecture().describe()
-        );
-    }
     // Carry the source's metadata (training settings) over; the writer sets its own keys.
     let mut extra: Vec<(String, String)> = read_metadata(&bytes, &args.model)?
         .into_iter()
