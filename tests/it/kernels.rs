@@ -269,6 +269,27 @@ proptest! {
         kernels::gemm(m, n, k, MatRef::row_major(&at, m).t(), MatRef::row_major(&b, n), &mut got, n, false, &mut ws);
         prop_assert_eq!(&got, &in_order_fma_sum(m, n, k, &a, &b));
     }
+
+    /// One row alone (the single-example path, which streams B instead of tiling it) sums
+    /// in the same depth blocks as the tiles: it gives the bits of the same row in a batch,
+    /// accumulating or not, across several blocks and in the columns past the last 64.
+    #[test]
+    fn one_row_alone_is_its_row_in_a_batch(m in 2usize..12, n in prop_oneof![1usize..20, 60usize..=140], k in prop_oneof![0usize..=40, 250usize..=800], pixels in sparse_pixels(12 * 800), seed in any::<u64>(), accumulate: bool) {
+        let a: Vec<f32> = pixels[..m * k].iter().map(|&p| f32::from(p) / 255.0).collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i as u64).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 250.0 - 2.0)
+            .collect();
+        let start: Vec<f32> = (0..m * n).map(|i| (i % 13) as f32 * 0.37 - 2.0).collect();
+        let mut ws = GemmWorkspace::new();
+        let mut batch = start.clone();
+        kernels::gemm(m, n, k, MatRef::row_major(&a, k), MatRef::row_major(&b, n), &mut batch, n, accumulate, &mut ws);
+        for i in 0..m {
+            let mut alone = start[i * n..][..n].to_vec();
+            let row = MatRef::row_major(&a[i * k..][..k], k);
+            kernels::gemm(1, n, k, row, MatRef::row_major(&b, n), &mut alone, n, accumulate, &mut ws);
+            prop_assert_eq!(&alone[..], &batch[i * n..][..n], "row {}", i);
+        }
+    }
 }
 
 #[test]
