@@ -145,8 +145,9 @@ fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, accumulate: bool
     assert_levels_agree(&results, false, "gemm");
 }
 
-/// `C[i, j] = Σ_p A[i, p]·B[p, j]` as one multiply-add after another in order of `p`,
-/// rounded as `level` rounds them: what one depth block of every kernel computes.
+/// `C[i, j] = Σ_p A[i, p]·B[p, j]` as one multiply-add after another in order of `p` within
+/// each block of [`KC`](super::gemm::KC) depths, from zero, the blocks' sums then added in
+/// order, rounded as `level` rounds them: what every kernel computes.
 fn in_order_sum(level: Level, m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
     let fma = |x: f32, y: f32, s: f32| {
         if level.fuses_mul_add() {
@@ -158,7 +159,13 @@ fn in_order_sum(level: Level, m: usize, n: usize, k: usize, a: &[f32], b: &[f32]
     let mut c = vec![0.0f32; m * n];
     for i in 0..m {
         for j in 0..n {
-            c[i * n + j] = (0..k).fold(0.0f32, |s, p| fma(a[i * k + p], b[p * n + j], s));
+            let block = |p0: usize| {
+                let depths = p0..k.min(p0 + super::gemm::KC);
+                depths.fold(0.0f32, |s, p| fma(a[i * k + p], b[p * n + j], s))
+            };
+            let mut blocks = (0..k).step_by(super::gemm::KC).map(block);
+            let first = blocks.next().unwrap_or(0.0);
+            c[i * n + j] = blocks.fold(first, |sum, block| sum + block);
         }
     }
     c
@@ -192,10 +199,7 @@ proptest! {
             let mut c = vec![f32::NAN; rows * n];
             let mut ws = GemmWorkspace::new();
             gemm(rows, n, k, PixelRef::row_major(px, k), MatRef::row_major(&w, n), &mut c, n, false, &mut ws);
-            // Deeper products add their blocks of KC depths to one another.
-            if k <= super::gemm::KC {
-                assert_eq!(c, want, "gemm on pixels, {level}");
-            }
+            assert_eq!(c, want, "gemm on pixels, {level}");
             if n <= narrow::MAX_WIDTH {
                 let mut listed_out = vec![f32::NAN; rows * n];
                 let mut x = listed::NonZeroRows::new();
