@@ -129,6 +129,10 @@ pub trait Operand: Copy {
     }
     /// Writes the depths `p < k` where row 0 is not zero (bits, so `-0.0` counts as not
     /// zero) to `listed`, in order, and returns how many; `listed` holds `k + 8` entries.
+    ///
+    /// Inlined into the kernel like every helper it calls: out of line it would be built
+    /// for the crate's baseline, where `count_ones` is a dozen instructions instead of one.
+    #[inline(always)]
     fn list_live_in_row0(&self, k: usize, listed: &mut [u16]) -> usize {
         list_where(0..k, listed, 0, |p| self.at(0, p).to_bits() != 0)
     }
@@ -280,6 +284,7 @@ impl Operand for PixelRef<'_> {
     }
     /// Eight pixels per test when the row is contiguous (a single image): its zero bytes
     /// are found with integer arithmetic and the rest listed through a table.
+    #[inline(always)]
     fn list_live_in_row0(&self, k: usize, listed: &mut [u16]) -> usize {
         if self.col_stride != 1 {
             return list_where(0..k, listed, 0, |p| self.data[p * self.col_stride] != 0);

@@ -11,14 +11,18 @@
 //! out by [`PackedWeights::pack`]. Rows are multiplied four at a time, each block padded to
 //! its longest row, so the lists take the rows in order of their counts: blocks of rows of
 //! about the same length. On the test set, in the evaluator's chunks of 500 rows, padding is
-//! 0.5% of the entries instead of 20%. Each output is the same chains of multiply-adds over
-//! the row's non-zero inputs, one per block of [`KC`] inputs, added in order, that
-//! `narrow::matmul` computes: the results are bit for bit the same for finite weights.
+//! 0.5% of the entries instead of 20%.
+//!
+//! Each output is the same left-to-right chain of multiply-adds over the row's non-zero
+//! inputs that `narrow::matmul` computes on pixels: the results are bit for bit the same
+//! for finite weights. (Products over f32 activations sum blocks of
+//! [`KC`](super::gemm::KC) inputs instead; ending the chains at those boundaries here would
+//! either pad the lists or split the steps four rows share, whose boundaries fall at
+//! different steps.)
 //!
 //! The lists and the packed weights own their memory: making them allocates when they
 //! grow; the product never does.
 
-use super::gemm::KC;
 use super::simd::{dispatch, Simd, SimdKernel};
 use crate::pixels::PIXEL_TO_UNIT;
 
@@ -38,11 +42,7 @@ pub struct NonZeroRows {
     order: Vec<u32>,
     /// Each row's number of non-zero inputs, while the rows are ordered.
     counts: Vec<u32>,
-    /// Each row's number of non-zero inputs in each segment of [`KC`] inputs,
-    /// `[rows][segments]`.
-    segment_counts: Vec<u32>,
-    /// Segment `s` of block `b` has entries `starts[b·segments + s]..` up to the next
-    /// start, four per step: the rows' inputs in `s·KC..(s + 1)·KC`.
+    /// Block `b` has entries `starts[b]..starts[b + 1]`, four per step.
     starts: Vec<usize>,
     /// Input positions, one per row of the block at each step; `k` (a zero weight row)
     /// pads the rows with fewer non-zero inputs than the block's longest.
@@ -85,23 +85,12 @@ impl NonZeroRows {
         );
         self.rows = rows;
         self.k = k;
-        let segments = segments(k);
         let row = |r: u32| &pixels[r as usize * k..(r as usize + 1) * k];
-        let segment = |s: usize| s * KC..k.min((s + 1) * KC);
         // Counted first, so the rows can be ordered and the lists take exactly the memory
         // they need.
-        self.segment_counts.clear();
-        for r in 0..rows as u32 {
-            let row = row(r);
-            self.segment_counts
-                .extend((0..segments).map(|s| count_nonzero(&row[segment(s)]) as u32));
-        }
         self.counts.clear();
-        self.counts.extend(
-            self.segment_counts
-                .chunks_exact(segments)
-                .map(|c| c.iter().sum::<u32>()),
-        );
+        self.counts
+            .extend((0..rows as u32).map(|r| count_nonzero(row(r)) as u32));
         self.order.clear();
         self.order.extend(0..rows as u32);
         let counts = &self.counts;
@@ -110,29 +99,22 @@ impl NonZeroRows {
         self.starts.clear();
         self.starts.push(0);
         for block in self.order.chunks(BLOCK) {
-            for s in 0..segments {
-                let of_row = |&r: &u32| self.segment_counts[r as usize * segments + s];
-                let longest = block.iter().map(of_row).max().unwrap_or(0);
-                let end = self.starts[self.starts.len() - 1] + longest as usize * BLOCK;
-                self.starts.push(end);
-            }
+            let longest = counts[*block.last().expect("blocks are not empty") as usize];
+            let end = self.starts[self.starts.len() - 1] + longest as usize * BLOCK;
+            self.starts.push(end);
         }
         let entries = self.starts[self.starts.len() - 1];
         self.positions.clear();
         self.positions.reserve_exact(entries);
         self.listed_pixels.clear();
         self.listed_pixels.reserve_exact(entries);
-        // Each list has eight slots of slack: listing writes eight at a time.
-        self.row_list.resize(KC + 8, 0);
-        // A segment's entries are interleaved here, in cache, then appended whole.
-        self.block_positions.resize(BLOCK * KC, 0);
-        self.block_pixels.resize(BLOCK * KC, 0);
-        let spans = self.starts.windows(2);
-        let blocks = self
-            .order
-            .chunks(BLOCK)
-            .flat_map(|b| (0..segments).map(move |s| (b, s)));
-        for (span, (block, s)) in spans.zip(blocks) {
+        // Each row's list has eight slots of slack: listing writes eight at a time.
+        let stride = k + 8;
+        self.row_list.resize(stride, 0);
+        // A block's entries are interleaved here, in cache, then appended whole.
+        self.block_positions.resize(BLOCK * k, 0);
+        self.block_pixels.resize(BLOCK * k, 0);
+        for (span, block) in self.starts.windows(2).zip(self.order.chunks(BLOCK)) {
             let len = span[1] - span[0];
             let (positions, block_pixels) = (
                 &mut self.block_positions[..len],
@@ -140,12 +122,11 @@ impl NonZeroRows {
             );
             positions.fill(k as u16);
             block_pixels.fill(0);
-            let first = segment(s).start;
             for (i, &r) in block.iter().enumerate() {
-                let pixels = &row(r)[segment(s)];
+                let pixels = row(r);
                 let listed = list_nonzero(pixels, &mut self.row_list);
                 for (step, &p) in self.row_list[..listed].iter().enumerate() {
-                    positions[step * BLOCK + i] = first as u16 + p;
+                    positions[step * BLOCK + i] = p;
                     block_pixels[step * BLOCK + i] = pixels[usize::from(p)];
                 }
             }
@@ -174,11 +155,6 @@ impl NonZeroRows {
 #[inline(always)]
 fn nonzero_mask<S: Simd>(s: S, window: &[u8]) -> u32 {
     s.nonzero_bytes32(window.try_into().expect("32 bytes"))
-}
-
-/// Segments of [`KC`] inputs a row of `k` is listed in (one when `k` is 0).
-fn segments(k: usize) -> usize {
-    k.div_ceil(KC).max(1)
 }
 
 /// Number of non-zero bytes in `row`.
@@ -343,46 +319,33 @@ impl SimdKernel for Matmul<'_> {
     fn run<S: Simd>(self, s: S) {
         let Matmul { x, w, out } = self;
         let n = w.n;
-        let segments = segments(x.k);
-        let mut spans = x.starts.windows(2);
-        for block in x.order.chunks(BLOCK) {
-            let mut sum = [s.zero(); BLOCK];
-            for (segment, span) in (&mut spans).take(segments).enumerate() {
-                let (positions, pixels) = (
-                    &x.positions[span[0]..span[1]],
-                    &x.listed_pixels[span[0]..span[1]],
-                );
-                let mut acc = [s.zero(); BLOCK];
-                for (ps, px) in positions
-                    .chunks_exact(BLOCK)
-                    .zip(pixels.chunks_exact(BLOCK))
-                {
-                    // The step's four positions, and its four pixels, read as one word each,
-                    // not four loads: loads, not multiply-adds, bound this loop.
-                    let step = u64::from(ps[0])
-                        | u64::from(ps[1]) << 16
-                        | u64::from(ps[2]) << 32
-                        | u64::from(ps[3]) << 48;
-                    let step_pixels = u32::from(px[0])
-                        | u32::from(px[1]) << 8
-                        | u32::from(px[2]) << 16
-                        | u32::from(px[3]) << 24;
-                    for (i, acc) in acc.iter_mut().enumerate() {
-                        let at = usize::from((step >> (16 * i)) as u16);
-                        let wrow = s.load_array(&w.rows[at].0);
-                        let value = PIXEL_TO_UNIT[usize::from((step_pixels >> (8 * i)) as u8)];
-                        *acc = s.mul_add(s.splat(value), wrow, *acc);
-                    }
-                }
-                if segment == 0 {
-                    sum = acc;
-                } else {
-                    for (sum, acc) in sum.iter_mut().zip(acc) {
-                        *sum = s.add(*sum, acc);
-                    }
+        for (span, block) in x.starts.windows(2).zip(x.order.chunks(BLOCK)) {
+            let (positions, pixels) = (
+                &x.positions[span[0]..span[1]],
+                &x.listed_pixels[span[0]..span[1]],
+            );
+            let mut acc = [s.zero(); BLOCK];
+            for (ps, px) in positions
+                .chunks_exact(BLOCK)
+                .zip(pixels.chunks_exact(BLOCK))
+            {
+                // The step's four positions, and its four pixels, read as one word each, not
+                // four loads: loads, not multiply-adds, bound this loop.
+                let step = u64::from(ps[0])
+                    | u64::from(ps[1]) << 16
+                    | u64::from(ps[2]) << 32
+                    | u64::from(ps[3]) << 48;
+                let step_pixels = u32::from(px[0])
+                    | u32::from(px[1]) << 8
+                    | u32::from(px[2]) << 16
+                    | u32::from(px[3]) << 24;
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let wrow = s.load_array(&w.rows[usize::from((step >> (16 * i)) as u16)].0);
+                    let value = PIXEL_TO_UNIT[usize::from((step_pixels >> (8 * i)) as u8)];
+                    *acc = s.mul_add(s.splat(value), wrow, *acc);
                 }
             }
-            for (&a, &r) in sum.iter().zip(block) {
+            for (&a, &r) in acc.iter().zip(block) {
                 let r = r as usize;
                 let row = &mut out[r * n..(r + 1) * n];
                 super::copy_short::<10>(row, &s.to_array(a));

@@ -2,9 +2,10 @@
 //!
 //! For `x[rows, k]·W[k, 10]` the blocked [`gemm`](mod@super::gemm) spends more time packing `x`
 //! than multiplying: each input value meets only 10 weights. These kernels read the input
-//! where it lies (u8 pixels as exact `v / 255`, or f32), with no packing and no transposes,
-//! and each output is summed in order within blocks of gemm's [`KC`] inputs, the blocks
-//! then added in order, as gemm does.
+//! where it lies (u8 pixels as exact `v / 255`, or f32), with no packing and no transposes.
+//! Each output over f32 inputs is summed in order within blocks of gemm's [`KC`] inputs,
+//! the blocks then added in order, as gemm does; over pixels it is one left-to-right chain,
+//! as the [`listed`](super::listed) kernel sums it.
 //!
 //! - [`matmul`] holds a row of 10 outputs in the first lanes of a vector of sixteen (one AVX-512
 //!   register, two AVX2 ones), reads each weight row as the sixteen values from its start,
@@ -32,6 +33,10 @@ pub trait Element: Copy + Send + Sync {
     fn load16<S: Simd>(s: S, v: &[Self]) -> S::F32;
     /// Whether [`matmul`] skips groups of zero inputs (whose products add nothing).
     const SKIPS_ZEROS: bool;
+    /// Whether [`matmul`] sums the inputs in blocks of [`KC`], as gemm does (f32
+    /// activations), or in one chain, as the [`listed`](super::listed) kernel does (u8
+    /// pixels: a dataset evaluated over its lists gets the forward pass's bits).
+    const SUMS_IN_BLOCKS: bool;
     /// Whether [`matmul`] must multiply this group of four inputs: false only when all of
     /// them are zero. Asked only when [`Element::SKIPS_ZEROS`].
     fn any_nonzero4(_group: &[Self]) -> bool {
@@ -65,10 +70,12 @@ impl Element for f32 {
     /// Skipping zero groups of the training batch measured no faster: listing them costs
     /// about what the multiply-adds it saves cost.
     const SKIPS_ZEROS: bool = false;
+    const SUMS_IN_BLOCKS: bool = true;
 }
 
 impl Element for u8 {
     const SKIPS_ZEROS: bool = true;
+    const SUMS_IN_BLOCKS: bool = false;
 
     #[inline(always)]
     fn unit(self) -> f32 {
@@ -194,9 +201,9 @@ impl<E: Element> Matmul<'_, E> {
 
 /// [`matmul`] for `R` rows, held in registers as `R` vectors.
 ///
-/// The inputs are summed in blocks of [`KC`], each block from zero and then added to the
-/// sum so far, as gemm's tiles sum their depths: a 1,024-input layer is not one running sum,
-/// which loses several times more bits.
+/// With [`Element::SUMS_IN_BLOCKS`] the inputs are summed in blocks of [`KC`], each block
+/// from zero and then added to the sum so far, as gemm's tiles sum their depths: a
+/// 1,024-input layer is not one running sum, which loses several times more bits.
 #[inline(always)]
 fn row_block<S: Simd, E: Element, const R: usize>(
     s: S,
@@ -207,11 +214,12 @@ fn row_block<S: Simd, E: Element, const R: usize>(
     out: &mut [f32],
 ) {
     let mut sum = [s.zero(); R];
+    let mut acc = [s.zero(); R];
     // A closure here was at times left a call of its own, the accumulators in memory.
     let products = |p0, acc: &mut _, per| products(s, &xs, w, n, p0, per, acc);
+    // Listed a block at a time either way; the chain ends with the block only in blocks.
     for first in (0..k.max(1)).step_by(KC) {
         let depth = KC.min(k - first);
-        let mut acc = [s.zero(); R];
         if E::SKIPS_ZEROS {
             // Groups of GROUP inputs that are zero in all R rows add exactly nothing: list
             // the others (eight groups per test, without branches), then multiply the listed
@@ -240,14 +248,18 @@ fn row_block<S: Simd, E: Element, const R: usize>(
         } else {
             products(first, &mut acc, depth);
         }
-        if first == 0 {
-            sum = acc;
-        } else {
-            for (sum, acc) in sum.iter_mut().zip(acc) {
-                *sum = s.add(*sum, acc);
+        if E::SUMS_IN_BLOCKS {
+            if first == 0 {
+                sum = acc;
+            } else {
+                for (sum, acc) in sum.iter_mut().zip(acc) {
+                    *sum = s.add(*sum, acc);
+                }
             }
+            acc = [s.zero(); R];
         }
     }
+    let sum = if E::SUMS_IN_BLOCKS { sum } else { acc };
     for (&a, row) in sum.iter().zip(out.chunks_exact_mut(n)) {
         super::copy_short::<10>(row, &s.to_array(a));
     }

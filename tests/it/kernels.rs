@@ -236,19 +236,24 @@ fn sparse_pixels(len: usize) -> impl Strategy<Value = Vec<u8>> {
 
 /// `C[i, j] = Σ_p A[i, p]·B[p, j]` as one fused multiply-add after another, in order of `p`
 /// within each block of `KC` depths, the blocks' sums then added in order: what the gemm
-/// computes, bit for bit. (Unfused, where `SOFTNET_SIMD=portable` runs on a target without
-/// FMA: the kernels round twice there.)
+/// and the narrow kernel on f32 compute, bit for bit. (Unfused, where `SOFTNET_SIMD=portable` runs
+/// on a target without FMA: the kernels round twice there.)
 fn in_order_fma_sum(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
-    use softnet::kernels::gemm::KC;
+    in_blocks_fma_sum(m, n, k, softnet::kernels::gemm::KC, a, b)
+}
+
+/// [`in_order_fma_sum`] in blocks of `block` depths (`usize::MAX`: one chain).
+fn in_blocks_fma_sum(m: usize, n: usize, k: usize, block: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
     let fused = softnet::kernels::simd::Level::current().fuses_mul_add();
     let fma = |x: f32, y: f32, s: f32| if fused { x.mul_add(y, s) } else { x * y + s };
     let mut c = vec![0.0f32; m * n];
     for i in 0..m {
         for j in 0..n {
-            let block = |p0: usize| {
-                (p0..k.min(p0 + KC)).fold(0.0f32, |s, p| fma(a[i * k + p], b[p * n + j], s))
+            let sum_block = |p0: usize| {
+                let depths = p0..k.min(p0.saturating_add(block));
+                depths.fold(0.0f32, |s, p| fma(a[i * k + p], b[p * n + j], s))
             };
-            let mut blocks = (0..k).step_by(KC).map(block);
+            let mut blocks = (0..k).step_by(block).map(sum_block);
             let first = blocks.next().unwrap_or(0.0);
             c[i * n + j] = blocks.fold(first, |sum, block| sum + block);
         }
@@ -311,8 +316,8 @@ fn narrow_pixel_rows_longer_than_one_listing_pass_match_their_f32_values() {
     assert!(from_px.iter().any(|&v| v != 0.0));
 }
 
-/// `narrow::matmul` on pixels, asserted bit-identical to the same product on their f32
-/// values (`p / 255`), which multiplies every input.
+/// `narrow::matmul` on pixels, asserted bit-identical to one in-order chain over their f32
+/// values (`p / 255`), and on those values to the same sums in blocks of `KC` (gemm's).
 fn narrow_pixels_equal_their_f32_values(
     rows: usize,
     k: usize,
@@ -325,7 +330,8 @@ fn narrow_pixels_equal_their_f32_values(
     let (mut from_px, mut from_unit) = (vec![0.0; rows * n], vec![0.0; rows * n]);
     narrow::matmul(rows, k, n, px, w, &mut from_px);
     narrow::matmul(rows, k, n, &unit[..], w, &mut from_unit);
-    assert_eq!(from_px, from_unit);
+    assert_eq!(from_px, in_blocks_fma_sum(rows, n, k, usize::MAX, &unit, w));
+    assert_eq!(from_unit, in_order_fma_sum(rows, n, k, &unit, w));
     from_px
 }
 
@@ -523,8 +529,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Listed rows give the in-order sum over all inputs in blocks of KC (zeros add nothing to
-    /// it for finite weights), bit for bit and in their own places although they are multiplied in order
+    /// Listed rows give the in-order sum over all inputs, one chain (zeros add nothing to it
+    /// for finite weights), bit for bit and in their own places although they are multiplied in order
     /// of their counts, for any width up to 16, blocks of four rows cut short, rows not a
     /// multiple of the 32-byte windows, and lists relisted into used memory; for the
     /// classes' widths, exactly what `narrow::matmul` gives on the pixels.
@@ -543,26 +549,17 @@ proptest! {
         x.list(px, rows, k);
         prop_assert_eq!((x.rows(), x.k()), (rows, k));
         prop_assert_eq!(x.entries() % 4, 0);
-        // Rows are blocked in order of their counts, each block's segment of KC inputs
-        // padded to its longest row there.
-        let nonzero = |r: &[u8]| r.iter().filter(|&&p| p != 0).count();
-        let mut order: Vec<&[u8]> = px.chunks(k.max(1)).take(rows).collect();
-        order.sort_by_key(|r| nonzero(r));
-        let segments = |r: &'_ [u8]| r.chunks(softnet::kernels::gemm::KC).map(nonzero).collect::<Vec<_>>();
-        let longest: usize = order
-            .chunks(4)
-            .map(|block| {
-                let counts: Vec<Vec<usize>> = block.iter().map(|r| segments(r)).collect();
-                (0..counts[0].len()).map(|s| counts.iter().map(|c| c[s]).max().unwrap_or(0)).sum::<usize>()
-            })
-            .sum();
-        prop_assert_eq!(x.entries(), 4 * longest * usize::from(k > 0));
+        // Rows are blocked in order of their counts, each block padded to its longest row.
+        let mut counts: Vec<usize> = px.chunks(k.max(1)).map(|r| r.iter().filter(|&&p| p != 0).count()).collect();
+        counts.sort_unstable();
+        let longest_per_block: usize = counts.chunks(4).map(|block| block[block.len() - 1]).sum();
+        prop_assert_eq!(x.entries(), 4 * longest_per_block * usize::from(k > 0));
         let mut packed = PackedWeights::new();
         packed.pack(&[1.0; 16 * 80], 80, 16);
         packed.pack(&w, k, n);
         let mut got = vec![f32::NAN; rows * n];
         listed::matmul(&x, &packed, &mut got);
-        prop_assert_eq!(&got, &in_order_fma_sum(rows, n, k, &unit, &w));
+        prop_assert_eq!(&got, &in_blocks_fma_sum(rows, n, k, usize::MAX, &unit, &w));
         if (narrow::MIN_WIDTH..=narrow::MAX_WIDTH).contains(&n) {
             let mut from_narrow = vec![f32::NAN; rows * n];
             narrow::matmul(rows, k, n, px, &w, &mut from_narrow);
