@@ -234,16 +234,28 @@ fn sparse_pixels(len: usize) -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
-/// `C[i, j] = Σ_p A[i, p]·B[p, j]` as one fused multiply-add after another, in order of `p`:
-/// what a single depth block of the blocked gemm computes, bit for bit. (Unfused, where
-/// `SOFTNET_SIMD=portable` runs on a target without FMA: the kernels round twice there.)
+/// `C[i, j] = Σ_p A[i, p]·B[p, j]` as one fused multiply-add after another, in order of `p`
+/// within each block of `KC` depths, the blocks' sums then added in order: what the gemm
+/// and the narrow kernel on f32 compute, bit for bit. (Unfused, where `SOFTNET_SIMD=portable` runs
+/// on a target without FMA: the kernels round twice there.)
 fn in_order_fma_sum(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+    in_blocks_fma_sum(m, n, k, softnet::kernels::gemm::KC, a, b)
+}
+
+/// [`in_order_fma_sum`] in blocks of `block` depths (`usize::MAX`: one chain).
+fn in_blocks_fma_sum(m: usize, n: usize, k: usize, block: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
     let fused = softnet::kernels::simd::Level::current().fuses_mul_add();
     let fma = |x: f32, y: f32, s: f32| if fused { x.mul_add(y, s) } else { x * y + s };
     let mut c = vec![0.0f32; m * n];
     for i in 0..m {
         for j in 0..n {
-            c[i * n + j] = (0..k).fold(0.0f32, |s, p| fma(a[i * k + p], b[p * n + j], s));
+            let sum_block = |p0: usize| {
+                let depths = p0..k.min(p0.saturating_add(block));
+                depths.fold(0.0f32, |s, p| fma(a[i * k + p], b[p * n + j], s))
+            };
+            let mut blocks = (0..k).step_by(block).map(sum_block);
+            let first = blocks.next().unwrap_or(0.0);
+            c[i * n + j] = blocks.fold(first, |sum, block| sum + block);
         }
     }
     c
@@ -269,6 +281,27 @@ proptest! {
         kernels::gemm(m, n, k, MatRef::row_major(&at, m).t(), MatRef::row_major(&b, n), &mut got, n, false, &mut ws);
         prop_assert_eq!(&got, &in_order_fma_sum(m, n, k, &a, &b));
     }
+
+    /// One row alone (the single-example path, which streams B instead of tiling it) sums
+    /// in the same depth blocks as the tiles: it gives the bits of the same row in a batch,
+    /// accumulating or not, across several blocks and in the columns past the last 64.
+    #[test]
+    fn one_row_alone_is_its_row_in_a_batch(m in 2usize..12, n in prop_oneof![1usize..20, 60usize..=140], k in prop_oneof![0usize..=40, 250usize..=800], pixels in sparse_pixels(12 * 800), seed in any::<u64>(), accumulate: bool) {
+        let a: Vec<f32> = pixels[..m * k].iter().map(|&p| f32::from(p) / 255.0).collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i as u64).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 250.0 - 2.0)
+            .collect();
+        let start: Vec<f32> = (0..m * n).map(|i| (i % 13) as f32 * 0.37 - 2.0).collect();
+        let mut ws = GemmWorkspace::new();
+        let mut batch = start.clone();
+        kernels::gemm(m, n, k, MatRef::row_major(&a, k), MatRef::row_major(&b, n), &mut batch, n, accumulate, &mut ws);
+        for i in 0..m {
+            let mut alone = start[i * n..][..n].to_vec();
+            let row = MatRef::row_major(&a[i * k..][..k], k);
+            kernels::gemm(1, n, k, row, MatRef::row_major(&b, n), &mut alone, n, accumulate, &mut ws);
+            prop_assert_eq!(&alone[..], &batch[i * n..][..n], "row {}", i);
+        }
+    }
 }
 
 #[test]
@@ -283,8 +316,8 @@ fn narrow_pixel_rows_longer_than_one_listing_pass_match_their_f32_values() {
     assert!(from_px.iter().any(|&v| v != 0.0));
 }
 
-/// `narrow::matmul` on pixels, asserted bit-identical to the same product on their f32
-/// values (`p / 255`), which multiplies every input.
+/// `narrow::matmul` on pixels, asserted bit-identical to one in-order chain over their f32
+/// values (`p / 255`), and on those values to the same sums in blocks of `KC` (gemm's).
 fn narrow_pixels_equal_their_f32_values(
     rows: usize,
     k: usize,
@@ -297,7 +330,8 @@ fn narrow_pixels_equal_their_f32_values(
     let (mut from_px, mut from_unit) = (vec![0.0; rows * n], vec![0.0; rows * n]);
     narrow::matmul(rows, k, n, px, w, &mut from_px);
     narrow::matmul(rows, k, n, &unit[..], w, &mut from_unit);
-    assert_eq!(from_px, from_unit);
+    assert_eq!(from_px, in_blocks_fma_sum(rows, n, k, usize::MAX, &unit, w));
+    assert_eq!(from_unit, in_order_fma_sum(rows, n, k, &unit, w));
     from_px
 }
 
@@ -495,8 +529,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Listed rows give the in-order sum over all inputs (zeros add nothing to it for finite
-    /// weights), bit for bit and in their own places although they are multiplied in order
+    /// Listed rows give the in-order sum over all inputs, one chain (zeros add nothing to it
+    /// for finite weights), bit for bit and in their own places although they are multiplied in order
     /// of their counts, for any width up to 16, blocks of four rows cut short, rows not a
     /// multiple of the 32-byte windows, and lists relisted into used memory; for the
     /// classes' widths, exactly what `narrow::matmul` gives on the pixels.
@@ -525,7 +559,7 @@ proptest! {
         packed.pack(&w, k, n);
         let mut got = vec![f32::NAN; rows * n];
         listed::matmul(&x, &packed, &mut got);
-        prop_assert_eq!(&got, &in_order_fma_sum(rows, n, k, &unit, &w));
+        prop_assert_eq!(&got, &in_blocks_fma_sum(rows, n, k, usize::MAX, &unit, &w));
         if (narrow::MIN_WIDTH..=narrow::MAX_WIDTH).contains(&n) {
             let mut from_narrow = vec![f32::NAN; rows * n];
             narrow::matmul(rows, k, n, px, &w, &mut from_narrow);

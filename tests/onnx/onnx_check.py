@@ -67,10 +67,8 @@ def softmax(x):
 
 
 def compare(what, ours, theirs, classes=None, exact=None):
-    """Passes when the two agree within TOLERANCE with the same argmax. Where they differ by
-    more, both must be within TOLERANCE of `exact` (the graph in float64): two f32 runtimes
-    summing 3,136-long products in different orders may land farther apart than either is
-    from the exact value."""
+    """Passes when the two agree within TOLERANCE with the same argmax. With `exact` (the
+    graph in float64), also prints how far each runtime is from it."""
     diff = float(np.abs(ours.astype(np.float64) - theirs.astype(np.float64)).max())
     same = bool((ours.argmax(1) == theirs.argmax(1)).all())
     if classes is not None:
@@ -81,7 +79,6 @@ def compare(what, ours, theirs, classes=None, exact=None):
         e_ours = float(np.abs(ours - exact).max())
         e_theirs = float(np.abs(theirs - exact).max())
         line += f" (to f64: softnet {e_ours:.3g}, onnxruntime {e_theirs:.3g})"
-        ok = ok or (e_ours <= TOLERANCE and e_theirs <= TOLERANCE)
     ok = ok and same
     print(f"{line}, argmax {'same' if same else 'DIFFERS'}: {'ok' if ok else 'FAIL'}")
     if not ok:
