@@ -11,14 +11,9 @@
 //! out by [`PackedWeights::pack`]. Rows are multiplied four at a time, each block padded to
 //! its longest row, so the lists take the rows in order of their counts: blocks of rows of
 //! about the same length. On the test set, in the evaluator's chunks of 500 rows, padding is
-//! 0.5% of the entries instead of 20%.
-//!
-//! Each output is the same left-to-right chain of multiply-adds over the row's non-zero
-//! inputs that `narrow::matmul` computes on pixels: the results are bit for bit the same
-//! for finite weights. (Products over f32 activations sum blocks of
-//! [`KC`](super::gemm::KC) inputs instead; ending the chains at those boundaries here would
-//! either pad the lists or split the steps four rows share, whose boundaries fall at
-//! different steps.)
+//! 0.5% of the entries instead of 20%. Each output is the same left-to-right chain of
+//! multiply-adds over the row's non-zero inputs that `narrow::matmul` computes: the results
+//! are bit for bit the same for finite weights.
 //!
 //! The lists and the packed weights own their memory: making them allocates when they
 //! grow; the product never does.

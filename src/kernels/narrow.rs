@@ -2,10 +2,8 @@
 //!
 //! For `x[rows, k]·W[k, 10]` the blocked [`gemm`](mod@super::gemm) spends more time packing `x`
 //! than multiplying: each input value meets only 10 weights. These kernels read the input
-//! where it lies (u8 pixels as exact `v / 255`, or f32), with no packing and no transposes.
-//! Each output over f32 inputs is summed in order within blocks of gemm's [`KC`] inputs,
-//! the blocks then added in order, as gemm does; over pixels it is one left-to-right chain,
-//! as the [`listed`](super::listed) kernel sums it.
+//! where it lies (u8 pixels as exact `v / 255`, or f32), with no packing and no transposes,
+//! and each output is a plain left-to-right sum.
 //!
 //! - [`matmul`] holds a row of 10 outputs in the first lanes of a vector of sixteen (one AVX-512
 //!   register, two AVX2 ones), reads each weight row as the sixteen values from its start,
@@ -16,7 +14,6 @@
 //!   (`benches/kernels.rs`). On pixels it skips the rows whose sixteen inputs are all
 //!   zero, so a training step needs no f32 copy of its batch.
 
-use super::gemm::KC;
 use super::simd::{dispatch, Simd, SimdKernel};
 use crate::pixels::PIXEL_TO_UNIT;
 
@@ -33,10 +30,6 @@ pub trait Element: Copy + Send + Sync {
     fn load16<S: Simd>(s: S, v: &[Self]) -> S::F32;
     /// Whether [`matmul`] skips groups of zero inputs (whose products add nothing).
     const SKIPS_ZEROS: bool;
-    /// Whether [`matmul`] sums the inputs in blocks of [`KC`], as gemm does (f32
-    /// activations), or in one chain, as the [`listed`](super::listed) kernel does (u8
-    /// pixels: a dataset evaluated over its lists gets the forward pass's bits).
-    const SUMS_IN_BLOCKS: bool;
     /// Whether [`matmul`] must multiply this group of four inputs: false only when all of
     /// them are zero. Asked only when [`Element::SKIPS_ZEROS`].
     fn any_nonzero4(_group: &[Self]) -> bool {
@@ -70,12 +63,10 @@ impl Element for f32 {
     /// Skipping zero groups of the training batch measured no faster: listing them costs
     /// about what the multiply-adds it saves cost.
     const SKIPS_ZEROS: bool = false;
-    const SUMS_IN_BLOCKS: bool = true;
 }
 
 impl Element for u8 {
     const SKIPS_ZEROS: bool = true;
-    const SUMS_IN_BLOCKS: bool = false;
 
     #[inline(always)]
     fn unit(self) -> f32 {
@@ -119,8 +110,8 @@ impl Element for u8 {
 const ROWS_PER_LIST: usize = 256;
 /// Inputs per zero test in [`matmul`]'s row blocks.
 const GROUP: usize = 4;
-// A block of KC inputs holds whole groups of eight tests.
-const _: () = assert!(KC % (8 * GROUP) == 0);
+/// Groups [`matmul`] lists at a time (longer rows take several passes).
+const GROUPS_PER_PASS: usize = 512;
 
 /// `out[rows, n] = x[rows, k] · w[k, n]` for `9 <= n <= 16` (row-major, `out` overwritten).
 pub fn matmul<E: Element>(rows: usize, k: usize, n: usize, x: &[E], w: &[f32], out: &mut [f32]) {
@@ -200,10 +191,6 @@ impl<E: Element> Matmul<'_, E> {
 }
 
 /// [`matmul`] for `R` rows, held in registers as `R` vectors.
-///
-/// With [`Element::SUMS_IN_BLOCKS`] the inputs are summed in blocks of [`KC`], each block
-/// from zero and then added to the sum so far, as gemm's tiles sum their depths: a
-/// 1,024-input layer is not one running sum, which loses several times more bits.
 #[inline(always)]
 fn row_block<S: Simd, E: Element, const R: usize>(
     s: S,
@@ -213,54 +200,39 @@ fn row_block<S: Simd, E: Element, const R: usize>(
     w: &[f32],
     out: &mut [f32],
 ) {
-    let mut sum = [s.zero(); R];
+    let whole_groups = k / GROUP;
     let mut acc = [s.zero(); R];
     // A closure here was at times left a call of its own, the accumulators in memory.
     let products = |p0, acc: &mut _, per| products(s, &xs, w, n, p0, per, acc);
-    // Listed a block at a time either way; the chain ends with the block only in blocks.
-    for first in (0..k.max(1)).step_by(KC) {
-        let depth = KC.min(k - first);
-        if E::SKIPS_ZEROS {
-            // Groups of GROUP inputs that are zero in all R rows add exactly nothing: list
-            // the others (eight groups per test, without branches), then multiply the listed
-            // ones. Eight slots of slack: each batch of eight groups writes all eight.
-            let mut live = [0u16; KC / GROUP + 8];
-            let (g0, groups) = (first / GROUP, depth / GROUP);
+    if E::SKIPS_ZEROS {
+        // Groups of GROUP inputs that are zero in all R rows add exactly nothing: list the
+        // others (eight groups per test, without branches), then multiply the listed ones.
+        // Eight slots of slack: each batch of eight groups writes all eight positions.
+        let mut live = [0u16; GROUPS_PER_PASS + 8];
+        for first in (0..whole_groups).step_by(GROUPS_PER_PASS) {
+            let last = whole_groups.min(first + GROUPS_PER_PASS);
             let mut listed = 0;
-            let mut g = 0;
-            while g + 8 <= groups {
-                let mask = E::live_groups8(s, &xs, (g0 + g) * GROUP);
-                listed = super::list_set_bits(mask, g as u16, &mut live, listed);
+            let mut g = first;
+            while g + 8 <= last {
+                let mask = E::live_groups8(s, &xs, g * GROUP);
+                listed = super::list_set_bits(mask, (g - first) as u16, &mut live, listed);
                 g += 8;
             }
-            for g in g..groups {
-                live[listed] = g as u16;
-                let at = (g0 + g) * GROUP;
-                let group = |row: &&[E]| E::any_nonzero4(&row[at..at + GROUP]);
+            for g in g..last {
+                live[listed] = (g - first) as u16;
+                let group = |row: &&[E]| E::any_nonzero4(&row[g * GROUP..(g + 1) * GROUP]);
                 listed += usize::from(xs.iter().any(group));
             }
+            // Listed relative to the pass, so rows of any length fit in u16 entries.
             for &g in &live[..listed] {
-                products((g0 + usize::from(g)) * GROUP, &mut acc, GROUP);
+                products((first + usize::from(g)) * GROUP, &mut acc, GROUP);
             }
-            // The inputs past the last whole group (only the last block has any).
-            let tail = first + groups * GROUP;
-            products(tail, &mut acc, first + depth - tail);
-        } else {
-            products(first, &mut acc, depth);
         }
-        if E::SUMS_IN_BLOCKS {
-            if first == 0 {
-                sum = acc;
-            } else {
-                for (sum, acc) in sum.iter_mut().zip(acc) {
-                    *sum = s.add(*sum, acc);
-                }
-            }
-            acc = [s.zero(); R];
-        }
+        products(whole_groups * GROUP, &mut acc, k - whole_groups * GROUP);
+    } else {
+        products(0, &mut acc, k);
     }
-    let sum = if E::SUMS_IN_BLOCKS { sum } else { acc };
-    for (&a, row) in sum.iter().zip(out.chunks_exact_mut(n)) {
+    for (&a, row) in acc.iter().zip(out.chunks_exact_mut(n)) {
         super::copy_short::<10>(row, &s.to_array(a));
     }
 }

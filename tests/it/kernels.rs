@@ -236,13 +236,14 @@ fn sparse_pixels(len: usize) -> impl Strategy<Value = Vec<u8>> {
 
 /// `C[i, j] = Σ_p A[i, p]·B[p, j]` as one fused multiply-add after another, in order of `p`
 /// within each block of `KC` depths, the blocks' sums then added in order: what the gemm
-/// and the narrow kernel on f32 compute, bit for bit. (Unfused, where `SOFTNET_SIMD=portable` runs
+/// computes, bit for bit. (Unfused, where `SOFTNET_SIMD=portable` runs
 /// on a target without FMA: the kernels round twice there.)
 fn in_order_fma_sum(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
     in_blocks_fma_sum(m, n, k, softnet::kernels::gemm::KC, a, b)
 }
 
-/// [`in_order_fma_sum`] in blocks of `block` depths (`usize::MAX`: one chain).
+/// [`in_order_fma_sum`] in blocks of `block` depths (`usize::MAX`: one chain, as the narrow
+/// and listed kernels sum).
 fn in_blocks_fma_sum(m: usize, n: usize, k: usize, block: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
     let fused = softnet::kernels::simd::Level::current().fuses_mul_add();
     let fma = |x: f32, y: f32, s: f32| if fused { x.mul_add(y, s) } else { x * y + s };
@@ -316,8 +317,8 @@ fn narrow_pixel_rows_longer_than_one_listing_pass_match_their_f32_values() {
     assert!(from_px.iter().any(|&v| v != 0.0));
 }
 
-/// `narrow::matmul` on pixels, asserted bit-identical to one in-order chain over their f32
-/// values (`p / 255`), and on those values to the same sums in blocks of `KC` (gemm's).
+/// `narrow::matmul` on pixels and on their f32 values (`p / 255`), asserted bit-identical
+/// to each other and to one in-order chain over the values.
 fn narrow_pixels_equal_their_f32_values(
     rows: usize,
     k: usize,
@@ -330,8 +331,8 @@ fn narrow_pixels_equal_their_f32_values(
     let (mut from_px, mut from_unit) = (vec![0.0; rows * n], vec![0.0; rows * n]);
     narrow::matmul(rows, k, n, px, w, &mut from_px);
     narrow::matmul(rows, k, n, &unit[..], w, &mut from_unit);
+    assert_eq!(from_px, from_unit);
     assert_eq!(from_px, in_blocks_fma_sum(rows, n, k, usize::MAX, &unit, w));
-    assert_eq!(from_unit, in_order_fma_sum(rows, n, k, &unit, w));
     from_px
 }
 
