@@ -10,6 +10,7 @@
 //! [`conv2d`], [`maxpool`], [`activation`], [`flatten`], [`dropout`].
 
 pub mod activation;
+mod aligned;
 pub mod arch;
 pub mod conv2d;
 pub mod dropout;

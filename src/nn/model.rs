@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 use super::activation;
+use super::aligned::AlignedF32;
 use super::arch::{Architecture, LayerSpec};
 use super::conv2d::Conv2d;
 use super::dropout::{self, DropoutKey};
@@ -152,7 +153,7 @@ pub struct Model {
     arch: Architecture,
     layers: Vec<LayerParams>,
     plan: Plan,
-    params: Vec<f32>,
+    params: AlignedF32,
     listed_weights: ListedWeights,
 }
 
@@ -260,7 +261,7 @@ impl Model {
                 buffers,
                 input_buffer,
             },
-            params: vec![0.0; at],
+            params: AlignedF32::zeros(at),
             listed_weights: ListedWeights::default(),
         }
     }
