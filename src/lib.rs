@@ -1,7 +1,7 @@
-//! Softmax regression and small dense networks for MNIST, trained and run on the CPU.
+//! Softmax regression, dense and convolutional networks for MNIST, trained and run on the CPU.
 //!
 //! softnet trains the TensorFlow tutorial's softmax regression (`logits = x·W + b`,
-//! `W[784, 10]`) and multilayer perceptrons with ReLU hidden layers, reproducing TensorFlow's
+//! `W[784, 10]`), multilayer perceptrons and convolutional networks, reproducing TensorFlow's
 //! numbers, and runs trained models through an inference engine that allocates nothing per
 //! prediction. The `softnet` command line (feature `cli`) is a thin layer over this crate.
 //!

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-/// Softmax regression and small dense networks on MNIST, on the CPU.
+/// Softmax regression, dense and convolutional networks on MNIST, on the CPU.
 #[derive(Debug, Parser)]
 #[command(name = "softnet", version, about, long_about = None)]
 struct Cli {
