@@ -217,6 +217,30 @@ proptest! {
         assert_levels_agree(&results, false, "pixel products");
     }
 
+    /// A hidden layer's activations into the classes: the narrow kernel summed in blocks of
+    /// KC gives the gemm's bits (both add blocks of KC depths, each summed from zero), and
+    /// up to KC depths it is the plain in-order sum.
+    #[test]
+    fn blocked_narrow_products_are_the_gemms_on_every_level(rows in 0usize..12, k in prop_oneof![0usize..=20, 250usize..=260, 510usize..=514, Just(1024)], n in 9usize..=16, seed in 0u64..1000) {
+        let x = values(rows * k, seed);
+        let w = values(k * n, seed + 1);
+        let results = on_every_level(|| {
+            let level = Level::current();
+            let mut c = vec![f32::NAN; rows * n];
+            let mut ws = GemmWorkspace::new();
+            gemm(rows, n, k, MatRef::row_major(&x, k), MatRef::row_major(&w, n), &mut c, n, false, &mut ws);
+            let mut out = vec![f32::NAN; rows * n];
+            narrow::matmul_blocked(rows, k, n, &x, &w, &mut out);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&out), bits(&c), "blocked narrow against gemm, {level}, k = {k}");
+            if k <= super::gemm::KC {
+                assert_eq!(out, in_order_sum(level, rows, n, k, &x, &w), "one block, {level}");
+            }
+            out
+        });
+        assert_levels_agree(&results, false, "blocked narrow products");
+    }
+
     #[test]
     fn narrow_weight_gradient_matches_naive_on_every_level(rows in 0usize..40, k in prop_oneof![0usize..40, Just(784)], n in 1usize..=16, pixels in sparse_pixels(40 * 784), seed in 0u64..1000) {
         let px = &pixels[..rows * k];

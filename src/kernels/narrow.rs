@@ -14,6 +14,7 @@
 //!   (`benches/kernels.rs`). On pixels it skips the rows whose sixteen inputs are all
 //!   zero, so a training step needs no f32 copy of its batch.
 
+use super::gemm::KC;
 use super::simd::{dispatch, Simd, SimdKernel};
 use crate::pixels::PIXEL_TO_UNIT;
 
@@ -129,6 +130,32 @@ pub fn matmul<E: Element>(rows: usize, k: usize, n: usize, x: &[E], w: &[f32], o
         x,
         w,
         out,
+        block: k.max(1),
+    });
+}
+
+/// [`matmul`] on f32 activations, with each output summed as the blocked
+/// [`gemm`](super::gemm::gemm) sums it: the products of each run of [`KC`] inputs from zero,
+/// the runs added in order. Over a wide input (a hidden layer of a thousand units) one
+/// chain of sums gathers the most rounding error; [`matmul`] keeps the chain, because a
+/// model's first layer must give the bits of its pixels' unit values and of their listed
+/// products ([`listed`](super::listed)).
+pub fn matmul_blocked(rows: usize, k: usize, n: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
+    assert!(
+        (MIN_WIDTH..=MAX_WIDTH).contains(&n),
+        "narrow kernels take 9 to 16 columns, not {n}"
+    );
+    assert!(x.len() >= rows * k, "x is smaller than {rows}x{k}");
+    assert!(w.len() >= k * n, "w is smaller than {k}x{n}");
+    assert!(out.len() >= rows * n, "out is smaller than {rows}x{n}");
+    dispatch(Matmul {
+        rows,
+        k,
+        n,
+        x,
+        w,
+        out,
+        block: KC,
     });
 }
 
@@ -140,6 +167,8 @@ struct Matmul<'a, E> {
     x: &'a [E],
     w: &'a [f32],
     out: &'a mut [f32],
+    /// Inputs summed from zero before being added to the outputs (all of them: one chain).
+    block: usize,
 }
 
 impl<E: Element> SimdKernel for Matmul<'_, E> {
@@ -167,11 +196,12 @@ impl<E: Element> Matmul<'_, E> {
             x,
             w,
             out,
+            block,
         } = self;
         let mut r = 0;
         while r + R <= rows {
             let xs: [&[E]; R] = std::array::from_fn(|i| &x[(r + i) * k..(r + i + 1) * k]);
-            row_block(s, xs, k, n, w, &mut out[r * n..(r + R) * n]);
+            row_block(s, xs, k, n, block, w, &mut out[r * n..(r + R) * n]);
             r += R;
         }
         // Single rows (one image at a time) skip their zero groups too: with one
@@ -183,6 +213,7 @@ impl<E: Element> Matmul<'_, E> {
                 [&x[r * k..(r + 1) * k]],
                 k,
                 n,
+                block,
                 w,
                 &mut out[r * n..(r + 1) * n],
             );
@@ -197,6 +228,7 @@ fn row_block<S: Simd, E: Element, const R: usize>(
     xs: [&[E]; R],
     k: usize,
     n: usize,
+    block: usize,
     w: &[f32],
     out: &mut [f32],
 ) {
@@ -230,7 +262,14 @@ fn row_block<S: Simd, E: Element, const R: usize>(
         }
         products(whole_groups * GROUP, &mut acc, k - whole_groups * GROUP);
     } else {
-        products(0, &mut acc, k);
+        products(0, &mut acc, k.min(block));
+        for p0 in (block..k).step_by(block) {
+            let mut run = [s.zero(); R];
+            products(p0, &mut run, block.min(k - p0));
+            for (a, r) in acc.iter_mut().zip(run) {
+                *a = s.add(*a, r);
+            }
+        }
     }
     for (&a, row) in acc.iter().zip(out.chunks_exact_mut(n)) {
         super::copy_short::<10>(row, &s.to_array(a));

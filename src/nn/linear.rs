@@ -16,6 +16,12 @@ use crate::kernels::{self, gemm, narrow, GemmWorkspace, MatRef, PixelRef};
 pub enum Input<'a> {
     /// Features as f32.
     Unit(&'a [f32]),
+    /// An earlier layer's activations, as f32. The products are those of [`Input::Unit`],
+    /// but a narrow layer over more than [`KC`](crate::kernels::gemm::KC) inputs sums
+    /// them in blocks, as the gemm does ([`narrow::matmul_blocked`]): a model's own hidden
+    /// layers take this, its input takes the others, whose one chain keeps pixels, their
+    /// unit values and their listed products equal bit for bit.
+    Hidden(&'a [f32]),
     /// MNIST pixels, scaled by 1/255 on the fly.
     Pixels(&'a [u8]),
     /// Pixels with their non-zero inputs listed ([`NonZeroRows::list`] on the same
@@ -34,7 +40,7 @@ impl Input<'_> {
     /// Number of stored values.
     pub fn len(&self) -> usize {
         match self {
-            Input::Unit(x) => x.len(),
+            Input::Unit(x) | Input::Hidden(x) => x.len(),
             Input::Pixels(x) => x.len(),
             Input::Listed { pixels, .. } => pixels.len(),
         }
@@ -49,7 +55,7 @@ impl Input<'_> {
     /// products read), for layers that take f32 only.
     pub fn to_unit(&self, out: &mut [f32]) {
         match *self {
-            Input::Unit(x) => out.copy_from_slice(x),
+            Input::Unit(x) | Input::Hidden(x) => out.copy_from_slice(x),
             Input::Pixels(x) | Input::Listed { pixels: x, .. } => {
                 for (o, &p) in out.iter_mut().zip(x) {
                     *o = crate::pixels::PIXEL_TO_UNIT[usize::from(p)];
@@ -151,10 +157,13 @@ fn input_times_weight(
             listed::matmul(x, packed, out)
         }
         Input::Unit(x) if narrow => narrow::matmul(rows, k, n, x, w, out),
+        Input::Hidden(x) if narrow => narrow::matmul_blocked(rows, k, n, x, w, out),
         Input::Pixels(x) | Input::Listed { pixels: x, .. } if narrow => {
             narrow::matmul(rows, k, n, x, w, out)
         }
-        Input::Unit(x) => gemm(rows, n, k, MatRef::row_major(x, k), wm, out, n, false, ws),
+        Input::Unit(x) | Input::Hidden(x) => {
+            gemm(rows, n, k, MatRef::row_major(x, k), wm, out, n, false, ws)
+        }
         Input::Pixels(x) | Input::Listed { pixels: x, .. } => {
             gemm(rows, n, k, PixelRef::row_major(x, k), wm, out, n, false, ws)
         }
@@ -174,11 +183,11 @@ fn input_t_times_grad(
     let narrow = n <= narrow::MAX_WIDTH;
     let dm = MatRef::row_major(d, n);
     match input {
-        Input::Unit(x) if narrow => narrow::matmul_tn(rows, k, n, x, d, dw),
+        Input::Unit(x) | Input::Hidden(x) if narrow => narrow::matmul_tn(rows, k, n, x, d, dw),
         Input::Pixels(x) | Input::Listed { pixels: x, .. } if narrow => {
             narrow::matmul_tn(rows, k, n, x, d, dw)
         }
-        Input::Unit(x) => gemm(
+        Input::Unit(x) | Input::Hidden(x) => gemm(
             k,
             n,
             rows,

@@ -552,7 +552,7 @@ impl Model {
                         }
                         (Some(s), _) => {
                             let (input, out) = read_write(&mut ws.buffers, s, step.dst);
-                            let input = Input::Unit(&input[..n_in]);
+                            let input = Input::Hidden(&input[..n_in]);
                             l.forward(input, rows, w, b, &mut out[..n_out], &mut ws.gemm, packed);
                         }
                     }
@@ -704,7 +704,7 @@ impl Model {
                 (Kind::Linear(l), Some(p)) => {
                     let input = match step.src {
                         None => x.expect("the first layer reads the input"),
-                        Some(s) => Input::Unit(&ws.buffers[s][..n_in]),
+                        Some(s) => Input::Hidden(&ws.buffers[s][..n_in]),
                     };
                     let (dw, db) = grads[p.weight.start..p.bias.end].split_at_mut(p.weight.len());
                     let w = &self.params[p.weight.clone()];
