@@ -1078,16 +1078,13 @@ mod tests {
 
     /// Values in [-2, 2) from a seed, a few of them exactly zero (as ReLU outputs are).
     fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                if state % 7 == 0 {
+        crate::kernels::test_words(seed)
+            .take(len)
+            .map(|w| {
+                if w % 7 == 0 {
                     0.0
                 } else {
-                    (state >> 40) as f32 / (1u64 << 22) as f32 - 2.0
+                    (w >> 40) as f32 / (1u64 << 22) as f32 - 2.0
                 }
             })
             .collect()

@@ -541,14 +541,9 @@ mod tests {
     use crate::kernels::simd::with_level;
 
     fn bytes(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 56) as u8
-            })
+        crate::kernels::test_words(seed)
+            .take(len)
+            .map(|w| (w >> 56) as u8)
             .collect()
     }
 

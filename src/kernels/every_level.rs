@@ -32,14 +32,9 @@ fn assert_levels_agree(results: &[(Level, Vec<f32>)], all: bool, what: &str) {
 }
 
 fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
+    super::test_words(seed)
+        .take(len)
+        .map(|w| (w >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
         .collect()
 }
 

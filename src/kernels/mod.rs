@@ -140,6 +140,19 @@ pub(crate) fn nonzero_bytes(word: u64) -> u32 {
     ((high >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
 }
 
+/// A test's reproducible stream of pseudo-random words (xorshift64) from a seed: the kernels'
+/// tests draw their values from it, so a failure names a seed that reproduces it.
+#[cfg(test)]
+pub(crate) fn test_words(seed: u64) -> impl Iterator<Item = u64> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    std::iter::repeat_with(move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,11 +171,7 @@ mod tests {
                 assert_eq!(nonzero_bytes(w), scalar(w), "{w:#x}");
             }
         }
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..10_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+        for state in super::test_words(1).take(10_000) {
             // Clear a random half of the bytes, so zeros and non-zeros mix.
             let keep = (0..8)
                 .filter(|i| (state >> (56 + i)) & 1 == 1)
