@@ -116,22 +116,7 @@ const GROUPS_PER_PASS: usize = 512;
 
 /// `out[rows, n] = x[rows, k] · w[k, n]` for `9 <= n <= 16` (row-major, `out` overwritten).
 pub fn matmul<E: Element>(rows: usize, k: usize, n: usize, x: &[E], w: &[f32], out: &mut [f32]) {
-    assert!(
-        (MIN_WIDTH..=MAX_WIDTH).contains(&n),
-        "narrow kernels take 9 to 16 columns, not {n}"
-    );
-    assert!(x.len() >= rows * k, "x is smaller than {rows}x{k}");
-    assert!(w.len() >= k * n, "w is smaller than {k}x{n}");
-    assert!(out.len() >= rows * n, "out is smaller than {rows}x{n}");
-    dispatch(Matmul {
-        rows,
-        k,
-        n,
-        x,
-        w,
-        out,
-        block: k.max(1),
-    });
+    checked_matmul(rows, k, n, x, w, out, k.max(1));
 }
 
 /// [`matmul`] on f32 activations, with each output summed as the blocked
@@ -141,6 +126,19 @@ pub fn matmul<E: Element>(rows: usize, k: usize, n: usize, x: &[E], w: &[f32], o
 /// model's first layer must give the bits of its pixels' unit values and of their listed
 /// products ([`listed`](super::listed)).
 pub fn matmul_blocked(rows: usize, k: usize, n: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
+    checked_matmul(rows, k, n, x, w, out, KC);
+}
+
+/// [`matmul`] summing runs of `block` inputs from zero, after checking the shapes.
+fn checked_matmul<E: Element>(
+    rows: usize,
+    k: usize,
+    n: usize,
+    x: &[E],
+    w: &[f32],
+    out: &mut [f32],
+    block: usize,
+) {
     assert!(
         (MIN_WIDTH..=MAX_WIDTH).contains(&n),
         "narrow kernels take 9 to 16 columns, not {n}"
@@ -155,7 +153,7 @@ pub fn matmul_blocked(rows: usize, k: usize, n: usize, x: &[f32], w: &[f32], out
         x,
         w,
         out,
-        block: KC,
+        block,
     });
 }
 

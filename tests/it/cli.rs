@@ -27,6 +27,30 @@ pub fn run_ok(cmd: &mut Command) -> std::process::Output {
     out
 }
 
+/// `softnet quantize --model MODEL -o OUT`, which must succeed; its standard output.
+pub fn quantize(model: &Path, out: &Path) -> String {
+    let done = run_ok(
+        softnet()
+            .args(["quantize", "--model"])
+            .arg(model)
+            .arg("-o")
+            .arg(out),
+    );
+    String::from_utf8_lossy(&done.stdout).into_owned()
+}
+
+/// `softnet eval --model MODEL --data DATA`, which must succeed; its standard output.
+pub fn eval(model: &Path, data: &Path) -> String {
+    let done = run_ok(
+        softnet()
+            .args(["eval", "--model"])
+            .arg(model)
+            .arg("--data")
+            .arg(data),
+    );
+    String::from_utf8_lossy(&done.stdout).into_owned()
+}
+
 /// The four raw IDX files of a small learnable dataset (`train` + `test` examples) in `dir`.
 pub fn write_data_dir(dir: &Path, train: usize, test: usize) {
     std::fs::create_dir_all(dir).unwrap();

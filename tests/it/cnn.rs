@@ -255,7 +255,7 @@ fn a_resumed_cnn_run_with_dropout_and_adam_ends_bit_identical() {
 #[cfg(feature = "cli")]
 #[test]
 fn the_cli_trains_resumes_and_evaluates_a_cnn_and_names_bad_tokens() {
-    use crate::cli::{run_ok, softnet, write_data_dir};
+    use crate::cli::{eval, quantize, run_ok, softnet, write_data_dir};
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     write_data_dir(&data, 300, 100);
@@ -313,14 +313,7 @@ fn the_cli_trains_resumes_and_evaluates_a_cnn_and_names_bad_tokens() {
     };
     assert_eq!(bits(&resumed), bits(&whole));
 
-    let out = run_ok(
-        softnet()
-            .args(["eval", "--model"])
-            .arg(&whole)
-            .arg("--data")
-            .arg(&data),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = eval(&whole, &data);
     assert!(
         stdout.contains("28x28x1:conv3x3x4,relu,pool2,flatten,fc16,relu,dropout0.5,fc10"),
         "{stdout}"
@@ -337,20 +330,7 @@ fn the_cli_trains_resumes_and_evaluates_a_cnn_and_names_bad_tokens() {
     assert!(stderr.contains("\"banana\""), "{stderr}");
     // An int8 copy, which `eval` runs as well.
     let q8 = root.path().join("q.safetensors");
-    run_ok(
-        softnet()
-            .args(["quantize", "--model"])
-            .arg(&whole)
-            .arg("-o")
-            .arg(&q8),
-    );
-    let out = run_ok(
-        softnet()
-            .args(["eval", "--model"])
-            .arg(&q8)
-            .arg("--data")
-            .arg(&data),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    quantize(&whole, &q8);
+    let stdout = eval(&q8, &data);
     assert!(stdout.contains("Accuracy: "), "{stdout}");
 }

@@ -89,7 +89,7 @@ fn an_int8_cnn_loses_at_most_a_tenth_of_a_point_on_real_mnist() {
 fn quantize_predict_and_eval_take_a_cnn() {
     use std::io::Write;
 
-    use crate::cli::{run_ok, softnet, write_data_dir};
+    use crate::cli::{eval, quantize, run_ok, softnet, write_data_dir};
     use softnet::data::{Mnist, PIXELS};
 
     let root = tempfile::tempdir().unwrap();
@@ -106,14 +106,7 @@ fn quantize_predict_and_eval_take_a_cnn() {
             .arg(&f32_path),
     );
     let q8 = root.path().join("cnn8.safetensors");
-    let out = run_ok(
-        softnet()
-            .args(["quantize", "--model"])
-            .arg(&f32_path)
-            .arg("-o")
-            .arg(&q8),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = quantize(&f32_path, &q8);
     assert!(stdout.contains("int8"), "{stdout}");
     let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len() as f64;
     assert!(size(&f32_path) / size(&q8) > 3.5, "{stdout}");
@@ -143,14 +136,7 @@ fn quantize_predict_and_eval_take_a_cnn() {
     }
 
     // eval: the accuracy of the int8 classifier on the folder's test set.
-    let out = run_ok(
-        softnet()
-            .args(["eval", "--model"])
-            .arg(&q8)
-            .arg("--data")
-            .arg(&data),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = eval(&q8, &data);
     let want = format!("Accuracy: {:.4}", classifier.evaluate(&test).accuracy);
     assert!(stdout.contains(&want), "{stdout} (want {want})");
 }
