@@ -865,6 +865,7 @@ fn graph_input<'a>(
 
 /// The softnet model of an ONNX model's bytes; `path` names the file in errors.
 pub(crate) fn import(bytes: &[u8], path: &Path) -> Result<Imported, OnnxError> {
+    super::budget::check(bytes).map_err(|e| OnnxError::invalid(path, e))?;
     let model: ModelProto = prost::Message::decode(bytes)
         .map_err(|e| OnnxError::invalid(path, format!("not an ONNX model (protobuf): {e}")))?;
     let invalid = |reason: String| OnnxError::invalid(path, reason);

@@ -17,9 +17,11 @@
 //!
 //! The protobuf messages are declared by hand with `prost` ([`proto`]). Reading never
 //! panics: `prost` checks every length against the bytes left, the file is capped at
-//! [`MAX_ONNX_BYTES`], and every tensor's dimensions are checked (non-negative, product
-//! without overflow) and must match its data before any value is copied.
+//! [`MAX_ONNX_BYTES`] and so is the memory its decoded messages would take, and every
+//! tensor's dimensions are checked (non-negative, product without overflow) and must match
+//! its data before any value is copied.
 
+mod budget;
 mod export;
 mod import;
 pub mod proto;
@@ -36,7 +38,9 @@ use crate::nn::Model;
 
 /// Largest ONNX file softnet reads: 20 times the tutorial's CNN (13 MB). Decoding makes a
 /// struct of at most a few hundred bytes per message of at least two bytes, so a file of
-/// empty messages can take about 100 times its size; this cap bounds that.
+/// empty messages could take about 100 times its size: before decoding, a walk over the
+/// wire format adds up what the decoded messages would take and refuses a file that would
+/// need more than 256 MiB plus 16 bytes per byte of the file.
 pub const MAX_ONNX_BYTES: u64 = 256 << 20;
 
 /// What went wrong with an ONNX file.
