@@ -108,9 +108,9 @@ struct Head {
     ws: Workspace,
     /// The batch's labels, in batch order.
     labels: Vec<u8>,
-    /// Where the head's first layer can leave its weight gradient to the update, that
-    /// layer's weight shape `(k, n)` and one scratch per thread (see [`FusedWeight`]).
-    fused: Option<((usize, usize), Vec<Mutex<FusedScratch>>)>,
+    /// Where the head's first layer can leave its weight gradient to the update: what
+    /// updating it with its gradient needs (see [`FusedWeight`]).
+    fused: Option<FusedHead>,
     /// Whether this step's backward pass left that weight gradient to the update.
     deferred: bool,
 }
@@ -119,6 +119,15 @@ struct Head {
 /// and updates at once: its gradient (256 KB for 1024 outputs) stays in L2 between the
 /// product that writes it and the update that reads it.
 const FUSED_ROWS: usize = 64;
+
+/// The head's first weight, `[k, n]`, and one scratch per thread for updating it piece
+/// by piece.
+#[derive(Debug)]
+struct FusedHead {
+    k: usize,
+    n: usize,
+    scratch: Vec<Mutex<FusedScratch>>,
+}
 
 /// One thread's room for a piece of the fused weight update: packing buffers and the
 /// piece's gradient (`[FUSED_ROWS, n]`).
@@ -263,7 +272,7 @@ impl Trainer {
                         })
                     })
                     .collect();
-                ((k, n), scratch)
+                FusedHead { k, n, scratch }
             }),
             deferred: false,
         });
@@ -524,7 +533,7 @@ impl Trainer {
             Some(Head {
                 start,
                 ws,
-                fused: Some(((k, n), scratch)),
+                fused: Some(FusedHead { k, n, scratch }),
                 deferred: true,
                 ..
             }) => {
