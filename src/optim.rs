@@ -115,6 +115,14 @@ impl Optimizer {
         update.apply_part(params, grad, first, second);
     }
 
+    /// Whether the state (velocity, moments) is empty or as long as an arena of `params`,
+    /// so that it splits with the arena into parts.
+    pub(crate) fn state_fits(&self, params: usize) -> bool {
+        [self.first.len(), self.second.len()]
+            .iter()
+            .all(|&l| l == 0 || l == params)
+    }
+
     /// Starts one update, for applying it part by part ([`Update::apply_part`]): counts it,
     /// and returns its rule with this step's rates and the state the rule changes (the
     /// velocity or the moments; empty slices for plain SGD). [`Optimizer::apply`] is this

@@ -421,7 +421,8 @@ impl Linear {
 
     /// [`Linear::backward`] of a wide layer on f32 inputs, split into pieces on `fork`: the
     /// weight gradient by blocks of its rows (each one product over all the batch's rows,
-    /// summed once), the input gradient by blocks of its columns.
+    /// summed once), the input gradient by blocks of its columns. Without `dw` the weight
+    /// gradient is left to the caller (a trainer that updates the weights piece by piece).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward_split(
         &self,
@@ -429,7 +430,7 @@ impl Linear {
         rows: usize,
         w: &[f32],                // [k, n]
         d_out: &[f32],            // [rows, n]
-        dw: &mut [f32],           // [k, n]
+        dw: Option<&mut [f32]>,   // [k, n]
         db: &mut [f32],           // [n]
         d_in: Option<&mut [f32]>, // [rows, k]
         split: &mut Split,
@@ -437,7 +438,7 @@ impl Linear {
     ) {
         let (k, n) = (self.k, self.n);
         let d = MatRef::row_major(d_out, n);
-        {
+        if let Some(dw) = dw {
             let gemm_ws = &split.gemm;
             fork.for_each_chunk(dw, PIECE * n, &|i, block| {
                 let first = i * PIECE;

@@ -599,7 +599,7 @@ impl Model {
             "gradient arena has the wrong size"
         );
         let all = 0..self.plan.steps.len();
-        self.backward_steps(Some(x), rows, ws, grads, input_grad, all, &Serial);
+        self.backward_steps(Some(x), rows, ws, grads, input_grad, all, &Serial, false);
     }
 
     /// Backward pass of the layers before `head`, after [`Model::forward_body`], from the
@@ -614,13 +614,15 @@ impl Model {
         grads: &mut [f32],
         head: usize,
     ) {
-        self.backward_steps(Some(x), rows, ws, grads, None, 0..head, &Serial);
+        self.backward_steps(Some(x), rows, ws, grads, None, 0..head, &Serial, false);
     }
 
     /// Backward pass of the head from `head` on, after [`Model::forward_head`] and
     /// [`Model::loss`]: writes the head's parameters' gradients into `grads` (the arena's
     /// layout; the body's are left alone) and leaves the gradient of its input in
-    /// [`Model::head_input_grad`].
+    /// [`Model::head_input_grad`]. With `defer_weight` (where
+    /// [`Model::head_weight_deferrable`]), the first layer's weight gradient is not
+    /// computed: [`Model::head_weight_operands`] gives what it is the product of.
     pub(crate) fn backward_head(
         &self,
         rows: usize,
@@ -628,9 +630,44 @@ impl Model {
         grads: &mut [f32],
         head: usize,
         fork: &impl Fork,
+        defer_weight: bool,
     ) {
         let steps = head..self.plan.steps.len();
-        self.backward_steps(None, rows, ws, grads, None, steps, fork);
+        self.backward_steps(None, rows, ws, grads, None, steps, fork, defer_weight);
+    }
+
+    // --- The head's first weight gradient, left to the trainer (fused with the update).
+
+    /// The shape `(k, n)` of the weight of the head's first layer when
+    /// [`Model::backward_head`] can leave its gradient to the caller: a wide linear layer
+    /// (the head's products split into pieces), not the model's first layer.
+    pub(crate) fn head_weight_deferrable(&self, head: usize) -> Option<(usize, usize)> {
+        let step = &self.plan.steps[head];
+        match &step.kind {
+            Kind::Linear(l) if step.src.is_some() && !is_narrow(l.n) => Some((l.k, l.n)),
+            _ => None,
+        }
+    }
+
+    /// After [`Model::backward_head`] deferred the first layer's weight gradient: the
+    /// layer's input `X` (`[rows, k]`), the gradient of its output `dZ` (`[rows, n]`,
+    /// which the backward pass leaves in the buffer it swapped out) and where its weight
+    /// lies in the arena; the weight gradient is `Xᵀ·dZ`.
+    pub(crate) fn head_weight_operands<'w>(
+        &self,
+        ws: &'w Workspace,
+        rows: usize,
+        head: usize,
+    ) -> (&'w [f32], &'w [f32], Range<usize>) {
+        let step = &self.plan.steps[head];
+        let (src, p) = (step.src, step.params);
+        let (src, p) = (
+            src.expect("a head reads a buffer"),
+            p.expect("a linear layer"),
+        );
+        let x = &ws.buffers[src][..rows * step.in_len];
+        let d_out = &ws.grad_b[..rows * step.out_len];
+        (x, d_out, self.layers[p].weight.clone())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -643,6 +680,7 @@ impl Model {
         mut input_grad: Option<&mut [f32]>,
         range: Range<usize>,
         fork: &impl Fork,
+        defer_first_weight: bool,
     ) {
         assert!(
             ws.trainable,
@@ -686,6 +724,7 @@ impl Model {
                 {
                     let s = step.src.expect("checked");
                     let (dw, db) = grads[p.weight.start..p.bias.end].split_at_mut(p.weight.len());
+                    let dw = (!(defer_first_weight && i == range.start)).then_some(dw);
                     let w = &self.params[p.weight.clone()];
                     let split = ws.split.as_mut().expect("checked");
                     let input = &ws.buffers[s][..n_in];

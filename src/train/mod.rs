@@ -17,11 +17,13 @@ pub use run::{
     Silent, TrainError,
 };
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 use crate::data::batch::{gather, Batcher};
 use crate::data::{BatchOrder, Rows, PIXELS};
-use crate::kernels;
+use crate::kernels::{self, gemm, GemmWorkspace, MatRef};
 use crate::nn::{DropoutKey, Input, Mode, Model, Workspace};
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, Update};
 
 /// A mean cross-entropy above this many nats means the logits are off by thousands: the
 /// stable loss never overflows, so "diverged" must be a threshold as well as NaN.
@@ -106,6 +108,88 @@ struct Head {
     ws: Workspace,
     /// The batch's labels, in batch order.
     labels: Vec<u8>,
+    /// Where the head's first layer can leave its weight gradient to the update: what
+    /// updating it with its gradient needs (see [`FusedWeight`]).
+    fused: Option<FusedHead>,
+    /// Whether this step's backward pass left that weight gradient to the update.
+    deferred: bool,
+}
+
+/// Rows of the head's first weight a piece of the fused update computes the gradient of
+/// and updates at once: its gradient (256 KB for 1024 outputs) stays in L2 between the
+/// product that writes it and the update that reads it.
+const FUSED_ROWS: usize = 64;
+
+/// The head's first weight, `[k, n]`, and one scratch per thread for updating it piece
+/// by piece.
+#[derive(Debug)]
+struct FusedHead {
+    k: usize,
+    n: usize,
+    scratch: Vec<Mutex<FusedScratch>>,
+}
+
+/// One thread's room for a piece of the fused weight update: packing buffers and the
+/// piece's gradient (`[FUSED_ROWS, n]`).
+#[derive(Debug)]
+struct FusedScratch {
+    gemm: GemmWorkspace,
+    grad: Vec<f32>,
+}
+
+/// The head's first weight updated piece by piece while its gradient `Xᵀ·dZ` is made: a
+/// whole-weight gradient (12.8 MB for the tutorial's fc1) would be written to memory and
+/// read back by the update. Each piece's gradient is the same product with the same bits
+/// as the split backward pass's, and the update is elementwise, so the bits are those of
+/// computing the whole gradient first.
+struct FusedWeight<'a> {
+    x: &'a [f32],     // [rows, k]
+    d_out: &'a [f32], // [rows, n]
+    rows: usize,
+    k: usize,
+    n: usize,
+    update: Update,
+    scratch: &'a [Mutex<FusedScratch>],
+}
+
+impl FusedWeight<'_> {
+    /// Updates the weight rows `first..` that `part` holds, halving on the pool's threads
+    /// down to [`FUSED_ROWS`] rows.
+    fn run(&self, pool: &Pool, first: usize, part: ArenaPart<'_>) {
+        let height = part.params.len() / self.n;
+        if height > FUSED_ROWS {
+            let half = (height / 2).next_multiple_of(FUSED_ROWS);
+            let (a, b) = part.split_at(half * self.n);
+            pool.join(
+                || self.run(pool, first, a),
+                || self.run(pool, first + half, b),
+            );
+            return;
+        }
+        let (k, n) = (self.k, self.n);
+        let mut scratch = lock_free_one(self.scratch);
+        let FusedScratch { gemm: ws, grad } = &mut *scratch;
+        let grad = &mut grad[..height * n];
+        let xt = MatRef::row_major(&self.x[first..], k).t();
+        let d = MatRef::row_major(self.d_out, n);
+        gemm(height, n, self.rows, xt, d, grad, n, false, ws);
+        self.update
+            .apply_part(part.params, grad, part.first, part.second);
+    }
+}
+
+/// One of `slots` that no other piece holds now (at most one piece a thread runs at a
+/// time, so one is free).
+fn lock_free_one<T>(slots: &[Mutex<T>]) -> MutexGuard<'_, T> {
+    slots
+        .iter()
+        .find_map(|w| w.try_lock().ok())
+        .unwrap_or_else(|| slots[0].lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Whether a step's mean loss lets its update be applied by [`Trainer::step_guarded`].
+fn loss_accepted(loss: f64) -> bool {
+    loss.is_finite() && loss <= DIVERGED_LOSS
 }
 
 /// What one training step measured on its batch.
@@ -179,6 +263,18 @@ impl Trainer {
             params: model.params_from(start),
             ws: Workspace::head(&model, batch, start, pool.threads()),
             labels: vec![0; batch],
+            fused: model.head_weight_deferrable(start).map(|(k, n)| {
+                let scratch = (0..pool.threads().max(1))
+                    .map(|_| {
+                        Mutex::new(FusedScratch {
+                            gemm: GemmWorkspace::new(),
+                            grad: vec![0.0; FUSED_ROWS.min(k) * n],
+                        })
+                    })
+                    .collect();
+                FusedHead { k, n, scratch }
+            }),
+            deferred: false,
         });
         Trainer {
             grads: vec![0.0; model.params().len()],
@@ -299,8 +395,8 @@ impl Trainer {
         data: impl Into<Rows<'a>>,
         on_nan: OnNan,
     ) -> Result<Option<StepStats>, TrainError> {
-        let stats = self.compute_gradients(data.into());
-        if stats.loss.is_finite() && stats.loss <= DIVERGED_LOSS {
+        let stats = self.compute_gradients(data.into(), true);
+        if loss_accepted(stats.loss) {
             self.apply_gradients();
             return Ok(Some(stats));
         }
@@ -323,7 +419,7 @@ impl Trainer {
     /// If `data` does not hold the batch's examples (a whole [`Dataset`](crate::data::Dataset)
     /// always does; for a part, see [`Trainer::next_rows`]).
     pub fn step<'a>(&mut self, data: impl Into<Rows<'a>>) -> StepStats {
-        let stats = self.compute_gradients(data.into());
+        let stats = self.compute_gradients(data.into(), false);
         self.apply_gradients();
         stats
     }
@@ -335,7 +431,10 @@ impl Trainer {
         self.batcher.next_range(self.batch)
     }
 
-    fn compute_gradients(&mut self, data: Rows<'_>) -> StepStats {
+    /// Forward and backward passes of the next batch. When `guarded`, an update the loss
+    /// refuses ([`loss_accepted`]) will not be applied: the head's first weight gradient is
+    /// then computed whole instead of left to the update.
+    fn compute_gradients(&mut self, data: Rows<'_>, guarded: bool) -> StepStats {
         for shard in &mut self.shards {
             self.batcher.next_indices(&mut shard.indices);
         }
@@ -394,7 +493,13 @@ impl Trainer {
             model.forward_head(batch, &mut head.ws, mode, start, &self.pool);
             let correct = count_correct(model.logits(&head.ws, batch), &head.labels, classes);
             let loss = model.loss(&head.labels, grad_scale, &mut head.ws);
-            model.backward_head(batch, &mut head.ws, &mut self.grads, start, &self.pool);
+            // The loss is known before the backward pass: whether the update will be
+            // applied is known too, and with it whether the weight gradient can wait for it.
+            head.deferred = head.fused.is_some()
+                && (!guarded || loss_accepted(loss / batch as f64))
+                && self.optimizer.state_fits(self.grads.len());
+            let (grads, pool, defer) = (&mut self.grads, &self.pool, head.deferred);
+            model.backward_head(batch, &mut head.ws, grads, start, pool, defer);
             let grad = model.head_input_grad(&mut head.ws, batch, start);
             let width = grad.len() / batch;
             for shard in &mut self.shards {
@@ -422,6 +527,31 @@ impl Trainer {
     fn apply_gradients(&mut self) {
         let (update, first, second) = self.optimizer.begin_update();
         let shards = &self.shards;
+        // The head's first weight when its gradient was left to the update, with what
+        // updating it needs.
+        let fused = match &self.head {
+            Some(Head {
+                start,
+                ws,
+                fused: Some(FusedHead { k, n, scratch }),
+                deferred: true,
+                ..
+            }) => {
+                let (x, d_out, weight) = self.model.head_weight_operands(ws, self.batch, *start);
+                let (k, n, rows) = (*k, *n, self.batch);
+                let fused = FusedWeight {
+                    x,
+                    d_out,
+                    rows,
+                    k,
+                    n,
+                    update,
+                    scratch,
+                };
+                Some((weight, fused))
+            }
+            _ => None,
+        };
         let arena = ArenaPart {
             params: self.model.params_mut(),
             sum: &mut self.grads,
@@ -473,10 +603,21 @@ impl Trainer {
             };
             update.apply_part(part.params, grads, part.first, part.second);
         };
-        if arena.state_fits() {
-            arena.for_each_part(&self.pool, 0, &update_part);
-        } else {
-            update_part(0, arena);
+        match fused {
+            Some((weight, fused)) => {
+                // The state fits (checked before deferring): the parts around the weight
+                // as usual, the weight itself piece by piece with its gradient.
+                let (before, rest) = arena.split_at(weight.start);
+                let (part, after) = rest.split_at(weight.len());
+                before.for_each_part(&self.pool, 0, &update_part);
+                fused.run(&self.pool, 0, part);
+                after.for_each_part(&self.pool, weight.end, &update_part);
+            }
+            None if arena.state_fits() => arena.for_each_part(&self.pool, 0, &update_part),
+            None => update_part(0, arena),
+        }
+        if let Some(head) = &mut self.head {
+            head.deferred = false;
         }
         self.steps_done += 1;
     }
@@ -571,6 +712,7 @@ mod tests {
     use super::*;
     use crate::data::Dataset;
     use crate::nn::{Architecture, Workspace};
+    use crate::optim::OptimizerKind;
 
     /// Images with a third of their pixels set, labels 0 to 9.
     fn data(n: usize) -> Dataset {
@@ -615,12 +757,39 @@ mod tests {
     /// agree to rounding).
     #[test]
     fn the_head_gets_the_gradient_of_one_pass_over_the_whole_batch() {
+        let lr = 0.05;
+        head_update_equals_whole_batch(Optimizer::sgd(lr), |want, grads| {
+            kernels::scaled_add(want, -lr, grads)
+        });
+    }
+
+    /// The head's first weight is updated piece by piece as its gradient is made (Adam's
+    /// moments included): the bits of an update of the whole gradient.
+    #[test]
+    fn the_fused_adam_update_of_the_head_equals_the_whole_update() {
+        let adam = OptimizerKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        };
+        let params = Model::he_normal(wide_head(), 3).params().len();
+        let mut optimizer = Optimizer::new(adam, 1e-3, params);
+        optimizer.weight_decay = 1e-4;
+        let mut reference = optimizer.clone();
+        head_update_equals_whole_batch(optimizer, |want, grads| reference.apply(want, grads));
+    }
+
+    /// One step of a trainer with `optimizer` on a batch of 64 against a pass over the whole
+    /// batch and `apply` (the same rule) on its gradient.
+    fn head_update_equals_whole_batch(
+        optimizer: Optimizer,
+        mut apply: impl FnMut(&mut [f32], &[f32]),
+    ) {
         let data = data(64);
         let model = Model::he_normal(wide_head(), 3);
-        let lr = 0.05;
         let mut trainer = Trainer::new(
             model.clone(),
-            Optimizer::sgd(lr),
+            optimizer,
             64,
             64,
             BatchOrder::Sequential,
@@ -640,8 +809,10 @@ mod tests {
         let mut grads = vec![0.0; model.params().len()];
         model.backward(input, 64, &mut ws, &mut grads, None);
         let mut want = model.params().to_vec();
-        kernels::scaled_add(&mut want, -lr, &grads);
-        let head = model.params_from(model.head_start().unwrap());
+        apply(&mut want, &grads);
+        let start = model.head_start().unwrap();
+        assert!(model.head_weight_deferrable(start).is_some());
+        let head = model.params_from(start);
         assert!(head > 0 && head < want.len());
         let got = trainer.model().params();
         assert_eq!(got[head..], want[head..]);
