@@ -488,7 +488,7 @@ fn pad_into(
 /// - AVX2 (16 registers, two per vector): 16 channels by 6 rows (12 registers of
 ///   accumulators, 2 for the filter row, one broadcast) for the forward kernel, where
 ///   32 channels by 3 rows spilled accumulators (half again as slow); the filter gradient
-///   takes 32 channels by 3 rows first, which reads each `d_out` row
+///   (`$filter` true) takes 32 channels by 3 rows first, which reads each `d_out` row
 ///   fewer times and ran faster there;
 /// - portable: 32 channels by 2 rows, then 16 by 4 (sixteen 128-bit registers on a baseline
 ///   x86-64, four per vector).
@@ -1045,6 +1045,12 @@ fn filter_rows<S: Simd, const R: usize, const V: usize>(
     d_filter: &mut [f32],
 ) {
     let k = d.kh * d.kw * d.cin;
+    if R * V > 16 {
+        // The 24-accumulator tile ran 0.9x with a shorter tile after it (conv2's 800 rows
+        // leave 2): the added code cost its loop general registers.
+        filter_tiles::<S, R, V>(s, d, padded, d_out, j0, (0, k), d_filter);
+        return;
+    }
     let full = k - k % R;
     filter_tiles::<S, R, V>(s, d, padded, d_out, j0, (0, full), d_filter);
     let tail = (full, k);
