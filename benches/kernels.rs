@@ -482,11 +482,67 @@ fn cnn(c: &mut Criterion) {
     group.finish();
 }
 
+/// The tutorial CNN's convolution passes alone on one thread, at the rows the trainer and
+/// the evaluator hand them: the shards of a batch of 50 (32 shards of one or two images)
+/// and the evaluator's chunk (85 images: its workspace limit over the CNN's floats a row),
+/// at the process's SIMD level, with their FLOPs, to read against the one-thread ceiling
+/// of `softnet bench`. conv1's input gradient is never computed (nobody needs the pixels').
+fn conv_kernels(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv kernels");
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_secs(1));
+    for (name, g) in cnn_convolutions() {
+        let conv1 = g.in_channels == 1;
+        for rows in [1, 2, 85] {
+            let input = data(rows * g.input_len(), 5);
+            let filter = data(g.filter_len(), 6);
+            let bias = data(g.out_channels, 7);
+            let d_out = data(rows * g.output_len(), 8);
+            let mut out = vec![0.0; rows * g.output_len()];
+            let mut d_input = vec![0.0; rows * g.input_len()];
+            let mut d_filter = vec![0.0; g.filter_len()];
+            let mut d_bias = vec![0.0; g.out_channels];
+            let mut scratch = vec![0.0; g.scratch_len(rows)];
+            let mut ws = GemmWorkspace::new();
+            let flops = (2 * rows * g.out_height() * g.out_width() * g.filter_len()) as u64;
+            group.throughput(Throughput::Elements(flops));
+            let id = |pass: &str| BenchmarkId::new(format!("{name} {pass}"), rows);
+            group.bench_function(id("forward"), |bench| {
+                bench.iter(|| {
+                    let (x, f, b) = (&input, &filter, &bias);
+                    conv::conv2d_forward(&g, rows, x, f, b, &mut out, &mut scratch, &mut ws);
+                    black_box(&out);
+                })
+            });
+            if !conv1 {
+                group.bench_function(id("input gradient"), |bench| {
+                    bench.iter(|| {
+                        let (dy, f, dx) = (&d_out, &filter, &mut d_input);
+                        conv::conv2d_backward_input(&g, rows, dy, f, dx, &mut scratch, &mut ws);
+                        black_box(&d_input);
+                    })
+                });
+            }
+            group.bench_function(id("filter gradient"), |bench| {
+                bench.iter(|| {
+                    let (x, dy, df, db) = (&input, &d_out, &mut d_filter, &mut d_bias);
+                    let sc = &mut scratch;
+                    conv::conv2d_backward_filter(&g, rows, x, dy, df, db, sc, &mut ws);
+                    black_box(&d_filter);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     forward,
     weight_gradient,
     against_matrixmultiply,
-    cnn
+    cnn,
+    conv_kernels
 );
 criterion_main!(benches);

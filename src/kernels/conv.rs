@@ -348,6 +348,41 @@ fn forward_im2col(
 /// Lanes of one vector of output channels.
 const LANES: usize = 16;
 
+/// `p / divisor` for every `p` below a limit, by a multiplication and a shift where the
+/// limit allows: the direct kernels find the window of an output position this way once per
+/// position (filter gradient) or tile row (forward), and a 64-bit division there took a
+/// fifth of conv1's filter gradient (`perf`).
+#[derive(Debug, Clone, Copy)]
+struct Divider {
+    divisor: usize,
+    /// `ceil(2^32 / divisor)`, or 0 where it would not be exact (then `p / divisor`).
+    magic: u64,
+}
+
+impl Divider {
+    /// Exact for `p < limit`: with `magic = (2^32 + e) / d`, `0 <= e < d`, and `p = q·d + r`,
+    /// `p·magic / 2^32 = q + r/d + p·e/(d·2^32) < q + (d - 1)/d + p/2^32`, below `q + 1`
+    /// when `p·d < 2^32`, which `limit·d <= 2^32` gives.
+    fn new(divisor: usize, limit: usize) -> Self {
+        let exact = divisor > 0 && (limit as u128) * (divisor as u128) <= 1 << 32;
+        let magic = if exact {
+            (1u64 << 32).div_ceil(divisor as u64)
+        } else {
+            0
+        };
+        Divider { divisor, magic }
+    }
+
+    #[inline(always)]
+    fn quotient(self, p: usize) -> usize {
+        if self.magic != 0 {
+            ((p as u64 * self.magic) >> 32) as usize
+        } else {
+            p / self.divisor
+        }
+    }
+}
+
 /// A convolution as the direct kernels see it: VALID windows over an image already padded,
 /// `[hp, wp, cin]`, with a `[kh, kw, cin, cout]` filter.
 #[derive(Debug, Clone, Copy)]
@@ -363,6 +398,8 @@ struct Direct {
     /// Output columns and positions (rows times columns).
     ow: usize,
     positions: usize,
+    /// Division by `ow` over the positions.
+    by_ow: Divider,
 }
 
 impl Direct {
@@ -379,6 +416,7 @@ impl Direct {
             stride: g.stride,
             ow: g.out_width(),
             positions: g.positions(),
+            by_ow: Divider::new(g.out_width(), g.positions()),
         }
     }
 
@@ -398,6 +436,7 @@ impl Direct {
             stride: 1,
             ow: g.width,
             positions: g.height * g.width,
+            by_ow: Divider::new(g.width, g.height * g.width),
         }
     }
 
@@ -405,10 +444,18 @@ impl Direct {
         self.hp * self.wp * self.cin
     }
 
-    /// Where the window of output position `p` starts in the padded image.
+    /// Where the window of output position `p` starts in the padded image, by a division.
+    #[inline(always)]
+    fn window_at_divided(&self, p: usize) -> usize {
+        ((p / self.ow) * self.stride * self.wp + (p % self.ow) * self.stride) * self.cin
+    }
+
+    /// [`Direct::window_at_divided`] through [`Divider`].
     #[inline(always)]
     fn window_at(&self, p: usize) -> usize {
-        ((p / self.ow) * self.stride * self.wp + (p % self.ow) * self.stride) * self.cin
+        let oy = self.by_ow.quotient(p);
+        let ox = p - oy * self.ow;
+        (oy * self.wp + ox) * self.stride * self.cin
     }
 }
 
@@ -441,7 +488,7 @@ fn pad_into(
 /// - AVX2 (16 registers, two per vector): 16 channels by 6 rows (12 registers of
 ///   accumulators, 2 for the filter row, one broadcast) for the forward kernel, where
 ///   32 channels by 3 rows spilled accumulators (half again as slow); the filter gradient
-///   (`$avx2_pairs`) takes 32 channels by 3 rows first, which reads each `d_out` row
+///   (`$filter` true) takes 32 channels by 3 rows first, which reads each `d_out` row
 ///   fewer times and ran faster there;
 /// - portable: 32 channels by 2 rows, then 16 by 4 (sixteen 128-bit registers on a baseline
 ///   x86-64, four per vector).
@@ -449,7 +496,7 @@ fn pad_into(
 /// The tile shape changes which outputs are computed together, never the order of any
 /// output's sum, so every level computes the same values (the fused ones bit for bit).
 macro_rules! for_channel_blocks {
-    ($S:ident, $avx2_pairs:expr, $cout:expr, |$j0:ident, $r:ident, $v:ident| $body:expr) => {{
+    ($S:ident, $filter:expr, $cout:expr, |$j0:ident, $r:ident, $v:ident| $body:expr) => {{
         let mut $j0 = 0;
         while $j0 < $cout {
             let vectors = ($cout - $j0) / LANES;
@@ -473,7 +520,7 @@ macro_rules! for_channel_blocks {
                         $body;
                         $v
                     }
-                    (Level::Avx2, 2..) if $avx2_pairs => {
+                    (Level::Avx2, 2..) if $filter => {
                         const $r: usize = 3;
                         const $v: usize = 2;
                         $body;
@@ -763,19 +810,9 @@ fn backward_input_direct(
     let d = Direct::input_gradient(g);
     let (flipped, padded) = scratch.split_at_mut(g.filter_len());
     let padded = &mut padded[..d.padded_len()];
-    let (kh, kw, cin, cout) = (g.kernel_h, g.kernel_w, g.in_channels, g.out_channels);
-    // flipped[ky, kx, co, ci] = filter[kh - 1 - ky, kw - 1 - kx, ci, co]
-    for ky in 0..kh {
-        for kx in 0..kw {
-            let src = &filter[((kh - 1 - ky) * kw + (kw - 1 - kx)) * cin * cout..][..cin * cout];
-            let dst = &mut flipped[(ky * kw + kx) * cout * cin..][..cout * cin];
-            for (ci, row) in src.chunks_exact(cout).enumerate() {
-                for (co, &v) in row.iter().enumerate() {
-                    dst[co * cin + ci] = v;
-                }
-            }
-        }
-    }
+    let (kh, kw, cout) = (g.kernel_h, g.kernel_w, g.out_channels);
+    let flipped = &mut flipped[..g.filter_len()];
+    dispatch(FlipFilter { g, filter, flipped });
     padded.fill(0.0);
     dispatch(DirectConv {
         d,
@@ -787,6 +824,49 @@ fn backward_input_direct(
         out: d_input,
         padded,
     });
+}
+
+/// `flipped[ky, kx, co, ci] = filter[kh - 1 - ky, kw - 1 - kx, ci, co]`, for [`dispatch`]:
+/// 8x8 blocks through register transposes where both channel counts are multiples of 8.
+/// The trainer's shards of one or two images each flip the filter again, and a scalar
+/// copy took a tenth of conv2's input gradient at two images.
+struct FlipFilter<'a> {
+    g: &'a ConvGeometry,
+    filter: &'a [f32],
+    flipped: &'a mut [f32],
+}
+
+impl SimdKernel for FlipFilter<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        let FlipFilter { g, filter, flipped } = self;
+        let (kh, kw, cin, cout) = (g.kernel_h, g.kernel_w, g.in_channels, g.out_channels);
+        let taps = filter.chunks_exact(cin * cout).rev();
+        for (src, dst) in taps.zip(flipped.chunks_exact_mut(cout * cin)) {
+            if cin % 8 != 0 || cout % 8 != 0 {
+                for (ci, row) in src.chunks_exact(cout).enumerate() {
+                    for (co, &v) in row.iter().enumerate() {
+                        dst[co * cin + ci] = v;
+                    }
+                }
+                continue;
+            }
+            for ci in (0..cin).step_by(8) {
+                for co in (0..cout).step_by(8) {
+                    let block: [[f32; 8]; 8] = std::array::from_fn(|i| {
+                        let row = &src[(ci + i) * cout + co..][..8];
+                        std::array::from_fn(|j| row[j])
+                    });
+                    for (j, row) in s.transpose8(&block).iter().enumerate() {
+                        dst[(co + j) * cin + ci..][..8].copy_from_slice(row);
+                    }
+                }
+            }
+        }
+        debug_assert_eq!(filter.len(), kh * kw * cin * cout);
+    }
 }
 
 /// `d_filter[kh, kw, cin, cout]` and `d_bias[cout]`, the gradients of a loss with respect
@@ -809,10 +889,10 @@ pub fn conv2d_backward_filter(
     assert_len("d_filter", d_filter.len(), g.filter_len());
     assert_len("d_bias", d_bias.len(), g.out_channels);
     assert_scratch(g, rows, scratch);
-    column_sums_into(d_out, d_bias, false);
     if g.direct() {
-        backward_filter_direct(g, rows, input, d_out, d_filter, scratch);
+        backward_filter_direct(g, rows, input, d_out, d_filter, d_bias, scratch);
     } else {
+        column_sums_into(d_out, d_bias, false);
         backward_filter_im2col(g, rows, input, d_out, d_filter, scratch, ws);
     }
 }
@@ -852,17 +932,20 @@ fn backward_filter_im2col(
     }
 }
 
-/// The filter gradient straight from the padded images: see [`filter_tiles`].
+/// The filter gradient straight from the padded images (see [`filter_tiles`]) and the
+/// bias gradient (see [`bias_sums`]).
 fn backward_filter_direct(
     g: &ConvGeometry,
     rows: usize,
     input: &[f32],
     d_out: &[f32],
     d_filter: &mut [f32],
+    d_bias: &mut [f32],
     scratch: &mut [f32],
 ) {
     d_filter.fill(0.0);
     if rows * g.output_len() == 0 {
+        d_bias.fill(0.0);
         return;
     }
     let d = Direct::forward(g);
@@ -874,6 +957,7 @@ fn backward_filter_direct(
         input,
         d_out,
         d_filter,
+        d_bias,
         padded,
     });
 }
@@ -885,6 +969,7 @@ struct FilterGradient<'a> {
     input: &'a [f32],
     d_out: &'a [f32],
     d_filter: &'a mut [f32],
+    d_bias: &'a mut [f32],
     padded: &'a mut [f32],
 }
 
@@ -899,8 +984,10 @@ impl SimdKernel for FilterGradient<'_> {
             input,
             d_out,
             d_filter,
+            d_bias,
             padded,
         } = self;
+        bias_sums(s, d_out, d_bias);
         let shape = (g.height, g.width, g.in_channels);
         let images = input
             .chunks_exact(g.input_len())
@@ -913,15 +1000,71 @@ impl SimdKernel for FilterGradient<'_> {
                 (d.hp, d.wp),
                 padded,
             );
-            for_channel_blocks!(S, true, d.cout, |j0, R, V| filter_tiles::<S, R, V>(
+            for_channel_blocks!(S, true, d.cout, |j0, R, V| filter_rows::<S, R, V>(
                 s, &d, padded, d_out, j0, d_filter
             ));
         }
     }
 }
 
-/// Adds one image's share to channels `j0..j0 + 16·V` of `d_filter` (`[K, cout]`), from
-/// its padded input and its `d_out` (`[positions, cout]`).
+/// `d_bias[c] = Σ_p d_out[p, c]` over every row of `d_out` (`[.., cout]`, `cout` a multiple
+/// of 16), each a running sum from zero in row order as [`column_sums_into`] adds them (the
+/// same bits), but in registers: that one reloads and stores its sums for every row, a
+/// chain through memory that cost conv1's filter gradient about a fifth of its time.
+#[inline(always)]
+fn bias_sums<S: Simd>(s: S, d_out: &[f32], d_bias: &mut [f32]) {
+    const V: usize = 4;
+    let cout = d_bias.len();
+    debug_assert_eq!(cout % LANES, 0);
+    for j0 in (0..cout).step_by(V * LANES) {
+        let vectors = ((cout - j0) / LANES).min(V);
+        let mut acc = [s.zero(); V];
+        for row in d_out.chunks_exact(cout) {
+            let row = &row[j0..][..vectors * LANES];
+            for (a, x) in acc.iter_mut().zip(row.chunks_exact(LANES)) {
+                *a = s.add(*a, s.load(x));
+            }
+        }
+        let dst = &mut d_bias[j0..][..vectors * LANES];
+        for (a, dst) in acc.iter().zip(dst.chunks_exact_mut(LANES)) {
+            s.store(*a, dst);
+        }
+    }
+}
+
+/// [`filter_tiles`] over all `K` filter rows: whole tiles of `R` rows, then the rows left
+/// over in a shorter tile, whose dead rows would otherwise cost as much as live ones
+/// (conv1's 25 rows in tiles of 8 computed 32).
+#[inline(always)]
+fn filter_rows<S: Simd, const R: usize, const V: usize>(
+    s: S,
+    d: &Direct,
+    padded: &[f32],
+    d_out: &[f32],
+    j0: usize,
+    d_filter: &mut [f32],
+) {
+    let k = d.kh * d.kw * d.cin;
+    if R * V > 16 {
+        // The 24-accumulator tile ran 0.9x with a shorter tile after it (conv2's 800 rows
+        // leave 2): the added code cost its loop general registers.
+        filter_tiles::<S, R, V>(s, d, padded, d_out, j0, (0, k), d_filter);
+        return;
+    }
+    let full = k - k % R;
+    filter_tiles::<S, R, V>(s, d, padded, d_out, j0, (0, full), d_filter);
+    let tail = (full, k);
+    match k - full {
+        0 => {}
+        1 => filter_tiles::<S, 1, V>(s, d, padded, d_out, j0, tail, d_filter),
+        2 => filter_tiles::<S, 2, V>(s, d, padded, d_out, j0, tail, d_filter),
+        3 | 4 => filter_tiles::<S, 4, V>(s, d, padded, d_out, j0, tail, d_filter),
+        _ => filter_tiles::<S, R, V>(s, d, padded, d_out, j0, tail, d_filter),
+    }
+}
+
+/// Adds one image's share to channels `j0..j0 + 16·V` of filter rows `rows.0..rows.1` of
+/// `d_filter` (`[K, cout]`), from its padded input and its `d_out` (`[positions, cout]`).
 ///
 /// Each register tile holds `R` filter rows `(ky, kx, ci)` by `16·V` channels,
 /// starts from what `d_filter` holds and runs over the output positions in order: a
@@ -934,14 +1077,14 @@ fn filter_tiles<S: Simd, const R: usize, const V: usize>(
     padded: &[f32],
     d_out: &[f32],
     j0: usize,
+    (begin, end): (usize, usize),
     d_filter: &mut [f32],
 ) {
     let (cin, cout) = (d.cin, d.cout);
-    let k = d.kh * d.kw * cin;
     let span = ((d.kh - 1) * d.wp + d.kw) * cin;
-    for t in (0..k).step_by(R) {
+    for t in (begin..end).step_by(R) {
         // The last tile may hold fewer rows: its dead rows repeat the first one.
-        let live = R.min(k - t);
+        let live = R.min(end - t);
         let offsets: [usize; R] = std::array::from_fn(|r| {
             let q = t + if r < live { r } else { 0 };
             let (tap, ci) = (q / cin, q % cin);
@@ -955,7 +1098,16 @@ fn filter_tiles<S: Simd, const R: usize, const V: usize>(
         // and columns or by a running offset, made LLVM load all `R` broadcasts ahead of
         // the multiply-adds and spill accumulators (conv2: 8.3 ms became 10-11 ms).
         for (p, grads) in d_out.chunks_exact(cout).enumerate() {
-            let window = &padded[d.window_at(p)..][..span];
+            // With 24 accumulators the hardware division stays: with the multiplication
+            // LLVM loaded all six broadcasts ahead of the multiply-adds and spilled
+            // accumulators (conv2 ran 0.8x); 5 rows by 64 channels, which fit either way,
+            // ran 0.93x. With 16 (conv1) the multiplication is the faster.
+            let at = if R * V > 16 {
+                d.window_at_divided(p)
+            } else {
+                d.window_at(p)
+            };
+            let window = &padded[at..][..span];
             let grads = &grads[j0..][..V * LANES];
             let g: [S::F32; V] = std::array::from_fn(|v| s.load(&grads[v * LANES..]));
             for (acc, &at) in acc.iter_mut().zip(&offsets) {
@@ -1589,5 +1741,70 @@ mod tests {
         let mut d_input = [0.0; 9];
         let mut ws = GemmWorkspace::new();
         conv2d_backward_input(&g, 1, &[0.0; 4], &[0.0; 4], &mut d_input, &mut [], &mut ws);
+    }
+
+    #[test]
+    fn divider_equals_the_division_below_its_limit() {
+        for divisor in (1..=300).chain([783, 784, 1 << 16, (1 << 16) + 1]) {
+            let limit = ((1u64 << 32) / divisor as u64) as usize;
+            let d = Divider::new(divisor, limit);
+            assert_ne!(d.magic, 0, "divisor {divisor}");
+            let near_limit = limit.saturating_sub(5000)..limit;
+            for p in (0..5000.min(limit)).chain(near_limit) {
+                assert_eq!(d.quotient(p), p / divisor, "{p} / {divisor}");
+            }
+            // Past the limit the multiplication would not be exact: it divides instead.
+            let d = Divider::new(divisor, limit + 1 + divisor);
+            let p = limit + divisor;
+            assert_eq!(d.quotient(p), p / divisor, "{p} / {divisor}");
+        }
+    }
+
+    /// The direct filter gradient is one running sum per weight over the batch's positions
+    /// in order, and the bias gradient one per channel, whatever the tiles (full ones, a
+    /// shorter last one): on the fusing levels, the bits of a scalar loop in that order.
+    /// Filter rows 9, 27, 50 and 25 leave 1 to 7 rows past the last whole tile.
+    #[test]
+    fn direct_filter_gradient_is_one_running_sum_per_weight() {
+        let shapes = [
+            ((5, 6, 1, 32), (3, 3, 1), Padding::Same),
+            ((7, 5, 3, 64), (3, 3, 1), Padding::Valid),
+            ((6, 6, 2, 16), (5, 5, 2), Padding::Same),
+            ((9, 9, 1, 48), (5, 5, 1), Padding::Same),
+        ];
+        for (sizes, kernel, padding) in shapes {
+            let g = geometry_of(sizes, kernel, padding);
+            let rows = 2;
+            let input = values(rows * g.input_len(), 11);
+            let d_out = values(rows * g.output_len(), 12);
+            let (k, cout) = (g.patch_len(), g.out_channels);
+            let mut patches = vec![0.0; rows * g.positions() * k];
+            im2col(&g, &input, 0, &mut patches);
+            let mut want_f = vec![0.0f32; k * cout];
+            let mut want_b = vec![0.0f32; cout];
+            for (patch, grads) in patches.chunks_exact(k).zip(d_out.chunks_exact(cout)) {
+                for (row, &x) in want_f.chunks_exact_mut(cout).zip(patch) {
+                    for (w, &dy) in row.iter_mut().zip(grads) {
+                        *w = x.mul_add(dy, *w);
+                    }
+                }
+                for (b, &dy) in want_b.iter_mut().zip(grads) {
+                    *b += dy;
+                }
+            }
+            for level in Level::supported() {
+                let (mut d_filter, mut d_bias) = (vec![f32::NAN; k * cout], vec![f32::NAN; cout]);
+                let mut scratch = vec![f32::NAN; g.scratch_len(rows)];
+                let mut ws = GemmWorkspace::new();
+                with_level(level, || {
+                    let (df, db, sc) = (&mut d_filter, &mut d_bias, &mut scratch);
+                    conv2d_backward_filter(&g, rows, &input, &d_out, df, db, sc, &mut ws)
+                });
+                assert_eq!(d_bias, want_b, "{level}: bias gradient of {g:?}");
+                if level.fuses_mul_add() {
+                    assert_eq!(d_filter, want_f, "{level}: filter gradient of {g:?}");
+                }
+            }
+        }
     }
 }
