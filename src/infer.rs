@@ -50,7 +50,9 @@
 //! sums, the u8 input, the padded image and patch rows of the largest convolution, and the
 //! linear layers' inputs, sums and outputs for each image of a batch: 485,861 bytes for the
 //! tutorial's CNN for one image (the f32 engine's workspace is the 483,176 bytes above
-//! plus the gemm's packing buffers), 837,184 for a batch.
+//! plus the gemm's packing buffers), 837,184 for a batch. `evaluate` spreads a dataset's
+//! batches over a pool's threads ([`Classifier::evaluate_on`]), each with a scratch of
+//! its own; `predict_batch` runs on the calling thread.
 
 #![forbid(unsafe_code)]
 
