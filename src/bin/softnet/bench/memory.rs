@@ -23,14 +23,18 @@ impl SimdKernel for ReadSum<'_> {
 
     #[inline(always)]
     fn run<S: Simd>(self, s: S) -> f32 {
-        let mut acc = [s.zero(); 8];
-        let mut blocks = self.data.chunks_exact(16 * acc.len());
-        for block in &mut blocks {
-            for (a, lanes) in acc.iter_mut().zip(block.chunks_exact(16)) {
-                *a = s.add(*a, s.load(lanes));
+        // Two halves read side by side: two streams for the hardware prefetchers, as a
+        // product's packed panels give them.
+        let half = self.data.len() / 2 / 128 * 128;
+        let (first, second) = self.data.split_at(half);
+        let mut acc = [s.zero(); 16];
+        for (a, b) in first.chunks_exact(128).zip(second.chunks_exact(128)) {
+            for (i, (x, y)) in a.chunks_exact(16).zip(b.chunks_exact(16)).enumerate() {
+                acc[i] = s.add(acc[i], s.load(x));
+                acc[8 + i] = s.add(acc[8 + i], s.load(y));
             }
         }
-        let tail: f32 = blocks.remainder().iter().sum();
+        let tail: f32 = second[half.min(second.len())..].iter().sum();
         acc.iter()
             .fold(tail, |sum, &a| sum + s.to_array(a).iter().sum::<f32>())
     }
