@@ -50,7 +50,9 @@
 //! sums, the u8 input, the padded image and patch rows of the largest convolution, and the
 //! linear layers' inputs, sums and outputs for each image of a batch: 485,861 bytes for the
 //! tutorial's CNN for one image (the f32 engine's workspace is the 483,176 bytes above
-//! plus the gemm's packing buffers), 837,184 for a batch.
+//! plus the gemm's packing buffers), 837,184 for a batch. `evaluate` spreads a dataset's
+//! batches over a pool's threads ([`Classifier::evaluate_on`]), each with a scratch of
+//! its own; `predict_batch` runs on the calling thread.
 
 #![forbid(unsafe_code)]
 
@@ -87,7 +89,7 @@ use crate::nn::{Architecture, Input, LayerSpec, Model, Workspace};
 #[cfg(feature = "std")]
 use crate::pixels::PIXEL_TO_UNIT;
 #[cfg(feature = "std")]
-use crate::train::EvalResult;
+use crate::train::{EvalResult, Pool};
 
 #[cfg(feature = "std")]
 /// Widest layer the engine runs (the size of its stack buffers).
@@ -128,6 +130,20 @@ pub enum Precision {
     F32,
     /// Int8 weights per output channel, i32 accumulation.
     Int8,
+}
+
+#[cfg(feature = "std")]
+/// The kernels an int8 convolutional network's layers (its linear layers too) multiply with
+/// on this thread: `"vnni"` (AVX-512 VNNI's `vpdpbusd`) where the kernels run at the
+/// AVX-512 level and the CPU has VNNI, else `"portable"` (loops at the kernels' level, several
+/// times slower). `SOFTNET_SIMD=avx2` or `portable` turns VNNI off with the rest of AVX-512.
+pub fn int8_kernels() -> &'static str {
+    use crate::kernels::simd::Level;
+    if Level::current() == Level::Avx512 && crate::kernels::vnni::detected() {
+        "vnni"
+    } else {
+        "portable"
+    }
 }
 
 #[cfg(feature = "std")]
@@ -487,45 +503,65 @@ impl Classifier {
     }
 
     /// Loss, accuracy and confusion matrix on `data`, as [`crate::train::evaluate`] reports
-    /// them for an f32 [`Model`].
+    /// them for an f32 [`Model`]. A convolutional network runs on a pool of all cores
+    /// ([`Classifier::evaluate_on`]).
     pub fn evaluate(&self, data: &Dataset) -> EvalResult {
+        match &self.engine {
+            Engine::Network(..) | Engine::Int8Network(..) => {
+                self.evaluate_on(data, &Pool::new(None))
+            }
+            Engine::F32(_) | Engine::Int8(_) => self.evaluate_on(data, &Pool::new(Some(1))),
+        }
+    }
+
+    /// [`Classifier::evaluate`] with a convolutional network's images spread over `pool`'s
+    /// threads, in pieces fixed by the data alone and summed in image order: the result is
+    /// the same, bit for bit, on any number of threads. Dense models run on this thread
+    /// (they take about a millisecond for the test set).
+    pub fn evaluate_on(&self, data: &Dataset, pool: &Pool) -> EvalResult {
         if let Engine::Network(model, _) = &self.engine {
-            return crate::train::evaluate(model, data);
+            return crate::train::Evaluator::with_pool(model, data.len(), pool.clone())
+                .evaluate(model, data);
         }
         let classes = self.arch.classes();
+        if let Engine::Int8Network(network, id) = &self.engine {
+            let (n, pixels, labels) = (data.len(), data.pixels(), data.labels());
+            let mut losses = vec![0.0f64; n];
+            let mut best = vec![0usize; n];
+            let mut pieces: Vec<(usize, &mut [f64], &mut [usize])> = losses
+                .chunks_mut(INT8_PIECE)
+                .zip(best.chunks_mut(INT8_PIECE))
+                .enumerate()
+                .map(|(i, (l, b))| (i * INT8_PIECE, l, b))
+                .collect();
+            pool.for_each(&mut pieces, |(first, losses, best)| {
+                let (first, rows) = (*first, losses.len());
+                let images = &pixels[first * PIXELS..(first + rows) * PIXELS];
+                int8_logits_in_batches(network, *id, classes, images, |at, logits| {
+                    for (r, z) in logits.chunks_exact(classes).enumerate() {
+                        let (loss, class) = loss_and_best(z, labels[first + at + r]);
+                        losses[at + r] = loss;
+                        best[at + r] = class;
+                    }
+                });
+            });
+            let mut confusion = vec![vec![0usize; classes]; classes];
+            for (&class, &label) in best.iter().zip(labels) {
+                confusion[usize::from(label)][class] += 1;
+            }
+            return eval_result(losses.iter().sum(), confusion, n);
+        }
         let mut confusion = vec![vec![0usize; classes]; classes];
         let mut loss = 0.0f64;
-        let mut count = |z: &[f32], label: u8| {
-            let best = argmax(z);
-            let max = z[best];
-            let sum: f64 = z.iter().map(|&v| f64::from(v - max).exp()).sum();
-            loss += sum.ln() - f64::from(z[usize::from(label)] - max);
+        let mut logits = [0.0f32; MAX_CLASSES];
+        for (image, &label) in data.pixels().chunks_exact(PIXELS).zip(data.labels()) {
+            let z = &mut logits[..classes];
+            self.logits(Source::Pixels(image), z);
+            let (l, best) = loss_and_best(z, label);
+            loss += l;
             confusion[usize::from(label)][best] += 1;
-        };
-        if let Engine::Int8Network(network, id) = &self.engine {
-            let labels = data.labels();
-            int8_logits_in_batches(network, *id, classes, data.pixels(), |first, logits| {
-                for (r, z) in logits.chunks_exact(classes).enumerate() {
-                    count(z, labels[first + r]);
-                }
-            });
-        } else {
-            let mut logits = [0.0f32; MAX_CLASSES];
-            for (image, &label) in data.pixels().chunks_exact(PIXELS).zip(data.labels()) {
-                let z = &mut logits[..classes];
-                self.logits(Source::Pixels(image), z);
-                count(z, label);
-            }
         }
-        let n = data.len();
-        let correct = (0..classes).map(|c| confusion[c][c]).sum();
-        EvalResult {
-            loss: loss / n.max(1) as f64,
-            accuracy: correct as f64 / n.max(1) as f64,
-            correct,
-            count: n,
-            confusion,
-        }
+        eval_result(loss, confusion, data.len())
     }
 
     /// The logits of one example into `out` (`[classes]`), with stack buffers sized for
@@ -570,6 +606,33 @@ impl Classifier {
             src,
             out,
         })
+    }
+}
+
+#[cfg(feature = "std")]
+/// Images of one piece of [`Classifier::evaluate_on`]'s work on an int8 network: whole
+/// batches of [`INT8_BATCH`], few enough that the test set makes dozens of pieces to share.
+const INT8_PIECE: usize = 8 * INT8_BATCH;
+
+#[cfg(feature = "std")]
+/// The softmax cross-entropy of logits `z` for `label`, and the predicted class.
+fn loss_and_best(z: &[f32], label: u8) -> (f64, usize) {
+    let best = argmax(z);
+    let max = z[best];
+    let sum: f64 = z.iter().map(|&v| f64::from(v - max).exp()).sum();
+    (sum.ln() - f64::from(z[usize::from(label)] - max), best)
+}
+
+#[cfg(feature = "std")]
+/// An [`EvalResult`] from the summed loss and the confusion matrix of `n` examples.
+fn eval_result(loss: f64, confusion: Vec<Vec<usize>>, n: usize) -> EvalResult {
+    let correct = (0..confusion.len()).map(|c| confusion[c][c]).sum();
+    EvalResult {
+        loss: loss / n.max(1) as f64,
+        accuracy: correct as f64 / n.max(1) as f64,
+        correct,
+        count: n,
+        confusion,
     }
 }
 
@@ -979,24 +1042,9 @@ impl Int8Network {
             let (input, output) = (arch.input_shape(i), arch.shapes()[i]);
             widest = widest.max(output.len());
             let filter = match *spec {
-                LayerSpec::Conv2d {
-                    out_channels,
-                    kernel,
-                    stride,
-                    padding,
-                } => Some((
-                    kernel * kernel * input.channels,
-                    ConvGeometry {
-                        height: input.height,
-                        width: input.width,
-                        in_channels: input.channels,
-                        out_channels,
-                        kernel_h: kernel,
-                        kernel_w: kernel,
-                        stride,
-                        padding,
-                    },
-                )),
+                LayerSpec::Conv2d { kernel, .. } => spec
+                    .conv_geometry(input)
+                    .map(|g| (kernel * kernel * input.channels, g)),
                 LayerSpec::Linear { out } => Some((
                     input.len(),
                     ConvGeometry {

@@ -7,6 +7,7 @@
 //! its `h·w·c` features.
 
 use super::graph::scope;
+use crate::kernels::conv::ConvGeometry;
 pub use crate::kernels::conv::Padding;
 
 /// The shape of one example's activations: `height x width x channels` (NHWC without the
@@ -100,6 +101,31 @@ pub enum LayerSpec {
         /// Probability of dropping a unit, in `[0, 1)`.
         rate: f32,
     },
+}
+
+impl LayerSpec {
+    /// The convolution a [`LayerSpec::Conv2d`] runs on an input of shape `input`; None for
+    /// every other kind of layer.
+    pub fn conv_geometry(&self, input: Shape) -> Option<ConvGeometry> {
+        match *self {
+            LayerSpec::Conv2d {
+                out_channels,
+                kernel,
+                stride,
+                padding,
+            } => Some(ConvGeometry {
+                height: input.height,
+                width: input.width,
+                in_channels: input.channels,
+                out_channels,
+                kernel_h: kernel,
+                kernel_w: kernel,
+                stride,
+                padding,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// An architecture that cannot be built or parsed: the token or layer at fault and why.
@@ -683,6 +709,37 @@ fn parse_token(token: &str) -> Result<LayerSpec, ArchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_convolution_gives_its_geometry_and_other_layers_none() {
+        let cnn = Architecture::cnn();
+        let layers = cnn.layers();
+        // conv2 reads conv1's pooled 14x14x32 output.
+        let conv2 = layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.conv_geometry(cnn.input_shape(i)))
+            .nth(1)
+            .expect("two convolutions");
+        assert_eq!(
+            conv2,
+            ConvGeometry {
+                height: 14,
+                width: 14,
+                in_channels: 32,
+                out_channels: 64,
+                kernel_h: 5,
+                kernel_w: 5,
+                stride: 1,
+                padding: Padding::Same,
+            }
+        );
+        assert_eq!((conv2.out_height(), conv2.out_width()), (14, 14));
+        let others = (0..layers.len())
+            .filter(|&i| layers[i].conv_geometry(cnn.input_shape(i)).is_none())
+            .count();
+        assert_eq!(others, layers.len() - 2);
+    }
 
     #[test]
     fn the_tutorials_cnn_has_its_shapes_names_and_counts() {

@@ -18,7 +18,6 @@ use super::linear::{is_narrow, Fork, Input, Linear, ListedWeights, Serial};
 use super::maxpool::MaxPool2d;
 use super::workspace::Workspace;
 use crate::kernels;
-use crate::kernels::conv::ConvGeometry;
 use crate::kernels::pool::PoolGeometry;
 
 /// Whether a forward pass trains (dropout on, keyed for this update) or evaluates.
@@ -204,22 +203,8 @@ impl Model {
                     k: input.len(),
                     n: out,
                 }),
-                LayerSpec::Conv2d {
-                    out_channels,
-                    kernel,
-                    stride,
-                    padding,
-                } => Kind::Conv2d(Conv2d {
-                    geometry: ConvGeometry {
-                        height: input.height,
-                        width: input.width,
-                        in_channels: input.channels,
-                        out_channels,
-                        kernel_h: kernel,
-                        kernel_w: kernel,
-                        stride,
-                        padding,
-                    },
+                LayerSpec::Conv2d { .. } => Kind::Conv2d(Conv2d {
+                    geometry: spec.conv_geometry(input).expect("a convolution"),
                 }),
                 LayerSpec::MaxPool2d { size, stride } => Kind::MaxPool2d(MaxPool2d {
                     geometry: PoolGeometry {

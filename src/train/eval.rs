@@ -6,13 +6,20 @@ use super::parallel::Pool;
 use crate::data::{Dataset, PIXELS};
 use crate::kernels;
 use crate::kernels::listed::NonZeroRows;
-use crate::nn::{Input, Model, Workspace};
+use crate::nn::linear::Serial;
+use crate::nn::{Input, Mode, Model, Workspace};
 
 /// Rows evaluated per chunk of a dense model; chunk results are summed in chunk order.
 const CHUNK_ROWS: usize = 500;
 /// Most activation and scratch floats of one workspace: a convolutional model's chunks hold
 /// fewer rows (a row of the tutorial's CNN needs about 50 thousand).
 const WORKSPACE_FLOATS: usize = 4 << 20;
+
+/// Chunks of a convolutional model whose dense head runs once over all of their rows: the
+/// convolutions want chunks small enough for their patches to stay in cache, the head's
+/// wide products as many rows as there are to stream its weights once for (the tutorial's
+/// fc1 holds 12.8 MB of them).
+const HEAD_CHUNKS: usize = 6;
 
 /// Rows per chunk for `model`: [`CHUNK_ROWS`] for a dense model (whose results, summed in
 /// chunk order, are pinned by tests), fewer for one whose rows need more memory.
@@ -63,6 +70,9 @@ pub struct Evaluator {
     /// One workspace per thread: a chunk takes whichever is free (its results do not depend
     /// on which).
     workspaces: Vec<Mutex<Workspace>>,
+    /// For a convolutional model with a dense head ([`Model::head_start`]): where the head
+    /// starts, and one workspace per thread for the head over [`HEAD_CHUNKS`] chunks.
+    head: Option<(usize, Vec<Mutex<Workspace>>)>,
     /// The dataset evaluated last, and the one the chunks' lists are of.
     last_id: Option<u64>,
     listed_id: Option<u64>,
@@ -70,6 +80,17 @@ pub struct Evaluator {
     classes: usize,
     /// Logits of the last evaluated dataset, `[count, classes]`.
     logits: Vec<f32>,
+    /// [`Evaluator::one`]'s workspaces, made at its first call.
+    one: Option<OneImage>,
+}
+
+/// What [`Evaluator::one`] runs one example in: a workspace for the whole model and, for a
+/// convolutional model with a dense head, one for the head with its products split into
+/// pieces for the pool.
+#[derive(Debug)]
+struct OneImage {
+    ws: Workspace,
+    head: Option<(usize, Workspace)>,
 }
 
 impl Evaluator {
@@ -86,6 +107,20 @@ impl Evaluator {
         let classes = model.architecture().classes();
         let chunk_rows = chunk_rows(model);
         let chunks = examples.div_ceil(chunk_rows).max(1);
+        let head = model
+            .architecture()
+            .is_convolutional()
+            .then(|| model.head_start())
+            .flatten()
+            .filter(|_| chunks > 1)
+            .map(|h| {
+                let groups = chunks.div_ceil(HEAD_CHUNKS);
+                let rows = chunk_rows * HEAD_CHUNKS.min(chunks);
+                let workspaces = (0..pool.threads().min(groups))
+                    .map(|_| Mutex::new(Workspace::head(model, rows, h, 1)))
+                    .collect();
+                (h, workspaces)
+            });
         Evaluator {
             chunks: (0..chunks)
                 .map(|_| Chunk {
@@ -98,12 +133,41 @@ impl Evaluator {
             workspaces: (0..pool.threads().min(chunks))
                 .map(|_| Mutex::new(Workspace::inference(model, chunk_rows)))
                 .collect(),
+            head,
             last_id: None,
             listed_id: None,
             pool,
             classes,
             logits: vec![0.0; examples * classes],
+            one: None,
         }
+    }
+
+    /// The logits of one example `x` (`[classes]`), the same bits as [`Model::inference`]
+    /// gives, with the wide linear layers of a convolutional model's dense head split into
+    /// column pieces on this evaluator's threads: one image of the tutorial's CNN reads
+    /// fc1's 12.8 MB of weights once, and one core alone cannot read them at the rate two
+    /// can. The layers before the head run on this thread. The first call makes the
+    /// workspaces; later ones allocate nothing.
+    pub fn one<'s>(&'s mut self, model: &Model, x: Input<'_>) -> &'s [f32] {
+        let threads = self.pool.threads();
+        let one = self.one.get_or_insert_with(|| OneImage {
+            ws: Workspace::inference(model, 1),
+            head: (threads > 1)
+                .then(|| model.head_start())
+                .flatten()
+                .map(|h| (h, Workspace::head(model, 1, h, threads))),
+        });
+        let Some((head, head_ws)) = &mut one.head else {
+            return model.inference(x, 1, &mut one.ws);
+        };
+        let head = *head;
+        model.forward_body(x, 1, &mut one.ws, Mode::Eval, head);
+        let input = model.head_input(&mut one.ws, 1, head);
+        model.head_input(head_ws, 1, head).copy_from_slice(input);
+        let pool = &self.pool;
+        pool.run(|| model.forward_head(1, head_ws, Mode::Eval, head, pool));
+        model.logits(head_ws, 1)
     }
 
     /// Evaluates `model` on `data` (at most the examples this evaluator was made for).
@@ -135,36 +199,67 @@ impl Evaluator {
             self.listed_id = id;
         }
         let workspaces = &self.workspaces;
-        self.pool.for_each(&mut work, |(start, chunk, logits_out)| {
-            let rows = logits_out.len() / classes;
-            let pixels = &data.pixels()[*start * PIXELS..(*start + rows) * PIXELS];
-            let labels = &data.labels()[*start..*start + rows];
-            if relist {
-                chunk.listed.list(pixels, rows, PIXELS);
-            }
-            let input = if listing {
-                Input::Listed {
-                    pixels,
-                    listed: &chunk.listed,
+        if let Some((head, head_workspaces)) = &self.head {
+            let mut groups: Vec<_> = work.chunks_mut(HEAD_CHUNKS).collect();
+            self.pool.for_each(&mut groups, |group| {
+                let mut ws = free_workspace(workspaces);
+                let mut head_ws = free_workspace(head_workspaces);
+                // Each chunk through the layers before the head, its output stacked
+                // into the head's input.
+                let mut at = 0;
+                for (start, _, logits_out) in group.iter() {
+                    let rows = logits_out.len() / classes;
+                    let pixels = &data.pixels()[*start * PIXELS..(*start + rows) * PIXELS];
+                    model.forward_body(Input::Pixels(pixels), rows, &mut ws, Mode::Eval, *head);
+                    let values = model.head_input(&mut ws, rows, *head);
+                    let stacked = model.head_input(&mut head_ws, at + rows, *head);
+                    stacked[at * values.len() / rows..].copy_from_slice(values);
+                    at += rows;
                 }
-            } else {
-                Input::Pixels(pixels)
-            };
-            // At most one chunk a thread runs at a time, so one workspace is free.
-            let mut ws = workspaces
-                .iter()
-                .find_map(|w| w.try_lock().ok())
-                .unwrap_or_else(|| workspaces[0].lock().unwrap_or_else(PoisonError::into_inner));
-            let logits = model.inference(input, rows, &mut ws);
-            logits_out.copy_from_slice(logits);
-            drop(ws);
-            chunk.loss = kernels::elementwise::cross_entropy_and_argmax(
-                logits_out,
-                labels,
-                classes,
-                &mut chunk.predictions[..rows],
-            );
-        });
+                drop(ws);
+                model.forward_head(at, &mut head_ws, Mode::Eval, *head, &Serial);
+                let logits = model.logits(&head_ws, at);
+                let mut first = 0;
+                for (start, chunk, logits_out) in group.iter_mut() {
+                    let rows = logits_out.len() / classes;
+                    logits_out.copy_from_slice(&logits[first * classes..(first + rows) * classes]);
+                    first += rows;
+                    chunk.loss = kernels::elementwise::cross_entropy_and_argmax(
+                        logits_out,
+                        &data.labels()[*start..*start + rows],
+                        classes,
+                        &mut chunk.predictions[..rows],
+                    );
+                }
+            });
+        } else {
+            self.pool.for_each(&mut work, |(start, chunk, logits_out)| {
+                let rows = logits_out.len() / classes;
+                let pixels = &data.pixels()[*start * PIXELS..(*start + rows) * PIXELS];
+                let labels = &data.labels()[*start..*start + rows];
+                if relist {
+                    chunk.listed.list(pixels, rows, PIXELS);
+                }
+                let input = if listing {
+                    Input::Listed {
+                        pixels,
+                        listed: &chunk.listed,
+                    }
+                } else {
+                    Input::Pixels(pixels)
+                };
+                let mut ws = free_workspace(workspaces);
+                let logits = model.inference(input, rows, &mut ws);
+                logits_out.copy_from_slice(logits);
+                drop(ws);
+                chunk.loss = kernels::elementwise::cross_entropy_and_argmax(
+                    logits_out,
+                    labels,
+                    classes,
+                    &mut chunk.predictions[..rows],
+                );
+            });
+        }
         let mut confusion = vec![vec![0usize; classes]; classes];
         let mut loss = 0.0;
         for (start, chunk, logits_out) in &work {
@@ -199,7 +294,101 @@ impl Evaluator {
     }
 }
 
+/// A workspace of `workspaces` that no other thread holds now: at most one chunk (or group
+/// of chunks) a thread runs at a time, so one is free. Results do not depend on which.
+fn free_workspace(workspaces: &[Mutex<Workspace>]) -> std::sync::MutexGuard<'_, Workspace> {
+    workspaces
+        .iter()
+        .find_map(|w| w.try_lock().ok())
+        .unwrap_or_else(|| workspaces[0].lock().unwrap_or_else(PoisonError::into_inner))
+}
+
 /// Evaluates `model` on `data` with fresh buffers (see [`Evaluator`] to reuse them).
 pub fn evaluate(model: &Model, data: &Dataset) -> EvalResult {
     Evaluator::new(model, data.len(), None).evaluate(model, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::Architecture;
+
+    /// Pixels of `n` made-up images, a third of them zero as in MNIST.
+    fn images(n: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_u32;
+        (0..n * PIXELS)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                if state % 3 == 0 {
+                    0
+                } else {
+                    (state >> 8) as u8
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_image_on_any_number_of_threads_is_the_models_inference_bit_for_bit() {
+        // fc600: three pieces of the split product, the last one short.
+        for spec in [
+            "conv3x3x4,pool2,fc600,dropout0.5,fc10",
+            "conv5x5x32,pool2,conv5x5x64,pool2,fc1024,dropout0.5,fc10",
+        ] {
+            let model = Model::he_normal(Architecture::from_spec(spec).unwrap(), 7);
+            let pixels = images(3);
+            let mut ws = Workspace::inference(&model, 3);
+            let batch = model.inference(Input::Pixels(&pixels), 3, &mut ws).to_vec();
+            for threads in [1, 2, 3] {
+                let mut evaluator = Evaluator::new(&model, 1, Some(threads));
+                for (i, image) in pixels.chunks_exact(PIXELS).enumerate() {
+                    let one = evaluator.one(&model, Input::Pixels(image));
+                    assert_eq!(
+                        one,
+                        &batch[i * 10..(i + 1) * 10],
+                        "{spec}, {threads} threads"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_head_over_several_chunks_gives_the_logits_of_the_models_inference() {
+        let model = Model::he_normal(
+            Architecture::from_spec("conv3x3x4,pool2,fc300,dropout0.5,fc10").unwrap(),
+            5,
+        );
+        // Three whole chunks and a short one: one group of four.
+        let n = 3 * chunk_rows(&model) + 7;
+        let pixels = images(n);
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let data = Dataset::new(pixels.clone(), labels);
+        let mut ws = Workspace::inference(&model, 100);
+        let mut want = Vec::new();
+        for batch in pixels.chunks(100 * PIXELS) {
+            let rows = batch.len() / PIXELS;
+            want.extend_from_slice(model.inference(Input::Pixels(batch), rows, &mut ws));
+        }
+        let mut results = Vec::new();
+        for threads in [1, 3] {
+            let mut evaluator = Evaluator::new(&model, n, Some(threads));
+            assert!(evaluator.head.is_some());
+            results.push(evaluator.evaluate(&model, &data));
+            assert!(evaluator.logits(n) == want, "{threads} threads");
+        }
+        assert_eq!(results[0], results[1]);
+    }
+
+    #[test]
+    fn one_example_of_a_dense_model_is_its_inference() {
+        let model = Model::he_normal(Architecture::mlp(&[300]), 3);
+        let pixels = images(1);
+        let mut ws = Workspace::inference(&model, 1);
+        let want = model.inference(Input::Pixels(&pixels), 1, &mut ws).to_vec();
+        let mut evaluator = Evaluator::new(&model, 1, Some(2));
+        assert_eq!(evaluator.one(&model, Input::Pixels(&pixels)), want);
+    }
 }

@@ -39,8 +39,28 @@ fn bench_measures_the_cnn_and_compares_with_a_saved_run() {
         "cnn_infer_10k_ms",
         "cnn_infer_10k_gflops",
         "cnn_infer_10k_ceiling_share",
+        "cnn8_infer_1_us",
+        "cnn8_infer_1_gflops",
+        "cnn8_infer_10k_ms",
+        "cnn8_infer_10k_gflops",
+        "memory_read_1t_gbps",
+        "memory_read_gbps",
+        "cnn_infer_1_memory_floor_us",
+        "cnn_infer_1_memory_share",
+        "cnn_infer_1_1t_us",
+        "cnn_infer_1_1t_gflops",
+        "cnn_infer_1_1t_memory_floor_us",
     ];
     assert_finite_and_positive(&json, &keys, &json);
+    // The read is of the CNN's f32 weights, and the floor is those bytes at the one-thread
+    // rate.
+    let bytes = json["memory_read_bytes"].as_f64().unwrap();
+    assert_eq!(bytes, 4.0 * 3_274_634.0, "{json}");
+    let floor = bytes / (json["memory_read_1t_gbps"].as_f64().unwrap() * 1e3);
+    let reported_floor = json["cnn_infer_1_1t_memory_floor_us"].as_f64().unwrap();
+    assert!((floor / reported_floor - 1.0).abs() < 1e-9, "{json}");
+    let kernels = json["int8_kernels"].as_str().unwrap();
+    assert!(["vnni", "portable"].contains(&kernels), "{json}");
     // The rate is the work over the time: 10,000 forward passes of 27.8 MFLOP each.
     let gflops = 10_000.0 * 27.767_808e-3 / (json["cnn_infer_10k_ms"].as_f64().unwrap() / 1e3);
     let reported = json["cnn_infer_10k_gflops"].as_f64().unwrap();
@@ -51,10 +71,13 @@ fn bench_measures_the_cnn_and_compares_with_a_saved_run() {
     let share = reported / json["fma_peak_gflops"].as_f64().unwrap();
     let reported_share = json["cnn_infer_10k_ceiling_share"].as_f64().unwrap();
     assert!((share / reported_share - 1.0).abs() < 1e-9, "{json}");
-    // One image against the one-thread ceiling.
+    // One image on the run's threads against their ceiling, on one thread against its.
     let share_1 =
-        json["cnn_infer_1_gflops"].as_f64().unwrap() / json["fma_peak_1t_gflops"].as_f64().unwrap();
+        json["cnn_infer_1_gflops"].as_f64().unwrap() / json["fma_peak_gflops"].as_f64().unwrap();
     assert!((share_1 / json["cnn_infer_1_ceiling_share"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    let share_1t = json["cnn_infer_1_1t_gflops"].as_f64().unwrap()
+        / json["fma_peak_1t_gflops"].as_f64().unwrap();
+    assert!((share_1t / json["cnn_infer_1_1t_ceiling_share"].as_f64().unwrap() - 1.0).abs() < 1e-9);
     // Training steps timed one by one: their quartiles bracket the median.
     let train = &json["metrics"]["cnn_train_images_per_s"];
     assert_eq!(train["unit"], "1/s", "{train}");
@@ -81,7 +104,8 @@ fn bench_measures_the_cnn_and_compares_with_a_saved_run() {
     assert!(line("process_s ").contains(" s → "), "{out}");
     assert!(
         out.contains(
-            "only in the base run: cnn_infer_10k_ms, cnn_infer_1_us, cnn_train_images_per_s"
+            "only in the base run: cnn8_infer_10k_ms, cnn8_infer_1_us, cnn_infer_10k_ms, \
+             cnn_infer_1_1t_us, cnn_infer_1_us, cnn_train_images_per_s"
         ),
         "{out}"
     );

@@ -4,6 +4,7 @@
 mod cnn;
 mod compare;
 mod flops;
+mod memory;
 mod report;
 
 use std::path::PathBuf;
@@ -12,10 +13,12 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 
 use softnet::data::{BatchOrder, Dataset, Mnist};
+use softnet::io::quantized::QuantizedModel;
 use softnet::kernels::simd::{dispatch, Simd, SimdKernel};
 use softnet::nn::{Architecture, Input, Model, Workspace};
 use softnet::optim::Optimizer;
 use softnet::train::{run as run_training, Evaluator, RunConfig, Silent, Trainer};
+use softnet::Classifier;
 
 use crate::DataArgs;
 use report::{Ceiling, Metric, Report, Spread, Unit};
@@ -387,27 +390,40 @@ fn scaling(args: &BenchArgs, mnist: &Mnist) {
     );
 }
 
-/// The CNN's three measurements.
+/// The CNN's measurements: f32 training and inference, then int8 inference.
 struct CnnTimes {
     train_images_per_s: Spread,
+    /// One image on the run's threads, and on one.
     infer_1_us: Spread,
+    infer_1_1t_us: Spread,
     infer_10k_ms: Spread,
+    int8_infer_1_us: Spread,
+    int8_infer_10k_ms: Spread,
 }
 
-/// The tutorial's CNN: Adam steps of 50 (timed one by one), one image on one thread, and
-/// 10,000 images on `threads`.
+/// The tutorial's CNN: Adam steps of 50 (timed one by one), one image on `threads` and on
+/// one thread, and 10,000 images on `threads`; then the same two inferences of its int8 copy
+/// ([`QuantizedModel::quantize`], run by a [`Classifier`]).
 fn cnn_times(mnist: &Mnist, threads: Option<usize>, repeats: u32) -> CnnTimes {
     let repeats = repeats as usize;
     let train_images_per_s = cnn::train_images_per_s(mnist, threads, 3, 3 * repeats.max(5));
     let model = Model::he_normal(Architecture::cnn(), 2);
-    let infer_1_us = cnn::infer_1_us(mnist, &model, repeats.max(5), 100);
+    let infer_1_us = cnn::infer_1_pool_us(mnist, &model, threads, repeats.max(5), 100);
+    let infer_1_1t_us = cnn::infer_1_us(mnist, &model, repeats.max(5), 100);
     let images = cnn::ten_thousand(&mnist.test);
     // A 10,000-image pass takes seconds: five are enough for quartiles.
     let infer_10k_ms = cnn::infer_10k_ms(&model, &images, threads, repeats.min(5));
+    let int8 = Classifier::from_quantized(&QuantizedModel::quantize(&model))
+        .expect("the int8 engine runs the tutorial's CNN");
+    let int8_infer_1_us = cnn::int8_infer_1_us(mnist, &int8, repeats.max(5), 100);
+    let int8_infer_10k_ms = cnn::int8_infer_10k_ms(&int8, &images, threads, repeats.min(5));
     CnnTimes {
         train_images_per_s,
         infer_1_us,
+        infer_1_1t_us,
         infer_10k_ms,
+        int8_infer_1_us,
+        int8_infer_10k_ms,
     }
 }
 
@@ -451,6 +467,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let fma_1t_samples = fma_peak_samples(1);
     let fma_before = median(fma_before_samples.clone());
     let fma_1t = median(fma_1t_samples.clone());
+    // The read rate over as many bytes as the CNN's weights, which one image reads once.
+    let cnn_bytes = Model::zeros(Architecture::cnn()).params().len() * 4;
+    let read_1t = median(memory::read_samples(cnn_bytes, 1));
+    let read_all = median(memory::read_samples(cnn_bytes, threads_used));
     // One warm-up run each, so page faults and thread start-up are not measured.
     training_run(&mnist, &softmax, 200, 100, threads);
     let reference_run = Spread::of(
@@ -565,13 +585,38 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
         report.insert(
             "cnn_infer_1_us",
-            Metric::computed(c.infer_1_us, Micros, image, ceiling_1t),
+            Metric::computed(c.infer_1_us, Micros, image, ceiling),
+        );
+        report.insert(
+            "cnn_infer_1_1t_us",
+            Metric::computed(c.infer_1_1t_us, Micros, image, ceiling_1t),
         );
         report.insert(
             "cnn_infer_10k_ms",
             Metric::computed(c.infer_10k_ms, Millis, cnn::IMAGES as f64 * image, ceiling),
         );
+        // The int8 copy does the same multiply-adds, in i32: its rates are read against the
+        // f32 FMA ceiling, which VNNI can pass.
+        report.insert(
+            "cnn8_infer_1_us",
+            Metric::computed(c.int8_infer_1_us, Micros, image, ceiling_1t),
+        );
+        report.insert(
+            "cnn8_infer_10k_ms",
+            Metric::computed(
+                c.int8_infer_10k_ms,
+                Millis,
+                cnn::IMAGES as f64 * image,
+                ceiling,
+            ),
+        );
     }
+    let memory = Memory {
+        bytes: cnn_bytes,
+        read_1t_gbps: read_1t,
+        read_gbps: read_all,
+        int8_kernels: softnet::infer::int8_kernels(),
+    };
 
     if let (Some(base), Some(path)) = (&baseline, &args.compare) {
         let comparison = compare::compare(base, &report);
@@ -580,22 +625,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let simd_detail = softnet::kernels::simd::describe();
     if args.json {
-        println!("{}", json_output(&report, repeats, &simd_detail));
+        println!("{}", json_output(&report, repeats, &simd_detail, &memory));
         return Ok(());
     }
     println!("softnet bench: medians of {repeats} runs on {threads_used} thread(s)");
     println!("simd: {simd_detail}");
+    println!("int8: {}", memory.int8_kernels);
     println!(
         "this machine's f32 FMA peak: {fma_1t:.0} GFLOP/s on 1 thread, {fma_before:.0} then \
-         {fma_after:.0} GFLOP/s on {threads_used} (before and after the runs)\n"
+         {fma_after:.0} GFLOP/s on {threads_used} (before and after the runs)"
+    );
+    println!(
+        "reading {:.1} MB (the CNN's weights) again and again: {read_1t:.1} GB/s on 1 thread, \
+         {read_all:.1} GB/s on {threads_used}\n",
+        cnn_bytes as f64 / 1e6
     );
     let metric = |key: &str| report.metrics[key];
     let rate = |key: &str| {
         let m = metric(key);
         let gflops = m.gflops().unwrap_or(f64::NAN);
         let share = 100.0 * m.ceiling_share().unwrap_or(f64::NAN);
-        // The one-image latencies run on one thread, against its ceiling.
-        if key.ends_with("infer_1_us") {
+        // The one-image latencies run on one thread, against its ceiling (the CNN's
+        // `cnn_infer_1_us` on all of them).
+        if key.ends_with("infer_1_us") && key != "cnn_infer_1_us" {
             format!("{gflops:.1} GFLOP/s, {share:.0}% of 1-thread peak")
         } else {
             format!("{gflops:.1} GFLOP/s, {share:.0}% of peak")
@@ -682,25 +734,71 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         // The target: within 1.3x of the image's arithmetic at the one-thread ceiling.
         let floor_us = flops::forward_flops(&Architecture::cnn()) / (fma_1t * 1e9) * 1e6;
         row(
-            "CNN inference, one image",
+            &format!("CNN inference, one image ({threads_used} thread(s))"),
             format!("{:.1} us", c.infer_1_us.median),
             &format!("<= {:.0} us", 1.3 * floor_us),
         );
         row("  dense-equivalent rate", rate("cnn_infer_1_us"), "");
+        row(
+            &format!("  weights at the read rate on {threads_used} thread(s)"),
+            format!("{:.0} us", memory.floor_us(memory.read_gbps)),
+            "",
+        );
+        row(
+            "CNN inference, one image, one thread",
+            format!("{:.1} us", c.infer_1_1t_us.median),
+            "",
+        );
+        row("  dense-equivalent rate", rate("cnn_infer_1_1t_us"), "");
+        row(
+            "  floors: FLOPs at peak; weights at read rate",
+            format!(
+                "{floor_us:.0} us; {:.0} us",
+                memory.floor_us(memory.read_1t_gbps)
+            ),
+            "",
+        );
         row(
             "CNN inference, 10,000 images",
             format!("{:.0} ms", c.infer_10k_ms.median),
             "",
         );
         row("  dense-equivalent rate", rate("cnn_infer_10k_ms"), "");
+        row(
+            &format!("int8 CNN inference, one image ({})", memory.int8_kernels),
+            format!("{:.1} us", c.int8_infer_1_us.median),
+            "",
+        );
+        row(
+            "int8 CNN inference, 10,000 images",
+            format!("{:.0} ms", c.int8_infer_10k_ms.median),
+            "",
+        );
     }
     Ok(())
+}
+
+/// The memory-read ceiling measured in the run, and the int8 kernels' path.
+struct Memory {
+    /// Bytes of the buffer read: the tutorial CNN's f32 weights.
+    bytes: usize,
+    /// GB/s on one thread and on all of the run's threads.
+    read_1t_gbps: f64,
+    read_gbps: f64,
+    int8_kernels: &'static str,
+}
+
+impl Memory {
+    /// Microseconds to read the CNN's weights once at `gbps`.
+    fn floor_us(&self, gbps: f64) -> f64 {
+        self.bytes as f64 / (gbps * 1e3)
+    }
 }
 
 /// `softnet bench --json`: every measurement's median under its own key (as earlier
 /// versions printed them), the CNN's rates and shares of the ceiling, the machine, and the
 /// `"metrics"` object `--compare` reads (quartiles, units, work, ceilings).
-fn json_output(report: &Report, repeats: u32, simd_detail: &str) -> Value {
+fn json_output(report: &Report, repeats: u32, simd_detail: &str, memory: &Memory) -> Value {
     let mut out = Map::new();
     for (key, metric) in &report.metrics {
         out.insert(key.clone(), json!(metric.value.median));
@@ -709,14 +807,20 @@ fn json_output(report: &Report, repeats: u32, simd_detail: &str) -> Value {
         "mlp_epoch_s",
         "cnn_train_images_per_s",
         "cnn_infer_1_us",
+        "cnn_infer_1_1t_us",
         "cnn_infer_10k_ms",
+        "cnn8_infer_1_us",
+        "cnn8_infer_10k_ms",
     ] {
         out.entry(key).or_insert(Value::Null);
     }
     for (key, name) in [
         ("cnn_train_images_per_s", "cnn_train"),
         ("cnn_infer_1_us", "cnn_infer_1"),
+        ("cnn_infer_1_1t_us", "cnn_infer_1_1t"),
         ("cnn_infer_10k_ms", "cnn_infer_10k"),
+        ("cnn8_infer_1_us", "cnn8_infer_1"),
+        ("cnn8_infer_10k_ms", "cnn8_infer_10k"),
     ] {
         let metric = report.metrics.get(key);
         out.insert(
@@ -728,6 +832,24 @@ fn json_output(report: &Report, repeats: u32, simd_detail: &str) -> Value {
             json!(metric.and_then(Metric::ceiling_share)),
         );
     }
+    // One image of the CNN reads all its weights: its time against that read as well.
+    let median = |key: &str| report.metrics.get(key).map(|m| m.value.median);
+    out.insert("memory_read_bytes".into(), json!(memory.bytes));
+    out.insert("memory_read_1t_gbps".into(), json!(memory.read_1t_gbps));
+    out.insert("memory_read_gbps".into(), json!(memory.read_gbps));
+    for (key, name, gbps) in [
+        ("cnn_infer_1_us", "cnn_infer_1", memory.read_gbps),
+        ("cnn_infer_1_1t_us", "cnn_infer_1_1t", memory.read_1t_gbps),
+    ] {
+        let floor = memory.floor_us(gbps);
+        out.insert(format!("{name}_memory_floor_us"), json!(floor));
+        // The floor over the time: 1 where the image takes just the weights' read.
+        out.insert(
+            format!("{name}_memory_share"),
+            json!(median(key).map(|t| floor / t)),
+        );
+    }
+    out.insert("int8_kernels".into(), json!(memory.int8_kernels));
     out.insert("fma_peak_gflops".into(), json!(report.ceiling_gflops));
     out.insert("fma_peak_1t_gflops".into(), json!(report.ceiling_1t_gflops));
     out.insert("threads".into(), json!(report.threads));

@@ -140,9 +140,10 @@ fn main() -> ExitCode {
     restore_default_sigpipe();
     // `--version` names the SIMD path too, which is known only at run time.
     let version = format!(
-        "{}\nsimd: {}",
+        "{}\nsimd: {}\nint8: {}",
         env!("CARGO_PKG_VERSION"),
-        softnet::kernels::simd::describe()
+        softnet::kernels::simd::describe(),
+        softnet::infer::int8_kernels()
     );
     let matches = Cli::command()
         .version(&*Box::leak(version.into_boxed_str()))

@@ -6,7 +6,8 @@ use std::time::Instant;
 use softnet::data::{BatchOrder, Dataset, Mnist, PIXELS};
 use softnet::nn::{Architecture, Input, Model, Workspace};
 use softnet::optim::{Optimizer, OptimizerKind};
-use softnet::train::{Evaluator, Trainer};
+use softnet::train::{Evaluator, Pool, Trainer};
+use softnet::Classifier;
 
 use super::report::Spread;
 
@@ -79,6 +80,82 @@ pub fn infer_1_us(mnist: &Mnist, model: &Model, samples: usize, per_sample: usiz
             }
             std::hint::black_box(sink);
             started.elapsed().as_secs_f64() * 1e6 / per_sample as f64
+        })
+        .collect();
+    Spread::of(times)
+}
+
+/// Microseconds of one image through [`Evaluator::one`] on `threads` threads (the dense
+/// head's wide products split over them), each sample the mean over `per_sample` test
+/// images.
+pub fn infer_1_pool_us(
+    mnist: &Mnist,
+    model: &Model,
+    threads: Option<usize>,
+    samples: usize,
+    per_sample: usize,
+) -> Spread {
+    let mut evaluator = Evaluator::new(model, 1, threads);
+    let test = &mnist.test;
+    std::hint::black_box(evaluator.one(model, Input::Pixels(test.image(0)))[0]);
+    let times = (0..samples.max(1))
+        .map(|s| {
+            let started = Instant::now();
+            let mut sink = 0.0;
+            for i in 0..per_sample {
+                let image = test.image((s * per_sample + i) % test.len());
+                sink += evaluator.one(model, Input::Pixels(image))[0];
+            }
+            std::hint::black_box(sink);
+            started.elapsed().as_secs_f64() * 1e6 / per_sample as f64
+        })
+        .collect();
+    Spread::of(times)
+}
+
+/// Microseconds of one image through an int8 [`Classifier`] (`logits_into`, one thread),
+/// each sample the mean over `per_sample` test images.
+pub fn int8_infer_1_us(
+    mnist: &Mnist,
+    classifier: &Classifier,
+    samples: usize,
+    per_sample: usize,
+) -> Spread {
+    let test = &mnist.test;
+    let mut logits = vec![0.0; classifier.classes()];
+    // Warm-up: the thread's scratch is made at its first prediction.
+    classifier.logits_into(test.image(0), &mut logits);
+    let times = (0..samples.max(1))
+        .map(|s| {
+            let started = Instant::now();
+            let mut sink = 0.0;
+            for i in 0..per_sample {
+                let image = test.image((s * per_sample + i) % test.len());
+                classifier.logits_into(image, &mut logits);
+                sink += logits[0];
+            }
+            std::hint::black_box(sink);
+            started.elapsed().as_secs_f64() * 1e6 / per_sample as f64
+        })
+        .collect();
+    Spread::of(times)
+}
+
+/// Milliseconds of evaluating an int8 [`Classifier`] on `images` on `threads` threads
+/// ([`Classifier::evaluate_on`]), after one untimed evaluation.
+pub fn int8_infer_10k_ms(
+    classifier: &Classifier,
+    images: &Dataset,
+    threads: Option<usize>,
+    repeats: usize,
+) -> Spread {
+    let pool = Pool::new(threads);
+    classifier.evaluate_on(images, &pool);
+    let times = (0..repeats.max(1))
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(classifier.evaluate_on(images, &pool).correct);
+            started.elapsed().as_secs_f64() * 1e3
         })
         .collect();
     Spread::of(times)
