@@ -541,7 +541,7 @@ def main():
             f"machine's f32 FMA ceiling during softnet's run: {softnet['fma_peak_gflops']:.0f} GFLOP/s "
             f"on {softnet['threads']} thread(s), {softnet['fma_peak_1t_gflops']:.0f} on one"
         )
-    for key, name in (("cnn_train", "CNN training"), ("cnn_infer_1", "CNN one image"),
+    for key, name in (("cnn_train", "CNN training"), ("cnn_infer_1", "CNN one image (1 thread)"),
                       ("cnn_infer_10k", "CNN 10,000 images")):
         if softnet.get(f"{key}_gflops"):
             print(f"softnet {name}: {softnet[f'{key}_gflops']:.1f} GFLOP/s dense-equivalent, "

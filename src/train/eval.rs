@@ -117,7 +117,7 @@ impl Evaluator {
                 let groups = chunks.div_ceil(HEAD_CHUNKS);
                 let rows = chunk_rows * HEAD_CHUNKS.min(chunks);
                 let workspaces = (0..pool.threads().min(groups))
-                    .map(|_| Mutex::new(Workspace::head(model, rows, h, 1)))
+                    .map(|_| Mutex::new(eval_head_workspace(model, rows, h)))
                     .collect();
                 (h, workspaces)
             });
@@ -146,9 +146,10 @@ impl Evaluator {
     /// The logits of one example `x` (`[classes]`), the same bits as [`Model::inference`]
     /// gives, with the wide linear layers of a convolutional model's dense head split into
     /// column pieces on this evaluator's threads: one image of the tutorial's CNN reads
-    /// fc1's 12.8 MB of weights once, and one core alone cannot read them at the rate two
-    /// can. The layers before the head run on this thread. The first call makes the
-    /// workspaces; later ones allocate nothing.
+    /// fc1's 12.8 MB of weights once, which pays where several cores read memory faster
+    /// than one (`softnet bench` measures both rates; where they are equal, the split only
+    /// adds the threads' hand-off). The layers before the head run on this thread. The
+    /// first call makes the workspaces; later ones allocate nothing.
     pub fn one<'s>(&'s mut self, model: &Model, x: Input<'_>) -> &'s [f32] {
         let threads = self.pool.threads();
         let one = self.one.get_or_insert_with(|| OneImage {
@@ -292,6 +293,17 @@ impl Evaluator {
     pub fn logits(&self, count: usize) -> &[f32] {
         &self.logits[..count * self.classes]
     }
+}
+
+/// [`Workspace::head`] for forward passes alone: without the gradients and dropout masks a
+/// training step keeps (half its size for the tutorial's CNN).
+fn eval_head_workspace(model: &Model, rows: usize, head: usize) -> Workspace {
+    let mut ws = Workspace::head(model, rows, head, 1);
+    ws.grad_a = Vec::new();
+    ws.grad_b = Vec::new();
+    ws.masks.iter_mut().for_each(|m| *m = Vec::new());
+    ws.trainable = false;
+    ws
 }
 
 /// A workspace of `workspaces` that no other thread holds now: at most one chunk (or group
