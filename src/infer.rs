@@ -549,7 +549,7 @@ impl Classifier {
             for (&class, &label) in best.iter().zip(labels) {
                 confusion[usize::from(label)][class] += 1;
             }
-            return eval_result(losses.iter().sum(), confusion, n);
+            return EvalResult::from_confusion(losses.iter().sum(), confusion, n);
         }
         let mut confusion = vec![vec![0usize; classes]; classes];
         let mut loss = 0.0f64;
@@ -561,7 +561,7 @@ impl Classifier {
             loss += l;
             confusion[usize::from(label)][best] += 1;
         }
-        eval_result(loss, confusion, data.len())
+        EvalResult::from_confusion(loss, confusion, data.len())
     }
 
     /// The logits of one example into `out` (`[classes]`), with stack buffers sized for
@@ -621,19 +621,6 @@ fn loss_and_best(z: &[f32], label: u8) -> (f64, usize) {
     let max = z[best];
     let sum: f64 = z.iter().map(|&v| f64::from(v - max).exp()).sum();
     (sum.ln() - f64::from(z[usize::from(label)] - max), best)
-}
-
-#[cfg(feature = "std")]
-/// An [`EvalResult`] from the summed loss and the confusion matrix of `n` examples.
-fn eval_result(loss: f64, confusion: Vec<Vec<usize>>, n: usize) -> EvalResult {
-    let correct = (0..confusion.len()).map(|c| confusion[c][c]).sum();
-    EvalResult {
-        loss: loss / n.max(1) as f64,
-        accuracy: correct as f64 / n.max(1) as f64,
-        correct,
-        count: n,
-        confusion,
-    }
 }
 
 #[cfg(feature = "std")]

@@ -47,6 +47,20 @@ pub struct EvalResult {
     pub confusion: Vec<Vec<usize>>,
 }
 
+impl EvalResult {
+    /// The result of `n` examples from their summed loss and their confusion matrix.
+    pub(crate) fn from_confusion(loss_sum: f64, confusion: Vec<Vec<usize>>, n: usize) -> Self {
+        let correct = (0..confusion.len()).map(|c| confusion[c][c]).sum();
+        EvalResult {
+            loss: loss_sum / n.max(1) as f64,
+            accuracy: correct as f64 / n.max(1) as f64,
+            correct,
+            count: n,
+            confusion,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Chunk {
     /// The non-zero pixels of this chunk of the dataset last listed.
@@ -273,14 +287,7 @@ impl Evaluator {
                 confusion[usize::from(l)][p] += 1;
             }
         }
-        let correct = (0..classes).map(|c| confusion[c][c]).sum();
-        EvalResult {
-            loss: loss / n.max(1) as f64,
-            accuracy: correct as f64 / n.max(1) as f64,
-            correct,
-            count: n,
-            confusion,
-        }
+        EvalResult::from_confusion(loss, confusion, n)
     }
 
     /// The [`Dataset::id`] of the dataset whose non-zero pixels this evaluator keeps listed,

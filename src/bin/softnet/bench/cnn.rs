@@ -70,13 +70,25 @@ pub fn infer_1_us(mnist: &Mnist, model: &Model, samples: usize, per_sample: usiz
     let test = &mnist.test;
     // Warm-up: the workspace's pages and the filters' first trip through the caches.
     std::hint::black_box(model.inference(Input::Pixels(test.image(0)), 1, &mut ws)[0]);
+    per_image_us(test, samples, per_sample, |image| {
+        model.inference(Input::Pixels(image), 1, &mut ws)[0]
+    })
+}
+
+/// Samples of the mean microseconds `one` takes on an image, each over `per_sample` test
+/// images taken in turn; what `one` returns is kept so the work is not optimised away.
+fn per_image_us(
+    test: &Dataset,
+    samples: usize,
+    per_sample: usize,
+    mut one: impl FnMut(&[u8]) -> f32,
+) -> Spread {
     let times = (0..samples.max(1))
         .map(|s| {
             let started = Instant::now();
             let mut sink = 0.0;
             for i in 0..per_sample {
-                let image = test.image((s * per_sample + i) % test.len());
-                sink += model.inference(Input::Pixels(image), 1, &mut ws)[0];
+                sink += one(test.image((s * per_sample + i) % test.len()));
             }
             std::hint::black_box(sink);
             started.elapsed().as_secs_f64() * 1e6 / per_sample as f64
@@ -98,19 +110,9 @@ pub fn infer_1_pool_us(
     let mut evaluator = Evaluator::new(model, 1, threads);
     let test = &mnist.test;
     std::hint::black_box(evaluator.one(model, Input::Pixels(test.image(0)))[0]);
-    let times = (0..samples.max(1))
-        .map(|s| {
-            let started = Instant::now();
-            let mut sink = 0.0;
-            for i in 0..per_sample {
-                let image = test.image((s * per_sample + i) % test.len());
-                sink += evaluator.one(model, Input::Pixels(image))[0];
-            }
-            std::hint::black_box(sink);
-            started.elapsed().as_secs_f64() * 1e6 / per_sample as f64
-        })
-        .collect();
-    Spread::of(times)
+    per_image_us(test, samples, per_sample, |image| {
+        evaluator.one(model, Input::Pixels(image))[0]
+    })
 }
 
 /// Microseconds of one image through an int8 [`Classifier`] (`logits_into`, one thread),
@@ -125,20 +127,10 @@ pub fn int8_infer_1_us(
     let mut logits = vec![0.0; classifier.classes()];
     // Warm-up: the thread's scratch is made at its first prediction.
     classifier.logits_into(test.image(0), &mut logits);
-    let times = (0..samples.max(1))
-        .map(|s| {
-            let started = Instant::now();
-            let mut sink = 0.0;
-            for i in 0..per_sample {
-                let image = test.image((s * per_sample + i) % test.len());
-                classifier.logits_into(image, &mut logits);
-                sink += logits[0];
-            }
-            std::hint::black_box(sink);
-            started.elapsed().as_secs_f64() * 1e6 / per_sample as f64
-        })
-        .collect();
-    Spread::of(times)
+    per_image_us(test, samples, per_sample, |image| {
+        classifier.logits_into(image, &mut logits);
+        logits[0]
+    })
 }
 
 /// Milliseconds of evaluating an int8 [`Classifier`] on `images` on `threads` threads
