@@ -5,7 +5,7 @@
 //! inputs with their packed weights, which the model packs once per parameter change
 //! (`ListedWeights`) and every pass shares.
 
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::kernels::listed::{self, NonZeroRows, PackedWeights};
 use crate::kernels::{self, gemm, narrow, GemmWorkspace, MatRef, PixelRef};
@@ -330,14 +330,6 @@ impl Split {
         }
     }
 
-    /// A packing workspace no other piece holds now (at most one piece a thread runs at a
-    /// time, so one is free).
-    fn gemm_workspace(gemm: &[Mutex<GemmWorkspace>]) -> MutexGuard<'_, GemmWorkspace> {
-        gemm.iter()
-            .find_map(|w| w.try_lock().ok())
-            .unwrap_or_else(|| gemm[0].lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
     /// `out[rows, cols]` from the blocks of [`PIECE`] columns that `piece(i, first, width,
     /// block)` computes into `block` (`[rows, width]`), pieces on `fork`.
     fn columns(
@@ -358,7 +350,7 @@ impl Split {
                 first,
                 width,
                 &mut block[..rows * width],
-                &mut Self::gemm_workspace(gemm),
+                &mut super::lock_free_one(gemm),
             );
         });
         for (i, block) in blocks.chunks_exact(rows * PIECE).enumerate() {
@@ -444,7 +436,7 @@ impl Linear {
                 let first = i * PIECE;
                 let height = block.len() / n;
                 let xt = MatRef::row_major(&x[first..], k).t();
-                let ws = &mut Split::gemm_workspace(gemm_ws);
+                let ws = &mut super::lock_free_one(gemm_ws);
                 gemm(height, n, rows, xt, d, block, n, false, ws);
             });
         }

@@ -28,3 +28,17 @@ pub use graph::scope;
 pub use linear::Input;
 pub use model::{LayerParams, Mode, Model, ParamView};
 pub use workspace::Workspace;
+
+/// One of `slots` that no other worker holds now, for a piece of work that runs at most one
+/// at a time on each thread (so, with a slot per thread, one is free); the first slot, waited
+/// for, if none is.
+pub(crate) fn lock_free_one<T>(slots: &[std::sync::Mutex<T>]) -> std::sync::MutexGuard<'_, T> {
+    slots
+        .iter()
+        .find_map(|w| w.try_lock().ok())
+        .unwrap_or_else(|| {
+            slots[0]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
+}

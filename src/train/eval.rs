@@ -1,6 +1,6 @@
 //! `evaluation`: loss, accuracy and confusion matrix over a whole dataset.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use super::parallel::Pool;
 use crate::data::{Dataset, PIXELS};
@@ -217,8 +217,8 @@ impl Evaluator {
         if let Some((head, head_workspaces)) = &self.head {
             let mut groups: Vec<_> = work.chunks_mut(HEAD_CHUNKS).collect();
             self.pool.for_each(&mut groups, |group| {
-                let mut ws = free_workspace(workspaces);
-                let mut head_ws = free_workspace(head_workspaces);
+                let mut ws = crate::nn::lock_free_one(workspaces);
+                let mut head_ws = crate::nn::lock_free_one(head_workspaces);
                 // Each chunk through the layers before the head, its output stacked
                 // into the head's input.
                 let mut at = 0;
@@ -263,7 +263,7 @@ impl Evaluator {
                 } else {
                     Input::Pixels(pixels)
                 };
-                let mut ws = free_workspace(workspaces);
+                let mut ws = crate::nn::lock_free_one(workspaces);
                 let logits = model.inference(input, rows, &mut ws);
                 logits_out.copy_from_slice(logits);
                 drop(ws);
@@ -311,15 +311,6 @@ fn eval_head_workspace(model: &Model, rows: usize, head: usize) -> Workspace {
     ws.masks.iter_mut().for_each(|m| *m = Vec::new());
     ws.trainable = false;
     ws
-}
-
-/// A workspace of `workspaces` that no other thread holds now: at most one chunk (or group
-/// of chunks) a thread runs at a time, so one is free. Results do not depend on which.
-fn free_workspace(workspaces: &[Mutex<Workspace>]) -> std::sync::MutexGuard<'_, Workspace> {
-    workspaces
-        .iter()
-        .find_map(|w| w.try_lock().ok())
-        .unwrap_or_else(|| workspaces[0].lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Evaluates `model` on `data` with fresh buffers (see [`Evaluator`] to reuse them).

@@ -17,7 +17,7 @@ pub use run::{
     Silent, TrainError,
 };
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 
 use crate::data::batch::{gather, Batcher};
 use crate::data::{BatchOrder, Rows, PIXELS};
@@ -167,7 +167,7 @@ impl FusedWeight<'_> {
             return;
         }
         let (k, n) = (self.k, self.n);
-        let mut scratch = lock_free_one(self.scratch);
+        let mut scratch = crate::nn::lock_free_one(self.scratch);
         let FusedScratch { gemm: ws, grad } = &mut *scratch;
         let grad = &mut grad[..height * n];
         let xt = MatRef::row_major(&self.x[first..], k).t();
@@ -176,15 +176,6 @@ impl FusedWeight<'_> {
         self.update
             .apply_part(part.params, grad, part.first, part.second);
     }
-}
-
-/// One of `slots` that no other piece holds now (at most one piece a thread runs at a
-/// time, so one is free).
-fn lock_free_one<T>(slots: &[Mutex<T>]) -> MutexGuard<'_, T> {
-    slots
-        .iter()
-        .find_map(|w| w.try_lock().ok())
-        .unwrap_or_else(|| slots[0].lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Whether a step's mean loss lets its update be applied by [`Trainer::step_guarded`].
